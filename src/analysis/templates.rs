@@ -1,0 +1,573 @@
+//! Contexts and phrasings: the task grammar's vocabulary and templates, checked and lowered.
+//! Also the two numbers the rest of analysis needs from them: how large an op(G) a context's
+//! name pools can hold, and how many tokens a problem can take.
+
+use super::fields::{Env, Fields, Reader};
+use crate::diagnostics::{AnalysisError, Problem};
+use crate::plan::{ContextSpec, NamePool, PhrasingSpec};
+use crate::syntax::Span;
+use crate::syntax::ast::Block;
+
+/// A phrasing's slots: name, the placeholders its template may use, and what it renders.
+/// Every slot is required, so a phrasing is complete by construction.
+pub const SLOTS: &[(&str, &[&str], &str)] = &[
+    (
+        "instance_name",
+        &["item", "entity"],
+        "the name of an item quantity",
+    ),
+    (
+        "total_name",
+        &["total", "entity"],
+        "the name of an entity's total",
+    ),
+    (
+        "instance_ref",
+        &["name", "var"],
+        "an item quantity inside a sentence",
+    ),
+    ("total_ref", &["name", "var"], "a total inside a sentence"),
+    (
+        "fact",
+        &["quantity", "expr"],
+        "a problem sentence stating a quantity",
+    ),
+    ("sum", &["terms"], "a sum of two or more terms"),
+    ("difference", &["a", "b"], "a difference of two terms"),
+    ("plus", &["k", "expr"], "a constant plus an expression"),
+    ("times", &["k", "expr"], "a constant times an expression"),
+    ("pair_separator", &[], "between the two terms of a sum"),
+    ("list_separator", &[], "between terms of a longer sum"),
+    ("list_final", &[], "before the last term of a longer sum"),
+    ("sentence_end", &[], "after every problem sentence"),
+    (
+        "unknown",
+        &["quantity"],
+        "the sentence of a reverse problem's unknown",
+    ),
+    (
+        "known",
+        &["quantity", "value"],
+        "the extra sentence of a reverse problem stating the total",
+    ),
+    (
+        "question",
+        &["context_question", "quantity", "var"],
+        "the question",
+    ),
+    ("define", &["name", "var"], "opens a solution step"),
+    (
+        "assign",
+        &["var", "expr", "values", "value"],
+        "a computed assignment",
+    ),
+    (
+        "assign_leaf",
+        &["var", "value"],
+        "an assignment of a given value",
+    ),
+    (
+        "assign_copy",
+        &["var", "expr", "value"],
+        "an assignment copying another quantity",
+    ),
+    ("final_prefix", &[], "before a step's final assignment"),
+    ("assign_separator", &[], "between assignments of one step"),
+    ("step_end", &[], "after every solution step"),
+    ("answer", &["value"], "the closing answer line"),
+    ("reverse_intro", &[], "opens a reverse-mode solution"),
+    (
+        "reverse_unknown",
+        &["name", "var"],
+        "the step that introduces x",
+    ),
+    (
+        "reverse_solve",
+        &["var", "value", "lhs", "moved", "coef", "rhs", "x"],
+        "solving the final equation",
+    ),
+];
+
+/// Placeholders of the context question templates.
+const ASK_TOTAL: &[&str] = &["total", "entity"];
+const ASK_ITEM: &[&str] = &["item", "entity"];
+
+/// The reference draws at most this many names per layer for one problem.
+const MAX_NAMES_PER_LAYER: usize = 5;
+
+/// Lowers a `context` block.
+pub(crate) fn lower_context(
+    block: &Block,
+    name: &str,
+    sink: &mut Vec<Problem>,
+) -> Option<ContextSpec> {
+    let fields = Fields::collect(
+        block,
+        &[
+            "entity",
+            "entities",
+            "total",
+            "items",
+            "ask_total",
+            "ask_item",
+        ],
+        &["entities", "items"],
+        sink,
+    );
+    let errors_before = sink.len();
+    let entity = fields
+        .require("entity", "entity \"Location\"", sink)
+        .and_then(|l| single_string(l, sink));
+    let total = fields
+        .require("total", "total \"total number of adult animals\"", sink)
+        .and_then(|l| single_string(l, sink));
+    let entities = pools(
+        &fields,
+        "entities",
+        "entities wild \"Pine Ridge\", \"Maple Creek\"",
+        sink,
+    );
+    let items = pools(
+        &fields,
+        "items",
+        "items mammal \"adult bear\", \"adult wolf\"",
+        sink,
+    );
+    let ask_total = fields
+        .require(
+            "ask_total",
+            "ask_total \"What is the {total} in {entity}?\"",
+            sink,
+        )
+        .and_then(|l| template(l, "ask_total", ASK_TOTAL, sink));
+    let ask_item = fields
+        .require(
+            "ask_item",
+            "ask_item \"How many {item} does {entity} have?\"",
+            sink,
+        )
+        .and_then(|l| template(l, "ask_item", ASK_ITEM, sink));
+    if sink.len() > errors_before {
+        return None;
+    }
+    let (entities, items) = (entities?, items?);
+    let capacity = capacity(&entities, &items);
+    Some(ContextSpec {
+        name: name.to_owned(),
+        entity_category: entity?,
+        entities,
+        total: total?,
+        items,
+        ask_total: ask_total?,
+        ask_item: ask_item?,
+        capacity,
+    })
+}
+
+/// The largest op(G) a problem over these pools can have. A problem uses one entity pool and
+/// one item pool, at most five names each; every item quantity has at most three parents plus
+/// a constant (4 ops), and every entity total sums at most one quantity per item.
+fn capacity(entities: &[NamePool], items: &[NamePool]) -> u32 {
+    let smallest = |pools: &[NamePool]| {
+        pools
+            .iter()
+            .map(|p| p.names.len().min(MAX_NAMES_PER_LAYER))
+            .min()
+            .unwrap_or(0)
+    };
+    let (e, i) = (smallest(entities), smallest(items));
+    (4 * e * i + e * i) as u32
+}
+
+fn single_string(line: &crate::syntax::ast::Line, sink: &mut Vec<Problem>) -> Option<String> {
+    let mut r = Reader::new(line, Env::Fixed, "field \"text\"", sink)?;
+    let (value, _) = r.string("a string")?;
+    r.finish();
+    Some(value)
+}
+
+fn pools(
+    fields: &Fields<'_>,
+    field: &'static str,
+    example: &str,
+    sink: &mut Vec<Problem>,
+) -> Option<Vec<NamePool>> {
+    let lines = fields.all(field);
+    if lines.is_empty() {
+        fields.require(field, example, sink);
+        return None;
+    }
+    let mut pools = Vec::new();
+    for line in lines {
+        let mut r = Reader::new(
+            line,
+            Env::Fixed,
+            "entities POOL \"name\", \"name\", ...",
+            sink,
+        )?;
+        let pool = r.name("a pool name")?;
+        let mut names = Vec::new();
+        let mut spans = Vec::new();
+        if r.group_done() {
+            r.sink.push(
+                AnalysisError::EmptyList {
+                    what: format!("pool `{}`", pool.text),
+                    span: pool.span,
+                    help: Some(format!("write `{example}`")),
+                }
+                .into(),
+            );
+            return None;
+        }
+        loop {
+            let (value, span) = r.string("a name in quotes")?;
+            if value.trim().is_empty() {
+                r.out_of_range("a name", "non-empty", "\"\"".to_owned(), span);
+                return None;
+            }
+            if let Some(i) = names.iter().position(|n| *n == value) {
+                r.sink.push(
+                    AnalysisError::DuplicateName {
+                        kind: "pool entry",
+                        name: value,
+                        span,
+                        first: spans[i],
+                    }
+                    .into(),
+                );
+                return None;
+            }
+            names.push(value);
+            spans.push(span);
+            if !r.group_done() || !r.next_group() {
+                break;
+            }
+        }
+        r.finish();
+        pools.push(NamePool {
+            name: pool.text,
+            names,
+        });
+    }
+    Some(pools)
+}
+
+/// Reads a template string and checks its placeholders against `allowed`.
+fn template(
+    line: &crate::syntax::ast::Line,
+    slot: &str,
+    allowed: &[&str],
+    sink: &mut Vec<Problem>,
+) -> Option<String> {
+    let mut r = Reader::new(
+        line,
+        Env::Fixed,
+        "slot \"template with {placeholders}\"",
+        sink,
+    )?;
+    let (text, span) = r.string("a template string")?;
+    r.finish();
+    check_template(&text, slot, allowed, span, sink).then_some(text)
+}
+
+/// The placeholders of a template, or the first unmatched brace.
+pub fn placeholders(text: &str) -> Result<Vec<&str>, char> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
+            b'}' if bytes.get(i + 1) == Some(&b'}') => i += 2,
+            b'{' => {
+                let close = text[i + 1..].find(['}', '{']).ok_or('{')?;
+                if bytes[i + 1 + close] == b'{' {
+                    return Err('{');
+                }
+                out.push(&text[i + 1..i + 1 + close]);
+                i += close + 2;
+            }
+            b'}' => return Err('}'),
+            _ => i += 1,
+        }
+    }
+    Ok(out)
+}
+
+fn check_template(
+    text: &str,
+    slot: &str,
+    allowed: &[&str],
+    span: Span,
+    sink: &mut Vec<Problem>,
+) -> bool {
+    match placeholders(text) {
+        Err(brace) => {
+            sink.push(
+                AnalysisError::MalformedTemplate {
+                    slot: slot.to_owned(),
+                    brace,
+                    span,
+                }
+                .into(),
+            );
+            false
+        }
+        Ok(found) => {
+            let mut ok = true;
+            for placeholder in found {
+                if !allowed.contains(&placeholder) {
+                    let list = allowed
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let help = super::suggest::closest(placeholder, allowed.iter().copied())
+                        .map(|best| format!("did you mean `{{{best}}}`?"))
+                        .or_else(|| {
+                            Some(if allowed.is_empty() {
+                                format!("`{slot}` takes no placeholders")
+                            } else {
+                                format!("`{slot}` provides {list}")
+                            })
+                        });
+                    sink.push(
+                        AnalysisError::UnknownPlaceholder {
+                            slot: slot.to_owned(),
+                            placeholder: placeholder.to_owned(),
+                            span,
+                            help,
+                        }
+                        .into(),
+                    );
+                    ok = false;
+                }
+            }
+            ok
+        }
+    }
+}
+
+/// Lowers a `phrasing` block.
+pub(crate) fn lower_phrasing(
+    block: &Block,
+    name: &str,
+    sink: &mut Vec<Problem>,
+) -> Option<PhrasingSpec> {
+    let names: Vec<&'static str> = SLOTS.iter().map(|(slot, _, _)| *slot).collect();
+    let fields = Fields::collect(block, &names, &[], sink);
+    let mut templates = Vec::with_capacity(SLOTS.len());
+    let mut ok = true;
+    for (slot, allowed, what) in SLOTS {
+        let example = format!("{slot} \"...\"  # {what}");
+        match fields.require(slot, &example, sink) {
+            Some(line) => match template(line, slot, allowed, sink) {
+                Some(text) => templates.push(((*slot).to_owned(), text)),
+                None => ok = false,
+            },
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let shows = |slot: &str| {
+        templates
+            .iter()
+            .any(|(s, t)| s == slot && t.contains("{name}"))
+    };
+    let shows_context = shows("instance_ref") || shows("total_ref");
+    Some(PhrasingSpec {
+        name: name.to_owned(),
+        templates,
+        shows_context,
+    })
+}
+
+/// Tokens in a text under rlp's word-level tokenizer: each run of letters or digits is one
+/// token and each other non-space character is one token.
+#[must_use]
+pub fn count_tokens(text: &str) -> u64 {
+    let mut count = 0;
+    let mut in_word = false;
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '_' || c == '\'' {
+            if !in_word {
+                count += 1;
+                in_word = true;
+            }
+        } else {
+            in_word = false;
+            if !c.is_whitespace() {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Fills a template's placeholders from `values`; unknown placeholders become empty.
+#[must_use]
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        out.push_str(&rest[..open]);
+        let tail = &rest[open..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+        } else if let (true, Some(close)) = (tail.starts_with('{'), tail.find('}')) {
+            let key = &tail[1..close];
+            if let Some((_, v)) = values.iter().find(|(k, _)| *k == key) {
+                out.push_str(v);
+            }
+            rest = &tail[close + 1..];
+        } else {
+            out.push_str(&tail[..1]);
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A worst-case estimate of the tokens of one whole training example (problem, solution,
+/// answer and tags) at op `op`: every sentence as long as the longest names and the widest
+/// expression make it, as many distractors as the structure can hold. Used to check that a
+/// model's context is long enough before any compute is spent.
+#[must_use]
+pub fn max_example_tokens(
+    contexts: &[&ContextSpec],
+    phrasing: &PhrasingSpec,
+    op: u32,
+    distractors: bool,
+    max_value: i64,
+) -> u64 {
+    let t = |slot: &str| phrasing.template(slot).unwrap_or("");
+    let longest = |pools: &[NamePool]| {
+        pools
+            .iter()
+            .flat_map(|p| &p.names)
+            .max_by_key(|n| (count_tokens(n), n.len()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let value = max_value.to_string();
+    let mut worst_sentence = 0;
+    let mut worst_step = 0;
+    let mut worst_question = 0;
+    let mut structure = 0;
+    for context in contexts {
+        let entity = longest(&context.entities);
+        let item = longest(&context.items);
+        let instance = fill(t("instance_name"), &[("item", &item), ("entity", &entity)]);
+        let total = fill(
+            t("total_name"),
+            &[("total", &context.total), ("entity", &entity)],
+        );
+        let name = if count_tokens(&instance) >= count_tokens(&total) {
+            instance
+        } else {
+            total
+        };
+        let reference = fill(t("instance_ref"), &[("name", &name), ("var", "V")]);
+        let sep = t("list_separator");
+        let terms = format!("{reference}{sep}{reference}{}{reference}", t("list_final"));
+        let sum = fill(t("sum"), &[("terms", &terms)]);
+        let expr = fill(t("times"), &[("k", "4"), ("expr", &sum)]);
+        let sentence =
+            fill(t("fact"), &[("quantity", &reference), ("expr", &expr)]) + t("sentence_end");
+        worst_sentence = worst_sentence.max(count_tokens(&sentence));
+        let ask = fill(
+            &context.ask_total,
+            &[("total", &context.total), ("entity", &entity)],
+        );
+        let question = fill(
+            t("question"),
+            &[
+                ("context_question", &ask),
+                ("quantity", &reference),
+                ("var", "V"),
+            ],
+        );
+        worst_question = worst_question.max(count_tokens(&question));
+        // A step of a 3-term sum with a constant: two chained partial sums, then the constant.
+        let assign = fill(
+            t("assign"),
+            &[
+                ("var", "V"),
+                ("expr", "V + V"),
+                ("values", &format!("{value} + {value}")),
+                ("value", &value),
+            ],
+        );
+        let step = fill(t("define"), &[("name", &name), ("var", "V")])
+            + &[assign.as_str(); 3].join(t("assign_separator"))
+            + t("final_prefix")
+            + t("step_end");
+        worst_step = worst_step.max(count_tokens(&step));
+        let per_layer = |pools: &[NamePool]| {
+            pools
+                .iter()
+                .map(|p| p.names.len().min(MAX_NAMES_PER_LAYER))
+                .max()
+                .unwrap_or(0)
+        };
+        structure =
+            structure.max((per_layer(&context.entities) * per_layer(&context.items)) as u64);
+    }
+    let op = u64::from(op);
+    let sentences = if distractors { structure.max(op) } else { op } + 1;
+    let reverse = count_tokens(t("reverse_intro"))
+        + count_tokens(t("reverse_unknown"))
+        + count_tokens(&fill(
+            t("reverse_solve"),
+            &[
+                ("var", "V"),
+                ("value", &value),
+                ("lhs", "4*x + 1000"),
+                ("moved", "4*x - 1000"),
+                ("coef", "4"),
+                ("rhs", &value),
+                ("x", &value),
+            ],
+        ));
+    let answer = count_tokens(&fill(t("answer"), &[("value", &value)]));
+    // `<question>`, `</question>`, `<solution>`, `</solution>`, `<answer>`, `</answer>`, BOS, EOS.
+    let tags = 8;
+    tags + sentences * worst_sentence + worst_question + op * worst_step + reverse + answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found_and_braces_escaped() {
+        assert_eq!(
+            placeholders("Define {name} as {var}; "),
+            Ok(vec!["name", "var"])
+        );
+        assert_eq!(placeholders("{{literal}} {x}"), Ok(vec!["x"]));
+        assert_eq!(placeholders("oops {name"), Err('{'));
+        assert_eq!(placeholders("oops name}"), Err('}'));
+    }
+
+    #[test]
+    fn fill_substitutes_and_unescapes() {
+        assert_eq!(
+            fill("so {var} = {value}. {{x}}", &[("var", "V"), ("value", "3")]),
+            "so V = 3. {x}"
+        );
+    }
+
+    #[test]
+    fn tokens_are_words_and_punctuation() {
+        assert_eq!(
+            count_tokens("Define adult owl in South Zoo as V; so V = 3. "),
+            14
+        );
+        assert_eq!(count_tokens("don't"), 1);
+    }
+}

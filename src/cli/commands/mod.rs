@@ -1,0 +1,6 @@
+//! One file per subcommand.
+
+pub(super) mod check;
+pub(super) mod explain;
+pub(super) mod fmt;
+pub(super) mod plan;

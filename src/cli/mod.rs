@@ -1,0 +1,95 @@
+//! The `rlp` command line: argument parsing, dispatch to one file per subcommand, and the
+//! mapping of outcomes to exit codes. This is the only module that prints.
+//!
+//! Exit codes: 0 success; 1 the input has problems (diagnostics, or `fmt --check` found
+//! differences); 2 usage or I/O error. rlp never exits with a panic's 101 on any input.
+
+mod args;
+mod commands;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+pub use args::{Arguments, Command, OutputFormat};
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Everything fine.
+    Success,
+    /// The input has problems.
+    Problems,
+    /// Bad usage or an I/O error.
+    Error,
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> Self {
+        ExitCode::from(match status {
+            Status::Success => 0,
+            Status::Problems => 1,
+            Status::Error => 2,
+        })
+    }
+}
+
+/// Runs `rlp` with the process arguments.
+#[must_use]
+pub fn main() -> ExitCode {
+    run(std::env::args_os()).into()
+}
+
+/// Runs `rlp` with the given arguments (the first is the program name).
+pub fn run<I, T>(args: I) -> Status
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let arguments = match Arguments::try_parse_from(args) {
+        Ok(arguments) => arguments,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                Status::Error
+            } else {
+                Status::Success
+            };
+        }
+    };
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    match arguments.command {
+        Command::Check { files, format } => commands::check::run(&files, format, color),
+        Command::Plan { file } => commands::plan::run(&file, color),
+        Command::Explain { code } => commands::explain::run(code.as_deref()),
+        Command::Fmt { files, check } => commands::fmt::run(&files, check, color),
+    }
+}
+
+/// Reads a file, or reports why it cannot be read.
+fn read(path: &std::path::Path) -> Result<Vec<u8>, Status> {
+    std::fs::read(path).map_err(|error| {
+        eprint_line(&format!("error: cannot read {}: {error}", path.display()));
+        Status::Error
+    })
+}
+
+#[allow(clippy::print_stderr)]
+fn eprint_line(text: &str) {
+    eprintln!("{text}");
+}
+
+#[allow(clippy::print_stderr)]
+fn eprint_raw(text: &str) {
+    eprint!("{text}");
+}
+
+#[allow(clippy::print_stdout)]
+fn print_raw(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`rlp plan x | head`) is not an error worth a panic.
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

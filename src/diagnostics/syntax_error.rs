@@ -1,0 +1,60 @@
+//! Errors of the parsing phase.
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::syntax::Span;
+
+/// A problem found while parsing. pest stops at the first one, so a file has at most one.
+#[derive(Debug, Clone, Error, Diagnostic)]
+pub enum SyntaxError {
+    /// The text does not follow the grammar at this point.
+    #[error("expected {expected}, found {found}")]
+    #[diagnostic(code(rlp::E0101))]
+    Unexpected {
+        /// What the grammar allows here.
+        expected: String,
+        /// What is there instead.
+        found: String,
+        /// Where.
+        #[label("expected {expected}")]
+        span: Span,
+        /// A hint for common mistakes.
+        #[help]
+        help: Option<String>,
+    },
+
+    /// Brackets are nested deeper than the parser allows.
+    #[error("brackets are nested more than {limit} levels deep")]
+    #[diagnostic(code(rlp::E0102), help("split the expression into simpler parts"))]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+        /// The bracket that went over it.
+        #[label("too deep here")]
+        span: Span,
+    },
+
+    /// The file is not UTF-8 text.
+    #[error("the file is not valid UTF-8")]
+    #[diagnostic(code(rlp::E0103), help("save the file as UTF-8 text"))]
+    InvalidUtf8 {
+        /// The first bad byte.
+        #[label("invalid byte here")]
+        span: Span,
+    },
+
+    /// A number literal is too large to represent.
+    #[error("the number `{text}` is too large")]
+    #[diagnostic(
+        code(rlp::E0104),
+        help("write a finite number; the largest is about 1.8e308")
+    )]
+    InvalidNumber {
+        /// The literal as written.
+        text: String,
+        /// Where.
+        #[label("not a finite number")]
+        span: Span,
+    },
+}

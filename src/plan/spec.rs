@@ -1,0 +1,542 @@
+//! Typed specifications of everything a plan contains.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub usize);
+    };
+}
+
+id_type!(
+    /// Index into [`super::Plan::contexts`].
+    ContextId
+);
+id_type!(
+    /// Index into [`super::Plan::phrasings`].
+    PhrasingId
+);
+id_type!(
+    /// Index into [`super::Plan::tasks`].
+    TaskId
+);
+id_type!(
+    /// Index into [`super::Plan::models`].
+    ModelId
+);
+id_type!(
+    /// Index into [`super::Plan::rewards`].
+    RewardId
+);
+id_type!(
+    /// Index into [`super::Plan::stages`].
+    StageId
+);
+
+/// A named pool of names; one pool per layer is chosen per problem.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NamePool {
+    /// The pool's name (`wild`, `mammal`, ...).
+    pub name: String,
+    /// The names.
+    pub names: Vec<String>,
+}
+
+/// The surface vocabulary of problems.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContextSpec {
+    /// The context's name.
+    pub name: String,
+    /// The entity (layer-0) category, e.g. `Location`.
+    pub entity_category: String,
+    /// Entity name pools.
+    pub entities: Vec<NamePool>,
+    /// The name of an entity's total, e.g. `total number of adult animals`.
+    pub total: String,
+    /// Item (layer-1) name pools.
+    pub items: Vec<NamePool>,
+    /// Question about a total: placeholders `{total}`, `{entity}`.
+    pub ask_total: String,
+    /// Question about an item: placeholders `{item}`, `{entity}`.
+    pub ask_item: String,
+    /// The largest op(G) the pools can hold.
+    pub capacity: u32,
+}
+
+/// Sentence and solution templates, slot name → template.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhrasingSpec {
+    /// The phrasing's name.
+    pub name: String,
+    /// Every slot, in the canonical order of [`crate::analysis::templates::SLOTS`].
+    pub templates: Vec<(String, String)>,
+    /// Whether problems in this phrasing show context names (entities, items).
+    pub shows_context: bool,
+}
+
+impl PhrasingSpec {
+    /// The template of a slot.
+    #[must_use]
+    pub fn template(&self, slot: &str) -> Option<&str> {
+        self.templates
+            .iter()
+            .find(|(s, _)| s == slot)
+            .map(|(_, t)| t.as_str())
+    }
+}
+
+/// Weights of forward and reverse (solve-for-x) problems.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ModeWeights {
+    /// Share of forward problems.
+    pub forward: f64,
+    /// Share of reverse problems.
+    pub reverse: f64,
+}
+
+/// A generator family over dependency graphs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSpec {
+    /// The task's name.
+    pub name: String,
+    /// Contexts problems are drawn from.
+    pub contexts: Vec<ContextId>,
+    /// The phrasing.
+    pub phrasing: PhrasingId,
+    /// Leaf and "plus" constants, inclusive.
+    pub constants: (i64, i64),
+    /// "times" constants, inclusive.
+    pub multipliers: (i64, i64),
+    /// Largest allowed intermediate value.
+    pub max_value: i64,
+    /// Forward / reverse mix.
+    pub modes: ModeWeights,
+    /// Whether problems carry distractor sentences.
+    pub distractors: bool,
+    /// Largest op(G) the task generates.
+    pub max_op: u32,
+}
+
+/// Forward or reverse problems.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Compute the target from the givens.
+    Forward,
+    /// Solve for an unknown leaf from a stated total.
+    Reverse,
+}
+
+/// A task restricted to ops, contexts and optionally a mode.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceSpec {
+    /// The task.
+    pub task: TaskId,
+    /// Lowest op, inclusive.
+    pub op_min: u32,
+    /// Highest op, inclusive.
+    pub op_max: u32,
+    /// Contexts drawn from (defaults to all of the task's).
+    pub contexts: Vec<ContextId>,
+    /// A fixed mode, or `None` for the task's mix.
+    pub mode: Option<Mode>,
+}
+
+/// A weighted source of a mixture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Component {
+    /// Weight, normalised so that a mixture's weights sum to 1.
+    pub weight: f64,
+    /// The source.
+    pub source: SourceSpec,
+}
+
+/// A stage's data: a named mixture or a single source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataSpec {
+    /// The mixture's name, if the data came from one.
+    pub mixture: Option<String>,
+    /// The components; weights sum to 1.
+    pub components: Vec<Component>,
+}
+
+/// A decoder's architecture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelSpec {
+    /// The model's name.
+    pub name: String,
+    /// Transformer blocks.
+    pub layers: u32,
+    /// Residual width.
+    pub hidden: u32,
+    /// Attention heads.
+    pub heads: u32,
+    /// Key/value heads (grouped-query attention).
+    pub kv_heads: u32,
+    /// SwiGLU inner width.
+    pub ffn: u32,
+    /// Longest sequence, in tokens.
+    pub context: u32,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Whether the output head shares the embedding matrix.
+    pub tied_embeddings: bool,
+    /// Whether q/k/v projections have biases (Qwen2 does).
+    pub qkv_bias: bool,
+    /// RMSNorm epsilon.
+    pub norm_eps: f64,
+    /// Standard deviation of the initial weights.
+    pub init_std: f64,
+    /// Parameters outside the embedding (which depends on the vocabulary).
+    pub non_embedding_params: u64,
+}
+
+/// Learning-rate schedule shape after warmup.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// Half-cosine from peak to floor.
+    Cosine,
+    /// Straight line from peak to floor.
+    Linear,
+    /// Stay at the peak.
+    Constant,
+}
+
+/// A learning-rate schedule.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct LrSchedule {
+    /// Rate after warmup.
+    pub peak: f64,
+    /// Rate at the end.
+    pub floor: f64,
+    /// Shape of the decay.
+    pub decay: Decay,
+    /// Share of steps spent warming up linearly from 0.
+    pub warmup: f64,
+}
+
+/// Which tokens the next-token loss is taken over.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LossTarget {
+    /// Every token of problem and solution (the reference).
+    Full,
+    /// The solution and answer tokens only.
+    Solution,
+}
+
+/// A `pretrain` or `midtrain` stage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainSpec {
+    /// The model.
+    pub model: ModelId,
+    /// The data.
+    pub data: DataSpec,
+    /// Tokens to train on.
+    pub tokens: u64,
+    /// Sequences per optimizer step.
+    pub batch: u32,
+    /// Tokens per sequence.
+    pub seq_len: u32,
+    /// Learning-rate schedule.
+    pub lr: LrSchedule,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Gradient-norm clip.
+    pub grad_clip: f64,
+    /// Loss target.
+    pub loss: LossTarget,
+    /// Held-out loss every this many steps.
+    pub eval_every: u32,
+    /// Checkpoint every this many steps.
+    pub checkpoint_every: u32,
+}
+
+/// The edge-of-competence prompt filter.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct FilterSpec {
+    /// Lowest pass rate kept.
+    pub min_pass_rate: f64,
+    /// Highest pass rate kept.
+    pub max_pass_rate: f64,
+    /// Samples per prompt used to estimate the pass rate.
+    pub samples: u32,
+}
+
+/// An `rl` stage (GRPO).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RlSpec {
+    /// The model (inherited from the parent stage).
+    pub model: ModelId,
+    /// Prompts.
+    pub prompts: DataSpec,
+    /// Rollouts per prompt.
+    pub group: u32,
+    /// Prompts per step.
+    pub prompts_per_step: u32,
+    /// Policy-update steps.
+    pub steps: u32,
+    /// The reward.
+    pub reward: RewardId,
+    /// KL penalty coefficient (k3 estimator, as a loss term).
+    pub kl: f64,
+    /// PPO clip ε below 1.
+    pub clip_low: f64,
+    /// PPO clip ε above 1.
+    pub clip_high: f64,
+    /// Learning rate (constant, as the reference).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Gradient-norm clip.
+    pub grad_clip: f64,
+    /// Rollout temperature.
+    pub temperature: f64,
+    /// Rollout nucleus threshold.
+    pub top_p: f64,
+    /// Longest rollout.
+    pub max_new_tokens: u32,
+    /// Optimisation epochs per batch of rollouts.
+    pub epochs: u32,
+    /// Optional competence filter.
+    pub filter: Option<FilterSpec>,
+    /// Checkpoint every this many steps.
+    pub checkpoint_every: u32,
+}
+
+/// What a stage does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageSpec {
+    /// Next-token training from random initialisation.
+    Pretrain(TrainSpec),
+    /// Next-token training continued from a parent.
+    Midtrain(TrainSpec),
+    /// GRPO from a parent.
+    Rl(RlSpec),
+}
+
+impl StageSpec {
+    /// The stage's model.
+    #[must_use]
+    pub fn model(&self) -> ModelId {
+        match self {
+            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => t.model,
+            StageSpec::Rl(r) => r.model,
+        }
+    }
+
+    /// The data the stage trains on.
+    #[must_use]
+    pub fn data(&self) -> &DataSpec {
+        match self {
+            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => &t.data,
+            StageSpec::Rl(r) => &r.prompts,
+        }
+    }
+
+    /// The keyword of the stage kind.
+    #[must_use]
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StageSpec::Pretrain(_) => "pretrain",
+            StageSpec::Midtrain(_) => "midtrain",
+            StageSpec::Rl(_) => "rl",
+        }
+    }
+}
+
+/// A reward primitive, evaluated by the task engine on (problem, completion).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Primitive {
+    /// 1 if the final answer is right, else 0.
+    Answer,
+    /// Process-verified score in [0, 1] (R_pv).
+    Process,
+    /// 1 if the completion is well-formed, else 0.
+    Format,
+    /// Completion length as a share of the stage's `max_new_tokens`, in [0, 1].
+    Length,
+}
+
+/// A binary operator of a reward expression.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+}
+
+/// A resolved reward expression.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardExpr {
+    /// A constant.
+    Const(f64),
+    /// A primitive.
+    Primitive(Primitive),
+    /// `-e`.
+    Neg(Box<RewardExpr>),
+    /// `a op b`; comparisons give 0 or 1.
+    Binary(RewardOp, Box<RewardExpr>, Box<RewardExpr>),
+    /// `min(...)`.
+    Min(Vec<RewardExpr>),
+    /// `max(...)`.
+    Max(Vec<RewardExpr>),
+    /// `if c { a } else { b }`: a when c is non-zero.
+    If(Box<RewardExpr>, Box<RewardExpr>, Box<RewardExpr>),
+}
+
+impl RewardExpr {
+    /// Evaluates the expression given the primitives' values.
+    #[must_use]
+    pub fn eval(&self, primitive: &impl Fn(Primitive) -> f64) -> f64 {
+        let bool01 = |b: bool| if b { 1.0 } else { 0.0 };
+        match self {
+            RewardExpr::Const(c) => *c,
+            RewardExpr::Primitive(p) => primitive(*p),
+            RewardExpr::Neg(e) => -e.eval(primitive),
+            RewardExpr::Binary(op, a, b) => {
+                let (a, b) = (a.eval(primitive), b.eval(primitive));
+                match op {
+                    RewardOp::Add => a + b,
+                    RewardOp::Sub => a - b,
+                    RewardOp::Mul => a * b,
+                    RewardOp::Div => a / b,
+                    RewardOp::Lt => bool01(a < b),
+                    RewardOp::Le => bool01(a <= b),
+                    RewardOp::Gt => bool01(a > b),
+                    RewardOp::Ge => bool01(a >= b),
+                    RewardOp::Eq => bool01((a - b).abs() < 1e-12),
+                    RewardOp::Ne => bool01((a - b).abs() >= 1e-12),
+                }
+            }
+            RewardExpr::Min(args) => args
+                .iter()
+                .map(|e| e.eval(primitive))
+                .fold(f64::INFINITY, f64::min),
+            RewardExpr::Max(args) => args
+                .iter()
+                .map(|e| e.eval(primitive))
+                .fold(f64::NEG_INFINITY, f64::max),
+            RewardExpr::If(c, a, b) => {
+                if c.eval(primitive) != 0.0 {
+                    a.eval(primitive)
+                } else {
+                    b.eval(primitive)
+                }
+            }
+        }
+    }
+}
+
+/// A named reward.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RewardSpec {
+    /// The reward's name.
+    pub name: String,
+    /// The expression as written.
+    pub source: String,
+    /// The resolved expression.
+    pub expr: RewardExpr,
+    /// Primitives it depends on.
+    pub primitives: Vec<Primitive>,
+}
+
+/// The unit a budget counts in.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetUnit {
+    /// Training tokens.
+    Tokens,
+    /// GRPO steps.
+    RlSteps,
+    /// Floating-point operations (6·N per trained token).
+    Flops,
+}
+
+/// A declared compute budget.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BudgetSpec {
+    /// The budget's name.
+    pub name: String,
+    /// The amount.
+    pub amount: f64,
+    /// Its unit.
+    pub unit: BudgetUnit,
+    /// Tokens per RL step, if declared (`where rl_step = 200k tokens`).
+    pub tokens_per_rl_step: Option<f64>,
+}
+
+/// Which metric an eval reports first.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Every step and the answer checked (the paper's strict criterion).
+    Verified,
+    /// The final answer only.
+    Answer,
+}
+
+/// A named evaluation split.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitSpec {
+    /// The split's name.
+    pub name: String,
+    /// Its problems.
+    pub source: SourceSpec,
+    /// Declared to lie beyond every training range of the evaluated models.
+    pub extrapolative: bool,
+    /// Declared to use contexts no evaluated model trained on.
+    pub held_out: bool,
+}
+
+/// An `eval` block.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalSpec {
+    /// The block's name (`eval` if unnamed).
+    pub name: String,
+    /// Stages whose final models are evaluated.
+    pub models: Vec<StageId>,
+    /// The splits.
+    pub splits: Vec<SplitSpec>,
+    /// Problems per op per split.
+    pub problems_per_op: u32,
+    /// Samples per problem.
+    pub samples: u32,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Nucleus threshold.
+    pub top_p: f64,
+    /// The ks of pass@k.
+    pub pass_at: Vec<u32>,
+    /// The headline metric.
+    pub metric: Metric,
+    /// Longest completion.
+    pub max_new_tokens: u32,
+    /// The eval's seed.
+    pub seed: u64,
+}

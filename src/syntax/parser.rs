@@ -1,0 +1,512 @@
+//! Parsing: source text → [`Ast`]. pest recognises the grammar in `grammar/rlp.pest`; this
+//! module lowers its pairs into the AST and turns pest's errors into coded diagnostics.
+//! The lowering trusts the grammar for the shape of the tree (`presume`), so every user-facing
+//! error comes either from pest or from [`crate::analysis`].
+
+use pest::Parser as _;
+use pest::iterators::{Pair, Pairs};
+
+use super::ast::{
+    Ast, Atom, BinaryOp, Block, BudgetItem, BudgetRate, Expr, Item, Line, Name, Number, Range,
+    RewardItem, SeedItem, Source, SourceArg, Str, Suffix, SweepItem,
+};
+use super::span::Span;
+use crate::diagnostics::SyntaxError;
+
+/// The pest parser generated from `grammar/rlp.pest`.
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar/rlp.pest"]
+pub(crate) struct RlpParser;
+
+/// Deeper nesting than this is rejected before pest sees it, so that no input can exhaust
+/// the stack of the recursive-descent parser.
+const MAX_NESTING: usize = 64;
+
+/// Parses a whole file into its syntax tree.
+pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
+    check_nesting(text)?;
+    let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, &e))?;
+    let file = presume(pairs.next(), "file");
+    let ast = Ast {
+        items: file.into_inner().filter_map(lower_item).collect(),
+    };
+    check_numbers(&ast)?;
+    Ok(ast)
+}
+
+/// The parse tree with comments, for the formatter.
+pub(crate) fn parse_tree(text: &str) -> Result<Pair<'_, Rule>, SyntaxError> {
+    check_nesting(text)?;
+    let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, &e))?;
+    Ok(presume(pairs.next(), "file"))
+}
+
+/// Unwraps a node the grammar guarantees; a `None` here is a bug in rlp, not in the input.
+fn presume<T>(value: Option<T>, what: &str) -> T {
+    value.unwrap_or_else(|| panic!("grammar guarantees {what}"))
+}
+
+fn check_nesting(text: &str) -> Result<(), SyntaxError> {
+    let mut depth = 0usize;
+    for (offset, byte) in text.bytes().enumerate() {
+        match byte {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(SyntaxError::TooDeep {
+                        limit: MAX_NESTING,
+                        span: Span::new(offset, offset + 1),
+                    });
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'#' => {} // brackets in comments are counted too: harmless and simpler
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_numbers(ast: &Ast) -> Result<(), SyntaxError> {
+    let mut bad = None;
+    crate::syntax::visit_numbers(ast, &mut |n: &Number| {
+        if bad.is_none() && !n.value().is_finite() {
+            bad = Some(n.clone());
+        }
+    });
+    match bad {
+        Some(n) => Err(SyntaxError::InvalidNumber {
+            text: n.text,
+            span: n.span,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Converts a pest error into "expected `{`, found `x`".
+fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
+    use pest::error::{ErrorVariant, InputLocation};
+    let offset = match error.location {
+        InputLocation::Pos(p) | InputLocation::Span((p, _)) => p,
+    };
+    let expected = match &error.variant {
+        ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
+        ErrorVariant::CustomError { message } => message.clone(),
+    };
+    let (found, span) = found_at(text, offset);
+    let help = hint_for(&expected, &found);
+    SyntaxError::Unexpected {
+        expected,
+        found,
+        span,
+        help,
+    }
+}
+
+fn describe_expected(rules: &[Rule]) -> String {
+    let mut names: Vec<&str> = rules.iter().filter_map(|r| rule_name(*r)).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [] => "something else".to_owned(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// How a grammar rule is named to users (pest_meta's `rename_meta_rule` idea).
+fn rule_name(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::EOI => "end of file",
+        Rule::item | Rule::use_item | Rule::seed_item | Rule::block_item | Rule::block_kind => {
+            "an item (such as `pretrain`, `task` or `seed`)"
+        }
+        Rule::reward_item => "`reward`",
+        Rule::sweep_item => "`sweep`",
+        Rule::budget_item => "`budget`",
+        Rule::block => "`{`",
+        Rule::line | Rule::atom => "a value",
+        Rule::comma => "`,`",
+        Rule::source | Rule::source_arg => "a source argument such as `op 2..=5`",
+        Rule::range | Rule::range_op => "a range such as `2..=5`",
+        Rule::quantity | Rule::number | Rule::expr_number => "a number",
+        Rule::suffix => "a suffix",
+        Rule::string | Rule::string_inner => "a string",
+        Rule::var => "a sweep variable such as `$range`",
+        Rule::arrow => "`->`",
+        Rule::name | Rule::word | Rule::ident | Rule::expr_name => "a name",
+        Rule::from_clause => "`from`",
+        Rule::budget_rate => "`where`",
+        Rule::sweep_zip => "`zip`",
+        Rule::expr | Rule::if_expr | Rule::compare | Rule::sum | Rule::product | Rule::unary => {
+            "an expression"
+        }
+        Rule::cmp_op => "a comparison",
+        Rule::add_op | Rule::mul_op => "an operator",
+        Rule::call => "a call",
+        Rule::neg => "`-`",
+        // Silent helper rules never reach users.
+        _ => return None,
+    })
+}
+
+/// The token at `offset`, for "found ..." and the label's extent.
+fn found_at(text: &str, offset: usize) -> (String, Span) {
+    let offset = crate::syntax::span::floor_char_boundary(text, offset);
+    let rest = &text[offset..];
+    let Some(first) = rest.chars().next() else {
+        return ("end of file".to_owned(), Span::new(offset, offset));
+    };
+    if first == '\n' || first == '\r' {
+        return (
+            "end of line".to_owned(),
+            Span::new(offset, offset + first.len_utf8()),
+        );
+    }
+    let word_len: usize = rest
+        .char_indices()
+        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+        .map(|(_, c)| c.len_utf8())
+        .sum();
+    let len = if word_len > 0 {
+        word_len
+    } else {
+        first.len_utf8()
+    };
+    (
+        format!("`{}`", &rest[..len]),
+        Span::new(offset, offset + len),
+    )
+}
+
+fn hint_for(expected: &str, found: &str) -> Option<String> {
+    if expected.contains("`{`") && found == "end of line" {
+        return Some("the `{` that opens a block goes on the same line as its name".to_owned());
+    }
+    if found == "end of file" {
+        return Some("the file ends early: is a `}` or `]` missing?".to_owned());
+    }
+    if expected == "end of file" || expected.starts_with("an item") {
+        return Some(
+            "each item starts on its own line: a block (`kind name { ... }`), `seed`, `use`, \
+             `reward`, `sweep` or `budget`"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+fn name(pair: &Pair<'_, Rule>) -> Name {
+    Name {
+        text: pair.as_str().to_owned(),
+        span: pair.as_span().into(),
+    }
+}
+
+fn significant<'i>(pairs: Pairs<'i, Rule>) -> impl Iterator<Item = Pair<'i, Rule>> {
+    pairs.filter(|p| !is_noise(p.as_rule()))
+}
+
+/// Comments and keywords: tokens that carry no content of their own.
+pub(crate) fn is_noise(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::COMMENT
+            | Rule::kw_use
+            | Rule::kw_seed
+            | Rule::kw_reward
+            | Rule::kw_sweep
+            | Rule::kw_budget
+            | Rule::kw_from
+            | Rule::kw_where
+            | Rule::kw_if
+            | Rule::kw_else
+            | Rule::kw_zip
+    )
+}
+
+fn lower_item(pair: Pair<'_, Rule>) -> Option<Item> {
+    let span: Span = pair.as_span().into();
+    let rule = pair.as_rule();
+    let mut inner = significant(pair.into_inner());
+    let item = match rule {
+        Rule::use_item => Item::Use(name(&presume(inner.next(), "use name"))),
+        Rule::seed_item => Item::Seed(SeedItem {
+            value: lower_atom(presume(inner.next(), "seed value")),
+            span,
+        }),
+        Rule::reward_item => {
+            let reward_name = name(&presume(inner.next(), "reward name"));
+            let expr = lower_expr(presume(inner.next(), "reward expr"));
+            Item::Reward(RewardItem {
+                name: reward_name,
+                expr,
+                span,
+            })
+        }
+        Rule::sweep_item => {
+            let sweep_name = name(&presume(inner.next(), "sweep name"));
+            let mut values = Vec::new();
+            let mut zip = None;
+            for part in inner {
+                match part.as_rule() {
+                    Rule::comma => {}
+                    Rule::sweep_zip => {
+                        zip = Some(name(&presume(
+                            significant(part.into_inner()).next(),
+                            "zip name",
+                        )));
+                    }
+                    _ => values.push(lower_atom(part)),
+                }
+            }
+            Item::Sweep(SweepItem {
+                name: sweep_name,
+                values,
+                zip,
+                span,
+            })
+        }
+        Rule::budget_item => {
+            let budget_name = name(&presume(inner.next(), "budget name"));
+            let amount = lower_atom(presume(inner.next(), "budget amount"));
+            let unit = name(&presume(inner.next(), "budget unit"));
+            let rate = inner.next().map(|rate| {
+                let mut parts = significant(rate.into_inner());
+                BudgetRate {
+                    unit: name(&presume(parts.next(), "rate unit")),
+                    amount: lower_atom(presume(parts.next(), "rate amount")),
+                    other: name(&presume(parts.next(), "rate other unit")),
+                }
+            });
+            Item::Budget(BudgetItem {
+                name: budget_name,
+                amount,
+                unit,
+                rate,
+                span,
+            })
+        }
+        Rule::block_item => Item::Block(lower_block(inner, span)),
+        _ => return None, // EOI
+    };
+    Some(item)
+}
+
+fn lower_block<'i>(inner: impl Iterator<Item = Pair<'i, Rule>>, span: Span) -> Block {
+    let mut kind = None;
+    let mut block_name = None;
+    let mut parent = None;
+    let mut lines = Vec::new();
+    for part in inner {
+        match part.as_rule() {
+            Rule::block_kind => kind = Some(name(&part)),
+            Rule::name => block_name = Some(name(&part)),
+            Rule::from_clause => {
+                parent = Some(name(&presume(
+                    significant(part.into_inner()).next(),
+                    "from name",
+                )));
+            }
+            Rule::block => {
+                lines = significant(part.into_inner()).map(lower_line).collect();
+            }
+            _ => {}
+        }
+    }
+    Block {
+        kind: presume(kind, "block kind"),
+        name: block_name,
+        parent,
+        lines,
+        span,
+    }
+}
+
+fn lower_line(pair: Pair<'_, Rule>) -> Line {
+    let span = pair.as_span().into();
+    let mut groups = vec![Vec::new()];
+    for part in significant(pair.into_inner()) {
+        if part.as_rule() == Rule::comma {
+            groups.push(Vec::new());
+        } else if let Some(group) = groups.last_mut() {
+            group.push(lower_atom(part));
+        }
+    }
+    // A trailing comma leaves an empty last group: it carries no meaning.
+    if groups.len() > 1 && groups.last().is_some_and(Vec::is_empty) {
+        groups.pop();
+    }
+    Line { groups, span }
+}
+
+fn lower_number(pair: &Pair<'_, Rule>) -> Number {
+    let span: Span = pair.as_span().into();
+    let mut text = pair.as_str().to_owned();
+    let mut suffix = None;
+    if pair.as_rule() == Rule::quantity {
+        let mut parts = pair.clone().into_inner();
+        let digits = presume(parts.next(), "quantity digits");
+        text = digits.as_str().to_owned();
+        suffix = parts.next().map(|s| match s.as_str() {
+            "%" => Suffix::Percent,
+            "k" | "K" => Suffix::Thousand,
+            "M" => Suffix::Million,
+            _ => Suffix::Billion,
+        });
+    }
+    Number { text, suffix, span }
+}
+
+fn lower_atom(pair: Pair<'_, Rule>) -> Atom {
+    let span: Span = pair.as_span().into();
+    match pair.as_rule() {
+        Rule::name | Rule::word => Atom::Name(name(&pair)),
+        Rule::quantity | Rule::number => Atom::Number(lower_number(&pair)),
+        Rule::range => {
+            let mut parts = pair.into_inner();
+            let lo = lower_number(&presume(parts.next(), "range lo"));
+            let op = presume(parts.next(), "range op");
+            let hi = lower_number(&presume(parts.next(), "range hi"));
+            Atom::Range(Range {
+                lo,
+                hi,
+                inclusive: op.as_str() == "..=",
+                span,
+            })
+        }
+        Rule::string => {
+            let inner = presume(pair.into_inner().next(), "string inner").as_str();
+            Atom::Str(Str {
+                value: unescape(inner),
+                span,
+            })
+        }
+        Rule::var => {
+            let ident = presume(pair.into_inner().next(), "var ident");
+            Atom::Var(Name {
+                text: ident.as_str().to_owned(),
+                span,
+            })
+        }
+        Rule::arrow => Atom::Arrow(span),
+        Rule::source => {
+            let mut parts = significant(pair.into_inner()).filter(|p| p.as_rule() != Rule::comma);
+            let task = name(&presume(parts.next(), "source task"));
+            let args = parts
+                .map(|arg| {
+                    let arg_span = arg.as_span().into();
+                    let mut arg_parts = significant(arg.into_inner());
+                    let key = name(&presume(arg_parts.next(), "source arg key"));
+                    SourceArg {
+                        key,
+                        values: arg_parts.map(lower_atom).collect(),
+                        span: arg_span,
+                    }
+                })
+                .collect();
+            Atom::Source(Source { task, args, span })
+        }
+        other => unreachable!("grammar: {other:?} is not an atom"),
+    }
+}
+
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn lower_expr(pair: Pair<'_, Rule>) -> Expr {
+    let span: Span = pair.as_span().into();
+    match pair.as_rule() {
+        Rule::expr => lower_expr(presume(significant(pair.into_inner()).next(), "expr body")),
+        Rule::if_expr => {
+            let mut parts = significant(pair.into_inner());
+            let condition = Box::new(lower_expr(presume(parts.next(), "if condition")));
+            let then = Box::new(lower_expr(presume(parts.next(), "if then")));
+            let otherwise = Box::new(lower_expr(presume(parts.next(), "if else")));
+            Expr::If {
+                condition,
+                then,
+                otherwise,
+                span,
+            }
+        }
+        Rule::compare | Rule::sum | Rule::product => {
+            let mut parts = significant(pair.into_inner());
+            let mut lhs = lower_expr(presume(parts.next(), "operand"));
+            while let (Some(op), Some(rhs)) = (parts.next(), parts.next()) {
+                let rhs = lower_expr(rhs);
+                let span = lhs.span().to(rhs.span());
+                let op = binary_op(op.as_str());
+                lhs = Expr::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                    span,
+                };
+            }
+            lhs
+        }
+        Rule::unary => {
+            let parts: Vec<_> = significant(pair.into_inner()).collect();
+            let (negs, operand) = parts.split_at(parts.len() - 1);
+            let mut expr = lower_expr(operand[0].clone());
+            for neg in negs.iter().rev() {
+                let span = Span::from(neg.as_span()).to(expr.span());
+                expr = Expr::Neg {
+                    operand: Box::new(expr),
+                    span,
+                };
+            }
+            expr
+        }
+        Rule::call => {
+            let mut parts = significant(pair.into_inner());
+            let function = name(&presume(parts.next(), "call name"));
+            Expr::Call {
+                function,
+                args: parts.map(lower_expr).collect(),
+                span,
+            }
+        }
+        Rule::expr_number => Expr::Number {
+            value: pair.as_str().parse().unwrap_or(f64::NAN),
+            span,
+        },
+        Rule::var => {
+            let ident = presume(pair.into_inner().next(), "var ident");
+            Expr::Var(Name {
+                text: ident.as_str().to_owned(),
+                span,
+            })
+        }
+        Rule::expr_name => Expr::Name(name(&pair)),
+        other => unreachable!("grammar: {other:?} is not an expression"),
+    }
+}
+
+fn binary_op(text: &str) -> BinaryOp {
+    match text {
+        "+" => BinaryOp::Add,
+        "-" => BinaryOp::Sub,
+        "*" => BinaryOp::Mul,
+        "/" => BinaryOp::Div,
+        "<" => BinaryOp::Lt,
+        "<=" => BinaryOp::Le,
+        ">" => BinaryOp::Gt,
+        ">=" => BinaryOp::Ge,
+        "==" => BinaryOp::Eq,
+        _ => BinaryOp::Ne,
+    }
+}

@@ -1,0 +1,182 @@
+//! The real `rlp` binary: exit codes, output streams, JSON shape.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::root;
+
+/// A run of the binary, built up just's `Test` way.
+#[must_use]
+struct Run {
+    args: Vec<String>,
+}
+
+impl Run {
+    fn new(args: &[&str]) -> Self {
+        Self {
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[track_caller]
+    fn expect(self, code: i32) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_rlp"))
+            .args(&self.args)
+            .current_dir(root())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "rlp {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_exit_codes() {
+    Run::new(&["check", "pipelines/quickstart.rlp"]).expect(0);
+    Run::new(&["check", "tests/fixtures/analysis/err/W0101-no-seed.rlp"]).expect(0);
+    let out = Run::new(&[
+        "check",
+        "tests/fixtures/analysis/err/E0405-mixture-weights.rlp",
+    ])
+    .expect(1);
+    assert!(text(&out.stderr).contains("rlp::E0405"));
+    Run::new(&["check", "does/not/exist.rlp"]).expect(2);
+    Run::new(&["check", "pipelines/quickstart.rlp", "does/not/exist.rlp"]).expect(2);
+    Run::new(&["check"]).expect(2);
+    Run::new(&["check", "--format", "yaml", "pipelines/quickstart.rlp"]).expect(2);
+    Run::new(&["frobnicate"]).expect(2);
+    Run::new(&["--help"]).expect(0);
+    Run::new(&["check", "tests/fixtures/syntax/err/E0103-invalid-utf8.rlp"]).expect(1);
+}
+
+#[test]
+fn check_json_has_schema_codes_and_positions() {
+    let out = Run::new(&[
+        "check",
+        "--format",
+        "json",
+        "tests/fixtures/analysis/err/E0204-unknown-field.rlp",
+        "pipelines/quickstart.rlp",
+    ])
+    .expect(1);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["summary"]["files"], 2);
+    let diagnostics = json["diagnostics"].as_array().unwrap();
+    let d = diagnostics
+        .iter()
+        .find(|d| d["code"] == "rlp::E0204")
+        .unwrap();
+    assert_eq!(d["severity"], "error");
+    assert_eq!(
+        d["file"],
+        "tests/fixtures/analysis/err/E0204-unknown-field.rlp"
+    );
+    assert_eq!(d["message"], "`pretrain` has no field `tokns`");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(13), Some(5))
+    );
+    let source =
+        std::fs::read_to_string(root().join("tests/fixtures/analysis/err/E0204-unknown-field.rlp"))
+            .unwrap();
+    let (start, end) = (
+        d["span"]["start"].as_u64().unwrap() as usize,
+        d["span"]["end"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&source[start..end], "tokns");
+    assert_eq!(d["help"], "did you mean `tokens`?");
+}
+
+#[test]
+fn plan_prints_json_with_cells_and_hashes() {
+    let out = Run::new(&["plan", "pipelines/edge-of-competence.rlp"]).expect(0);
+    let plan: rlp::plan::Plan = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan.cells.len(), 3);
+    assert!(plan.stages.iter().all(|s| s.hash.len() == 16));
+    Run::new(&[
+        "plan",
+        "tests/fixtures/analysis/err/E0405-mixture-weights.rlp",
+    ])
+    .expect(1);
+    Run::new(&["plan", "nope.rlp"]).expect(2);
+}
+
+#[test]
+fn explain_knows_every_code() {
+    for e in rlp::diagnostics::explain::EXPLANATIONS {
+        let out = Run::new(&["explain", e.code]).expect(0);
+        let shown = text(&out.stdout);
+        assert!(shown.starts_with(&format!("rlp::{}", e.code)));
+        if e.example.is_some() {
+            assert!(shown.contains("Example ("), "{} has an example", e.code);
+        }
+    }
+    Run::new(&["explain", "rlp::e0405"]).expect(0);
+    let list = Run::new(&["explain"]).expect(0);
+    assert_eq!(
+        text(&list.stdout).lines().count(),
+        rlp::diagnostics::explain::EXPLANATIONS.len()
+    );
+    Run::new(&["explain", "E9999"]).expect(2);
+}
+
+#[test]
+fn fmt_check_reports_a_diff_and_fmt_rewrites() {
+    let dir = std::env::temp_dir().join(format!("rlp-fmt-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("messy.rlp");
+    std::fs::write(
+        &file,
+        "seed   1\nmodel m{layers 2;hidden 64 # note\n heads 2; context 512}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = Run::new(&["fmt", "--check", path]).expect(1);
+    assert!(
+        text(&out.stdout).contains("+seed 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    Run::new(&["fmt", path]).expect(0);
+    let formatted = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        formatted,
+        "seed 1\nmodel m {\n    layers 2\n    hidden 64  # note\n    heads 2\n    context 512\n}\n"
+    );
+    Run::new(&["fmt", "--check", path]).expect(0);
+    std::fs::write(&file, "model m {\n").unwrap();
+    Run::new(&["fmt", path]).expect(1);
+    Run::new(&["fmt", dir.join("missing.rlp").to_str().unwrap()]).expect(2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pipelines_are_formatted() {
+    let files: Vec<String> = std::fs::read_dir(root().join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rlp"))
+        .map(|p| {
+            p.strip_prefix(root())
+                .unwrap_or(Path::new(""))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut args = vec!["fmt", "--check"];
+    args.extend(files.iter().map(String::as_str));
+    Run::new(&args).expect(0);
+}

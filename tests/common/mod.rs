@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+
+use rlp::plan::Plan;
+use serde_json::Value;
+
+/// The repository root.
+pub(crate) fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `f` with insta writing snapshots to the top-level `snapshots/` folder, one readable
+/// file per fixture.
+pub(crate) fn with_snapshot_settings(input: &Path, f: impl FnOnce()) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(root().join("snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_input_file(input);
+    settings.bind(f);
+}
+
+/// The plan as JSON for snapshots: contexts and phrasings (the long, shared vocabulary of the
+/// prelude, tested on their own in `prelude.rs`) are shown by name and a summary.
+pub(crate) fn plan_for_snapshot(plan: &Plan) -> Value {
+    let mut value = serde_json::to_value(plan).expect("plans serialize");
+    if let Some(contexts) = value["contexts"].as_array_mut() {
+        for c in contexts {
+            let pools = |key: &str| {
+                c[key].as_array().map(|ps| {
+                    ps.iter()
+                        .map(|p| p["names"].as_array().map_or(0, Vec::len))
+                        .collect::<Vec<_>>()
+                })
+            };
+            *c = serde_json::json!({
+                "name": c["name"],
+                "entity_pool_sizes": pools("entities"),
+                "item_pool_sizes": pools("items"),
+                "capacity": c["capacity"],
+            });
+        }
+    }
+    if let Some(phrasings) = value["phrasings"].as_array_mut() {
+        for p in phrasings {
+            *p = serde_json::json!({ "name": p["name"], "shows_context": p["shows_context"] });
+        }
+    }
+    value
+}
