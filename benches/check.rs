@@ -1,1 +1,47 @@
-fn main() {}
+//! `rlp check` on a generated 1,000-line experiment (target: at most 20 ms).
+//!
+//! Run with `cargo bench --bench check`.
+
+use std::fmt::Write as _;
+
+fn main() {
+    divan::main();
+}
+
+/// A valid file of about `lines` lines: tasks, mixtures, a chain of stages, rewards and evals.
+fn generated_file(lines: usize) -> String {
+    let mut src = String::from("seed 1\nuse prelude\n\n");
+    let mut i = 0;
+    while src.lines().count() < lines {
+        let _ = write!(
+            src,
+            "task t{i} {{\n    contexts zoo, teacher, movie\n    phrasing compact\n    modes forward 0.5, reverse 0.5\n}}\n\n\
+             mixture m{i} {{\n    0.2 t{i}[op 2..=4]\n    0.3 t{i}[op 5..=6, context zoo | teacher]\n    0.5 t{i}[op 7..=8]\n}}\n\n\
+             reward r{i} = answer * (0.2 + 0.8 * process)\n\n\
+             pretrain p{i} {{\n    model tiny\n    data m{i}\n    tokens 2M\n    batch 8 x 256\n    lr 1e-3 -> 1e-4 cosine warmup 5%\n}}\n\n\
+             rl q{i} from p{i} {{\n    prompts t{i}[op 6..=8]\n    steps 50\n    reward r{i}\n    filter pass_rate 0.1..=0.9 samples 8\n}}\n\n\
+             eval e{i} {{\n    models p{i}, q{i}\n    split id t{i}[op 2..=8]\n    split hard t{i}[op 10..=12] extrapolative\n    samples 16\n    pass_at 1, 4, 16\n}}\n\n"
+        );
+        i += 1;
+    }
+    src
+}
+
+#[divan::bench]
+fn check_1000_lines(bencher: divan::Bencher) {
+    let src = generated_file(1000);
+    let file = rlp::syntax::SourceFile::new("generated.rlp", src);
+    let compilation = rlp::compile(&file);
+    assert!(
+        compilation.diagnostics.problems.is_empty(),
+        "{}",
+        compilation.diagnostics.render_plain(100)
+    );
+    bencher.bench(|| rlp::compile(divan::black_box(&file)));
+}
+
+#[divan::bench]
+fn fmt_1000_lines(bencher: divan::Bencher) {
+    let src = generated_file(1000);
+    bencher.bench(|| rlp::format::format_source(divan::black_box(&src)));
+}

@@ -29,7 +29,7 @@ fn ok_fixtures_compile_cleanly() {
         );
         let plan = compilation.plan.expect("a clean file has a plan");
         with_snapshot_settings(path, || {
-            insta::assert_json_snapshot!("plan", plan_for_snapshot(&plan))
+            insta::assert_json_snapshot!("plan", plan_for_snapshot(&plan));
         });
     });
 }

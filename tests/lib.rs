@@ -1,4 +1,5 @@
 //! The integration test binary: one binary, one module per concern (just's layout).
+#![allow(clippy::unwrap_used)] // helpers of tests fail loudly by design
 
 mod cli;
 mod codes;

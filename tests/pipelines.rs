@@ -15,7 +15,7 @@ fn pipelines_check_clean() {
         );
         let plan = compilation.plan.unwrap();
         with_snapshot_settings(path, || {
-            insta::assert_json_snapshot!("plan", plan_for_snapshot(&plan))
+            insta::assert_json_snapshot!("plan", plan_for_snapshot(&plan));
         });
     });
 }

@@ -27,7 +27,7 @@ fn plan_or_error(bytes: &[u8]) {
 /// Whitespace-separated tokens of a file, for swapping.
 fn tokens(bytes: &[u8]) -> Vec<&[u8]> {
     bytes
-        .split(|b| b.is_ascii_whitespace())
+        .split(u8::is_ascii_whitespace)
         .filter(|t| !t.is_empty())
         .collect()
 }

@@ -5,6 +5,7 @@
 //! same content hash and are stored once in the plan, shared by the cells that use them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -153,15 +154,16 @@ impl<'a> Analyzer<'a> {
                     }
                     (Some(parent), _) => {
                         let stage_kinds = [DefKind::Pretrain, DefKind::Midtrain, DefKind::Rl];
-                        match self.symbols.lookup(parent, &stage_kinds, &mut self.sink) {
-                            Some(_) => {
-                                self.used.insert(parent.text.clone());
-                                Some(parent.text.as_str())
-                            }
-                            None => {
-                                broken.push(name);
-                                None
-                            }
+                        if self
+                            .symbols
+                            .lookup(parent, &stage_kinds, &mut self.sink)
+                            .is_some()
+                        {
+                            self.used.insert(parent.text.clone());
+                            Some(parent.text.as_str())
+                        } else {
+                            broken.push(name);
+                            None
                         }
                     }
                 };
@@ -512,7 +514,10 @@ impl<'a> Analyzer<'a> {
             "seed": seed,
         });
         let digest = Sha256::digest(content.to_string().as_bytes());
-        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hash: String = digest[..8].iter().fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        });
         if let Some(existing) = self.plan.stages.iter_mut().find(|s| s.hash == hash) {
             if !existing.cells.contains(&cell) {
                 existing.cells.push(cell);

@@ -178,8 +178,8 @@ pub(crate) fn lower_model(
     Some(spec)
 }
 
-/// Parameters outside the embedding: attention (q, k, v with optional bias, o), SwiGLU MLP,
-/// two RMSNorms per block and the final norm.
+/// Parameters outside the embedding: attention (q, k, v with optional bias, o), `SwiGLU` MLP,
+/// two `RMSNorms` per block and the final norm.
 #[must_use]
 pub fn non_embedding_params(m: &ModelSpec) -> u64 {
     let (h, ffn) = (u64::from(m.hidden), u64::from(m.ffn));
@@ -190,7 +190,8 @@ pub fn non_embedding_params(m: &ModelSpec) -> u64 {
     u64::from(m.layers) * (attention + mlp + 2 * h) + h
 }
 
-/// `on` / `off`.
+/// `on` / `off`. The outer `None` means "reported an error", the inner one "not given".
+#[allow(clippy::option_option)]
 pub(crate) fn switch(line: Option<&Line>, sink: &mut Vec<Problem>) -> Option<Option<bool>> {
     let Some(line) = line else { return Some(None) };
     let mut r = Reader::new(line, Env::Fixed, "field on|off", sink)?;

@@ -291,7 +291,7 @@ impl<'s> Reader<'s> {
             }
         }
         let end = Span::new(line.span.end, line.span.end);
-        ok.then(|| Self {
+        ok.then_some(Self {
             field,
             groups,
             group: 0,
@@ -335,22 +335,19 @@ impl<'s> Reader<'s> {
     /// The next atom, or a report that `expected` is missing.
     pub(crate) fn atom(&mut self, expected: &str) -> Option<Atom> {
         let atom = self.peek().cloned();
-        match atom {
-            Some(atom) => {
-                self.index += 1;
-                Some(atom)
-            }
-            None => {
-                let span = self.end;
-                let help = Some(format!("write `{}`", self.syntax));
-                self.report(AnalysisError::WrongValue {
-                    expected: expected.to_owned(),
-                    found: "nothing".to_owned(),
-                    span,
-                    help,
-                });
-                None
-            }
+        if let Some(atom) = atom {
+            self.index += 1;
+            Some(atom)
+        } else {
+            let span = self.end;
+            let help = Some(format!("write `{}`", self.syntax));
+            self.report(AnalysisError::WrongValue {
+                expected: expected.to_owned(),
+                found: "nothing".to_owned(),
+                span,
+                help,
+            });
+            None
         }
     }
 
@@ -450,17 +447,16 @@ impl<'s> Reader<'s> {
         choices: &[&'static str],
     ) -> Option<&'static str> {
         let name = self.name(expected)?;
-        match choices.iter().find(|c| **c == name.text) {
-            Some(choice) => Some(choice),
-            None => {
-                self.report(AnalysisError::WrongValue {
-                    expected: expected.to_owned(),
-                    found: format!("`{}`", name.text),
-                    span: name.span,
-                    help: suggest::help(&name.text, choices.iter().copied(), "choose one of"),
-                });
-                None
-            }
+        if let Some(choice) = choices.iter().find(|c| **c == name.text) {
+            Some(choice)
+        } else {
+            self.report(AnalysisError::WrongValue {
+                expected: expected.to_owned(),
+                found: format!("`{}`", name.text),
+                span: name.span,
+                help: suggest::help(&name.text, choices.iter().copied(), "choose one of"),
+            });
+            None
         }
     }
 
@@ -582,7 +578,7 @@ pub(crate) fn int_range(
 
 /// `[lo, hi]` in words.
 fn range_text(lo: f64, hi: f64) -> String {
-    if hi == f64::INFINITY || hi >= 1e300 || hi == i64::MAX as f64 {
+    if hi >= 1e300 || hi >= i64::MAX as f64 {
         format!("at least {}", format_number(lo))
     } else {
         format!("between {} and {}", format_number(lo), format_number(hi))

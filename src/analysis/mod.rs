@@ -50,7 +50,12 @@ pub struct Compilation {
 pub fn compile(source: &SourceFile) -> Compilation {
     let mut problems = Vec::new();
     let plan = match syntax::parse(&source.text) {
-        Ok(ast) => analyze(&ast, &source.text, &plan_name(&source.name), &mut problems),
+        Ok(ast) => Some(analyze(
+            &ast,
+            &source.text,
+            &plan_name(&source.name),
+            &mut problems,
+        )),
         Err(error) => {
             problems.push(error.into());
             None
@@ -118,7 +123,7 @@ struct Analyzer<'a> {
     plan: Plan,
 }
 
-fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Option<Plan> {
+fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
     let mut imported = false;
     for item in &ast.items {
         if let Item::Use(import) = item {
@@ -181,7 +186,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Option
         });
     }
     *sink = problems;
-    Some(analyzer.plan)
+    analyzer.plan
 }
 
 /// The `seed` item's value (0, with a warning, if there is none).

@@ -152,9 +152,10 @@ fn lower(expr: &Expr, sink: &mut Vec<Problem>) -> Option<RewardExpr> {
             }
             RewardExpr::Const(*value)
         }
-        Expr::Name(name) => match PRIMITIVES.iter().find(|(n, _)| *n == name.text) {
-            Some((_, p)) => RewardExpr::Primitive(*p),
-            None => {
+        Expr::Name(name) => {
+            if let Some((_, p)) = PRIMITIVES.iter().find(|(n, _)| *n == name.text) {
+                RewardExpr::Primitive(*p)
+            } else {
                 sink.push(
                     AnalysisError::UnknownPrimitive {
                         name: name.text.clone(),
@@ -169,7 +170,7 @@ fn lower(expr: &Expr, sink: &mut Vec<Problem>) -> Option<RewardExpr> {
                 );
                 return None;
             }
-        },
+        }
         Expr::Var(var) => {
             sink.push(
                 AnalysisError::WrongValue {
@@ -289,7 +290,9 @@ fn collect_primitives(expr: &RewardExpr, out: &mut Vec<Primitive>) {
             collect_primitives(b, out);
         }
         RewardExpr::Min(args) | RewardExpr::Max(args) => {
-            args.iter().for_each(|a| collect_primitives(a, out))
+            for a in args {
+                collect_primitives(a, out);
+            }
         }
         RewardExpr::If(c, a, b) => {
             collect_primitives(c, out);
@@ -303,6 +306,7 @@ fn collect_primitives(expr: &RewardExpr, out: &mut Vec<Primitive>) {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unnecessary_box_returns)]
     fn prim(p: Primitive) -> Box<RewardExpr> {
         Box::new(RewardExpr::Primitive(p))
     }

@@ -1,6 +1,8 @@
 //! Long explanations of every diagnostic code, for `rlp explain CODE`. Each example is the
 //! fixture that the test suite checks fires the code, so the examples cannot go stale.
 
+use std::fmt::Write as _;
+
 /// One code's explanation.
 #[derive(Debug, Clone, Copy)]
 pub struct Explanation {
@@ -25,9 +27,9 @@ impl Explanation {
             wrap(self.text, 80)
         );
         if let Some((path, source)) = self.example {
-            out.push_str(&format!("\nExample ({path}):\n\n"));
+            let _ = write!(out, "\nExample ({path}):\n\n");
             for line in source.lines() {
-                out.push_str(&format!("    {line}\n"));
+                let _ = writeln!(out, "    {line}");
             }
         }
         out

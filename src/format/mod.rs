@@ -114,20 +114,17 @@ impl Printer<'_> {
                 };
                 self.push(keyword, start);
                 for part in significant(item) {
-                    match part.as_rule() {
-                        Rule::budget_rate => {
-                            self.push(" where", part.as_span().start());
-                            for (i, p) in significant(&part).enumerate() {
-                                self.push(if i == 1 { " = " } else { " " }, p.as_span().start());
-                                self.atom(&p);
-                            }
+                    if part.as_rule() == Rule::budget_rate {
+                        self.push(" where", part.as_span().start());
+                        for (i, p) in significant(&part).enumerate() {
+                            self.push(if i == 1 { " = " } else { " " }, p.as_span().start());
+                            self.atom(&p);
                         }
-                        _ => {
-                            let is_amount =
-                                item.as_rule() == Rule::budget_item && part.as_rule() != Rule::name;
-                            self.push(if is_amount { " = " } else { " " }, part.as_span().start());
-                            self.atom(&part);
-                        }
+                    } else {
+                        let is_amount =
+                            item.as_rule() == Rule::budget_item && part.as_rule() != Rule::name;
+                        self.push(if is_amount { " = " } else { " " }, part.as_span().start());
+                        self.atom(&part);
                     }
                 }
             }

@@ -176,17 +176,17 @@ pub struct ModelSpec {
     pub heads: u32,
     /// Key/value heads (grouped-query attention).
     pub kv_heads: u32,
-    /// SwiGLU inner width.
+    /// `SwiGLU` inner width.
     pub ffn: u32,
     /// Longest sequence, in tokens.
     pub context: u32,
-    /// RoPE base.
+    /// `RoPE` base.
     pub rope_theta: f64,
     /// Whether the output head shares the embedding matrix.
     pub tied_embeddings: bool,
     /// Whether q/k/v projections have biases (Qwen2 does).
     pub qkv_bias: bool,
-    /// RMSNorm epsilon.
+    /// `RMSNorm` epsilon.
     pub norm_eps: f64,
     /// Standard deviation of the initial weights.
     pub init_std: f64,
@@ -244,7 +244,7 @@ pub struct TrainSpec {
     pub seq_len: u32,
     /// Learning-rate schedule.
     pub lr: LrSchedule,
-    /// AdamW weight decay.
+    /// `AdamW` weight decay.
     pub weight_decay: f64,
     /// Gradient-norm clip.
     pub grad_clip: f64,
@@ -290,7 +290,7 @@ pub struct RlSpec {
     pub clip_high: f64,
     /// Learning rate (constant, as the reference).
     pub lr: f64,
-    /// AdamW weight decay.
+    /// `AdamW` weight decay.
     pub weight_decay: f64,
     /// Gradient-norm clip.
     pub grad_clip: f64,
@@ -356,7 +356,7 @@ impl StageSpec {
 pub enum Primitive {
     /// 1 if the final answer is right, else 0.
     Answer,
-    /// Process-verified score in [0, 1] (R_pv).
+    /// Process-verified score in [0, 1] (`R_pv`).
     Process,
     /// 1 if the completion is well-formed, else 0.
     Format,
@@ -443,10 +443,10 @@ impl RewardExpr {
                 .map(|e| e.eval(primitive))
                 .fold(f64::NEG_INFINITY, f64::max),
             RewardExpr::If(c, a, b) => {
-                if c.eval(primitive) != 0.0 {
-                    a.eval(primitive)
-                } else {
+                if c.eval(primitive) == 0.0 {
                     b.eval(primitive)
+                } else {
+                    a.eval(primitive)
                 }
             }
         }

@@ -16,6 +16,7 @@ pub struct Ast {
 
 /// One top-level item.
 #[derive(Debug, Clone, Serialize)]
+#[allow(clippy::large_enum_variant)] // items are few; boxing would only add noise
 pub enum Item {
     /// `use prelude`.
     Use(Name),

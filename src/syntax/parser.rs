@@ -60,7 +60,7 @@ fn check_nesting(text: &str) -> Result<(), SyntaxError> {
                 }
             }
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            b'#' => {} // brackets in comments are counted too: harmless and simpler
+            // Brackets in strings and comments count too: harmless, and simpler.
             _ => {}
         }
     }
@@ -114,7 +114,7 @@ fn describe_expected(rules: &[Rule]) -> String {
     }
 }
 
-/// How a grammar rule is named to users (pest_meta's `rename_meta_rule` idea).
+/// How a grammar rule is named to users (`pest_meta`'s `rename_meta_rule` idea).
 fn rule_name(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::EOI => "end of file",
@@ -203,7 +203,7 @@ fn name(pair: &Pair<'_, Rule>) -> Name {
     }
 }
 
-fn significant<'i>(pairs: Pairs<'i, Rule>) -> impl Iterator<Item = Pair<'i, Rule>> {
+fn significant(pairs: Pairs<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
     pairs.filter(|p| !is_noise(p.as_rule()))
 }
 
@@ -347,7 +347,7 @@ fn lower_number(pair: &Pair<'_, Rule>) -> Number {
     if pair.as_rule() == Rule::quantity {
         let mut parts = pair.clone().into_inner();
         let digits = presume(parts.next(), "quantity digits");
-        text = digits.as_str().to_owned();
+        digits.as_str().clone_into(&mut text);
         suffix = parts.next().map(|s| match s.as_str() {
             "%" => Suffix::Percent,
             "k" | "K" => Suffix::Thousand,

@@ -1,5 +1,7 @@
 //! `rlp explain [CODE]`
 
+use std::fmt::Write as _;
+
 use super::super::{Status, eprint_line, print_raw};
 use crate::diagnostics::explain::{EXPLANATIONS, find};
 
@@ -7,21 +9,18 @@ pub(crate) fn run(code: Option<&str>) -> Status {
     let Some(code) = code else {
         let mut out = String::new();
         for e in EXPLANATIONS {
-            out.push_str(&format!("rlp::{}  {}\n", e.code, e.title));
+            let _ = writeln!(out, "rlp::{}  {}", e.code, e.title);
         }
         print_raw(&out);
         return Status::Success;
     };
-    match find(code) {
-        Some(e) => {
-            print_raw(&e.render());
-            Status::Success
-        }
-        None => {
-            eprint_line(&format!(
-                "error: no diagnostic has the code `{code}`; `rlp explain` lists them all"
-            ));
-            Status::Error
-        }
+    if let Some(e) = find(code) {
+        print_raw(&e.render());
+        Status::Success
+    } else {
+        eprint_line(&format!(
+            "error: no diagnostic has the code `{code}`; `rlp explain` lists them all"
+        ));
+        Status::Error
     }
 }
