@@ -436,6 +436,7 @@ impl<'a> Analyzer<'a> {
             );
         }
         self.check_budgets(&shares, &cell_label, ast);
+        self.check_unlowered(env, &lowered);
         let mut evals = Vec::new();
         let mut eval_names: BTreeMap<String, Span> = BTreeMap::new();
         for item in &ast.items {
@@ -495,6 +496,38 @@ impl<'a> Analyzer<'a> {
             stages: cell_stages,
             evals,
         });
+    }
+
+    /// Reads, for their diagnostics only, the stages this cell could not lower (a broken
+    /// parent, a cycle) and the mixtures no lowered stage used, so that their own problems
+    /// are reported too.
+    fn check_unlowered(&mut self, env: Env<'_>, lowered: &BTreeMap<&str, Lowered>) {
+        let mut scratch = BTreeMap::new();
+        for kind in [DefKind::Pretrain, DefKind::Midtrain, DefKind::Rl] {
+            for (name, def) in self.symbols.user_defs(kind) {
+                let Some(block) = def.block() else { continue };
+                if lowered.contains_key(name) {
+                    continue;
+                }
+                match kind {
+                    DefKind::Pretrain => {
+                        drop(self.lower_train(block, env, None, true, &mut scratch));
+                    }
+                    DefKind::Midtrain => {
+                        drop(self.lower_train(block, env, None, false, &mut scratch));
+                    }
+                    _ => drop(self.lower_rl(block, env, None, &mut scratch)),
+                }
+            }
+        }
+        for (name, def) in self.symbols.user_defs(DefKind::Mixture) {
+            if let Some(block) = def.block()
+                && !self.mixtures_read.contains(name)
+            {
+                drop(self.mixture(block, name, env));
+            }
+        }
+        self.mixtures_read.clear();
     }
 
     /// Stores a stage instance, or finds the identical one another cell already stored.
@@ -640,41 +673,45 @@ impl<'a> Analyzer<'a> {
         let tokens = fields
             .require("tokens", "tokens 20M", &mut self.sink)
             .and_then(|line| self.amount(line, env, "tokens 20M  or  tokens 50% of BUDGET"));
-        let model = model?;
-        let context = self.plan.models[model.0].context;
-        let (batch, seq_len) = match fields.get("batch") {
-            Some(line) => self.batch(line, env, context)?,
-            None => (8, context.min(512)),
+        // Every field is read (and its problems reported) before anything missing stops us.
+        let context = model.map(|m| self.plan.models[m.0].context);
+        let batch = match (fields.get("batch"), context) {
+            (Some(line), Some(context)) => self.batch(line, env, context),
+            (Some(_), None) => None,
+            (None, context) => context.map(|c| (8, c.min(512))),
         };
         let warmup_default = if pretrain { 0.05 } else { 0.15 };
-        let default_lr = LrSchedule {
-            peak: 1e-3,
-            floor: 1e-4,
-            decay: Decay::Cosine,
-            warmup: warmup_default,
-        };
         let lr = match fields.get("lr") {
-            Some(line) => self.lr_schedule(line, env, warmup_default)?,
-            None => default_lr,
+            Some(line) => self.lr_schedule(line, env, warmup_default),
+            None => Some(LrSchedule {
+                peak: 1e-3,
+                floor: 1e-4,
+                decay: Decay::Cosine,
+                warmup: warmup_default,
+            }),
         };
-        let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.1)?;
-        let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0)?;
+        let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.1);
+        let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0);
         let loss = match fields.get("loss") {
             Some(line) => {
-                let mut r = Reader::new(line, env, "loss full|solution", &mut self.sink)?;
-                let target = r.word("`full` or `solution`", &["full", "solution"])?;
-                r.finish();
-                if target == "full" {
-                    LossTarget::Full
-                } else {
-                    LossTarget::Solution
-                }
+                Reader::new(line, env, "loss full|solution", &mut self.sink).and_then(|mut r| {
+                    let target = r.word("`full` or `solution`", &["full", "solution"])?;
+                    r.finish();
+                    Some(if target == "full" {
+                        LossTarget::Full
+                    } else {
+                        LossTarget::Solution
+                    })
+                })
             }
-            None => LossTarget::Full,
+            None => Some(LossTarget::Full),
         };
-        let eval_every = self.int_field(&fields, "eval_every", env, 1, 1 << 30, 200)? as u32;
-        let checkpoint_every =
-            self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 500)? as u32;
+        let eval_every = self.int_field(&fields, "eval_every", env, 1, 1 << 30, 200);
+        let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 500);
+        let model = model?;
+        let (batch, seq_len) = batch?;
+        let (lr, weight_decay, grad_clip, loss) = (lr?, weight_decay?, grad_clip?, loss?);
+        let (eval_every, checkpoint_every) = (eval_every? as u32, checkpoint_every? as u32);
         let (data, data_spans) = data?;
         let amount = tokens?;
         if self.sink.len() > before {
@@ -779,38 +816,46 @@ impl<'a> Analyzer<'a> {
                 r.finish();
                 self.resolve_reward(&name)
             });
-        let group = self.int_field(&fields, "group", env, 2, 4096, 8)? as u32;
-        let prompts_per_step =
-            self.int_field(&fields, "prompts_per_step", env, 1, 1 << 20, 16)? as u32;
-        let kl = self.real_field(&fields, "kl", env, 0.0, 100.0, 0.001)?;
-        let (clip_low, clip_high) = match fields.get("clip") {
-            Some(line) => {
-                let mut r = Reader::new(line, env, "clip 0.2  or  clip 0.2, 0.28", &mut self.sink)?;
-                let low = r.real("the clip ε", 0.0, 1.0)?;
-                let high = if r.next_group() {
-                    r.real("the upper clip ε", 0.0, 10.0)?
-                } else {
-                    low
-                };
-                r.finish();
-                (low, high)
-            }
-            None => (0.2, 0.2),
+        // Every field is read (and its problems reported) before anything missing stops us.
+        let group = self.int_field(&fields, "group", env, 2, 4096, 8);
+        let prompts_per_step = self.int_field(&fields, "prompts_per_step", env, 1, 1 << 20, 16);
+        let kl = self.real_field(&fields, "kl", env, 0.0, 100.0, 0.001);
+        let clip = match fields.get("clip") {
+            Some(line) => Reader::new(line, env, "clip 0.2  or  clip 0.2, 0.28", &mut self.sink)
+                .and_then(|mut r| {
+                    let low = r.real("the clip ε", 0.0, 1.0)?;
+                    let high = if r.next_group() {
+                        r.real("the upper clip ε", 0.0, 10.0)?
+                    } else {
+                        low
+                    };
+                    r.finish();
+                    Some((low, high))
+                }),
+            None => Some((0.2, 0.2)),
         };
-        let lr = self.real_field(&fields, "lr", env, 0.0, 1.0, 1e-5)?;
-        let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.01)?;
-        let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0)?;
-        let temperature = self.real_field(&fields, "temperature", env, 0.0, 10.0, 1.0)?;
-        let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0)?;
-        let max_new_tokens =
-            self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256)? as u32;
-        let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1)? as u32;
-        let checkpoint_every =
-            self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 20)? as u32;
+        let lr = self.real_field(&fields, "lr", env, 0.0, 1.0, 1e-5);
+        let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.01);
+        let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0);
+        let temperature = self.real_field(&fields, "temperature", env, 0.0, 10.0, 1.0);
+        let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0);
+        let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256);
+        let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1);
+        let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 20);
         let filter = match fields.get("filter") {
-            Some(line) => Some(self.filter(line, env)?),
-            None => None,
+            Some(line) => self.filter(line, env).map(Some),
+            None => Some(None),
         };
+        let (group, prompts_per_step, kl, (clip_low, clip_high)) =
+            (group? as u32, prompts_per_step? as u32, kl?, clip?);
+        let (lr, weight_decay, grad_clip, temperature, top_p) =
+            (lr?, weight_decay?, grad_clip?, temperature?, top_p?);
+        let (max_new_tokens, epochs, checkpoint_every, filter) = (
+            max_new_tokens? as u32,
+            epochs? as u32,
+            checkpoint_every? as u32,
+            filter?,
+        );
         let (prompts, spans) = prompts?;
         let (amount, reward) = (steps?, reward?);
         let model = parent_model?;
@@ -1188,6 +1233,7 @@ impl<'a> Analyzer<'a> {
                     .lookup(&name, &[DefKind::Mixture], &mut self.sink)?;
                 self.used.insert(name.text.clone());
                 let block = def.block()?;
+                self.mixtures_read.insert(name.text.clone());
                 self.mixture(block, &name.text, env)
             }
             other => {
@@ -1522,6 +1568,38 @@ impl<'a> Analyzer<'a> {
         Some(())
     }
 
+    /// `pass_at 1, 8, 64`: sorted, deduplicated, each at most `samples` (when that is known).
+    fn pass_at(&mut self, line: &Line, env: Env<'_>, samples: Option<u32>) -> Option<Vec<u32>> {
+        let mut r = Reader::new(line, env, "pass_at 1, 8, 64", &mut self.sink)?;
+        let mut ks: Vec<(u32, Span)> = Vec::new();
+        loop {
+            let atom = r.peek().cloned();
+            let k = r.int("a k for pass@k", 1, 1 << 16)? as u32;
+            ks.push((k, atom.map_or(line.span, |a| a.span())));
+            if !r.group_done() || !r.next_group() {
+                break;
+            }
+        }
+        r.finish();
+        let samples = samples?;
+        for (k, span) in &ks {
+            if *k > samples {
+                self.sink.push(
+                    AnalysisError::PassAtExceedsSamples {
+                        k: (*k).into(),
+                        samples: samples.into(),
+                        span: *span,
+                    }
+                    .into(),
+                );
+            }
+        }
+        let mut ks: Vec<u32> = ks.into_iter().map(|(k, _)| k).collect();
+        ks.sort_unstable();
+        ks.dedup();
+        Some(ks)
+    }
+
     /// Lowers an `eval` block in this cell.
     fn lower_eval(
         &mut self,
@@ -1538,72 +1616,53 @@ impl<'a> Analyzer<'a> {
                 let r = Reader::new(line, env, "models STAGE, STAGE, ...", &mut self.sink)?;
                 name_list(r, "a stage name")
             });
-        let samples = self.int_field(&fields, "samples", env, 1, 1 << 16, 16)? as u32;
-        let temperature = self.real_field(&fields, "temperature", env, 0.0, 10.0, 0.7)?;
-        let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0)?;
-        let max_new_tokens =
-            self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 512)? as u32;
+        // Every field is read (and its problems reported) before anything missing stops us.
+        let samples = self
+            .int_field(&fields, "samples", env, 1, 1 << 16, 16)
+            .map(|s| s as u32);
+        let temperature = self.real_field(&fields, "temperature", env, 0.0, 10.0, 0.7);
+        let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0);
+        let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 512);
         let problems_per_op = match fields.get("problems") {
             Some(line) => {
-                let mut r = Reader::new(line, env, "problems 50 per op", &mut self.sink)?;
-                let n = r.int("problems per op", 1, 1 << 20)? as u32;
-                r.expect("per")?;
-                r.expect("op")?;
-                r.finish();
-                n
+                Reader::new(line, env, "problems 50 per op", &mut self.sink).and_then(|mut r| {
+                    let n = r.int("problems per op", 1, 1 << 20)? as u32;
+                    r.expect("per")?;
+                    r.expect("op")?;
+                    r.finish();
+                    Some(n)
+                })
             }
-            None => 20,
+            None => Some(20),
         };
         let pass_at = match fields.get("pass_at") {
-            Some(line) => {
-                let mut r = Reader::new(line, env, "pass_at 1, 8, 64", &mut self.sink)?;
-                let mut ks: Vec<(u32, Span)> = Vec::new();
-                loop {
-                    let atom = r.peek().cloned();
-                    let k = r.int("a k for pass@k", 1, 1 << 16)? as u32;
-                    ks.push((k, atom.map_or(line.span, |a| a.span())));
-                    if !r.group_done() || !r.next_group() {
-                        break;
-                    }
-                }
-                r.finish();
-                for (k, span) in &ks {
-                    if *k > samples {
-                        self.sink.push(
-                            AnalysisError::PassAtExceedsSamples {
-                                k: (*k).into(),
-                                samples: samples.into(),
-                                span: *span,
-                            }
-                            .into(),
-                        );
-                    }
-                }
-                let mut ks: Vec<u32> = ks.into_iter().map(|(k, _)| k).collect();
-                ks.sort_unstable();
-                ks.dedup();
-                ks
-            }
-            None => std::iter::successors(Some(1u32), |k| k.checked_mul(2))
-                .take_while(|k| *k <= samples)
-                .collect(),
+            Some(line) => self.pass_at(line, env, samples),
+            None => samples.map(|samples| {
+                std::iter::successors(Some(1u32), |k| k.checked_mul(2))
+                    .take_while(|k| *k <= samples)
+                    .collect()
+            }),
         };
         let metric = match fields.get("metric") {
-            Some(line) => {
-                let mut r = Reader::new(line, env, "metric verified|answer", &mut self.sink)?;
-                let m = r.word("`verified` or `answer`", &["verified", "answer"])?;
-                r.finish();
-                if m == "answer" {
-                    self.sink
-                        .push(AnalysisWarning::AnswerMetric { span: line.span }.into());
-                    Metric::Answer
-                } else {
-                    Metric::Verified
-                }
-            }
-            None => Metric::Verified,
+            Some(line) => Reader::new(line, env, "metric verified|answer", &mut self.sink)
+                .and_then(|mut r| {
+                    let m = r.word("`verified` or `answer`", &["verified", "answer"])?;
+                    if m == "answer" {
+                        r.sink
+                            .push(AnalysisWarning::AnswerMetric { span: line.span }.into());
+                    }
+                    r.finish();
+                    if m == "answer" {
+                        Some(Metric::Answer)
+                    } else {
+                        Some(Metric::Verified)
+                    }
+                }),
+            None => Some(Metric::Verified),
         };
-        if temperature == 0.0 && samples > 1 {
+        if let (Some(0.0), Some(samples)) = (temperature, samples)
+            && samples > 1
+        {
             let span = fields.get("temperature").map_or(block.span, |l| l.span);
             self.sink.push(
                 AnalysisWarning::GreedySamples {
@@ -1692,6 +1751,9 @@ impl<'a> Analyzer<'a> {
         if fields.all("split").is_empty() {
             fields.require("split", "split id arith[op 2..=5]", &mut self.sink);
         }
+        let (samples, temperature, top_p, max_new_tokens) =
+            (samples?, temperature?, top_p?, max_new_tokens? as u32);
+        let (problems_per_op, pass_at, metric) = (problems_per_op?, pass_at?, metric?);
         if self.sink.len() > before {
             return None;
         }

@@ -120,6 +120,8 @@ struct Analyzer<'a> {
     tasks: BTreeMap<&'a str, Option<CheckedTask>>,
     rewards: BTreeMap<&'a str, Option<RewardSpec>>,
     budgets: BTreeMap<&'a str, Option<BudgetSpec>>,
+    /// Mixtures read while lowering the current cell's stages.
+    mixtures_read: BTreeSet<String>,
     plan: Plan,
 }
 
@@ -153,6 +155,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
         tasks: BTreeMap::new(),
         rewards: BTreeMap::new(),
         budgets: BTreeMap::new(),
+        mixtures_read: BTreeSet::new(),
         plan: Plan {
             schema: crate::plan::PLAN_SCHEMA,
             name: name.to_owned(),

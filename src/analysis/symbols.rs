@@ -208,9 +208,8 @@ impl<'a> Symbols<'a> {
                     )
                     .or_else(|| {
                         Some(format!(
-                            "no {expected} is defined; define one with `{} {} {{ ... }}`",
-                            keyword(kinds[0]),
-                            name.text
+                            "no {expected} is defined; define one with `{}`",
+                            definition_example(kinds[0], &name.text)
                         ))
                     })
                 };
@@ -246,6 +245,14 @@ impl<'a> Symbols<'a> {
             .collect();
         defs.sort_by_key(|(_, d)| d.span.start);
         defs
+    }
+}
+
+fn definition_example(kind: DefKind, name: &str) -> String {
+    match kind {
+        DefKind::Reward => format!("reward {name} = answer"),
+        DefKind::Budget => format!("budget {name} = 100 rl_steps"),
+        other => format!("{} {name} {{ ... }}", keyword(other)),
     }
 }
 

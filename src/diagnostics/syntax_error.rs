@@ -35,6 +35,42 @@ pub enum SyntaxError {
         span: Span,
     },
 
+    /// A reward expression with so many operations that checking it could exhaust the stack.
+    #[error("the expression of `{name}` has {nodes} parts, more than the limit of {limit}")]
+    #[diagnostic(
+        code(rlp::E0105),
+        help(
+            "rewards are short formulas over `answer`, `process`, `format` and `length`; simplify this one"
+        )
+    )]
+    ExpressionTooLarge {
+        /// The reward.
+        name: String,
+        /// Its size in parse nodes.
+        nodes: usize,
+        /// The limit.
+        limit: usize,
+        /// The reward's name.
+        #[label("this reward's expression is too large")]
+        span: Span,
+    },
+
+    /// The file ends while a bracket is still open.
+    #[error("`{open}` is never closed")]
+    #[diagnostic(code(rlp::E0106), help("add the matching `{close}`"))]
+    Unclosed {
+        /// The opening bracket.
+        open: char,
+        /// The closing bracket it needs.
+        close: char,
+        /// The opening bracket.
+        #[label("opened here")]
+        span: Span,
+        /// The end of the file.
+        #[label("the file ends here")]
+        end: Span,
+    },
+
     /// The file is not UTF-8 text.
     #[error("the file is not valid UTF-8")]
     #[diagnostic(code(rlp::E0103), help("save the file as UTF-8 text"))]

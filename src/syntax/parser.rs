@@ -22,11 +22,16 @@ pub(crate) struct RlpParser;
 /// the stack of the recursive-descent parser.
 const MAX_NESTING: usize = 64;
 
+/// Reward expressions larger than this (in parse nodes) are rejected: the checks walk them
+/// recursively, and a left-leaning chain of operators is as deep as it is long.
+const MAX_EXPRESSION_NODES: usize = 2000;
+
 /// Parses a whole file into its syntax tree.
 pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
     check_nesting(text)?;
     let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, &e))?;
     let file = presume(pairs.next(), "file");
+    check_expression_sizes(&file)?;
     let ast = Ast {
         items: file.into_inner().filter_map(lower_item).collect(),
     };
@@ -67,6 +72,27 @@ fn check_nesting(text: &str) -> Result<(), SyntaxError> {
     Ok(())
 }
 
+fn check_expression_sizes(file: &Pair<'_, Rule>) -> Result<(), SyntaxError> {
+    for item in file
+        .clone()
+        .into_inner()
+        .filter(|p| p.as_rule() == Rule::reward_item)
+    {
+        // `flatten` walks pest's token queue iteratively, so counting cannot overflow.
+        let nodes = item.clone().into_inner().flatten().count();
+        if nodes > MAX_EXPRESSION_NODES {
+            let name = presume(significant(item.into_inner()).next(), "reward name");
+            return Err(SyntaxError::ExpressionTooLarge {
+                name: name.as_str().to_owned(),
+                nodes,
+                limit: MAX_EXPRESSION_NODES,
+                span: name.as_span().into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_numbers(ast: &Ast) -> Result<(), SyntaxError> {
     let mut bad = None;
     crate::syntax::visit_numbers(ast, &mut |n: &Number| {
@@ -94,6 +120,21 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
         ErrorVariant::CustomError { message } => message.clone(),
     };
     let (found, span) = found_at(text, offset);
+    if found == "end of file"
+        && let Some((open, at)) = innermost_unclosed(text)
+    {
+        let close = match open {
+            '{' => '}',
+            '[' => ']',
+            _ => ')',
+        };
+        return SyntaxError::Unclosed {
+            open,
+            close,
+            span: Span::new(at, at + 1),
+            end: span,
+        };
+    }
     let help = hint_for(&expected, &found);
     SyntaxError::Unexpected {
         expected,
@@ -103,12 +144,44 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
     }
 }
 
+/// The innermost bracket still open at the end of the text (outside strings and comments).
+fn innermost_unclosed(text: &str) -> Option<(char, usize)> {
+    let mut stack = Vec::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                let mut escaped = false;
+                for (_, c) in chars.by_ref() {
+                    if c == '"' && !escaped || c == '\n' {
+                        break;
+                    }
+                    escaped = c == '\\' && !escaped;
+                }
+            }
+            '{' | '[' | '(' => stack.push((c, i)),
+            '}' | ']' | ')' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    stack.pop()
+}
+
 fn describe_expected(rules: &[Rule]) -> String {
     let mut names: Vec<&str> = rules.iter().filter_map(|r| rule_name(*r)).collect();
     names.sort_unstable();
     names.dedup();
     match names.as_slice() {
-        [] => "something else".to_owned(),
+        [] => "a different token".to_owned(),
         [one] => (*one).to_owned(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
@@ -154,6 +227,11 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
 fn found_at(text: &str, offset: usize) -> (String, Span) {
     let offset = crate::syntax::span::floor_char_boundary(text, offset);
     let rest = &text[offset..];
+    if rest.trim().is_empty() {
+        // Point just after the last text, not at trailing blank lines.
+        let end = text.trim_end().len();
+        return ("end of file".to_owned(), Span::new(end, end));
+    }
     let Some(first) = rest.chars().next() else {
         return ("end of file".to_owned(), Span::new(offset, offset));
     };
@@ -184,7 +262,7 @@ fn hint_for(expected: &str, found: &str) -> Option<String> {
         return Some("the `{` that opens a block goes on the same line as its name".to_owned());
     }
     if found == "end of file" {
-        return Some("the file ends early: is a `}` or `]` missing?".to_owned());
+        return Some("the file ends in the middle of an item".to_owned());
     }
     if expected == "end of file" || expected.starts_with("an item") {
         return Some(
