@@ -11,6 +11,13 @@ fn pipelines() -> Vec<Vec<u8>> {
     out
 }
 
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
 #[track_caller]
 fn plan_or_error(bytes: &[u8]) {
     let compilation = rlp::compile_bytes("fuzz.rlp", bytes);
@@ -33,7 +40,8 @@ fn tokens(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    // 200 cases each in CI; `PROPTEST_CASES=20000 cargo test --release robustness` digs deeper.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn truncated_pipelines(file in 0usize..5, cut in 0.0f64..1.0) {

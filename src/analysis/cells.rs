@@ -1018,13 +1018,9 @@ impl<'a> Analyzer<'a> {
         hi: f64,
         default: f64,
     ) -> Option<f64> {
-        let Some(line) = fields.get(field) else {
-            return Some(default);
-        };
-        let mut r = Reader::new(line, env, "field NUMBER", &mut self.sink)?;
-        let v = r.real(&format!("`{field}`"), lo, hi)?;
-        r.finish();
-        Some(v)
+        fields::single(fields.get(field), env, &mut self.sink, default, |r| {
+            r.real(&format!("`{field}`"), lo, hi)
+        })
     }
 
     fn int_field(
@@ -1036,13 +1032,9 @@ impl<'a> Analyzer<'a> {
         hi: i64,
         default: i64,
     ) -> Option<i64> {
-        let Some(line) = fields.get(field) else {
-            return Some(default);
-        };
-        let mut r = Reader::new(line, env, "field NUMBER", &mut self.sink)?;
-        let v = r.int(&format!("`{field}`"), lo, hi)?;
-        r.finish();
-        Some(v)
+        fields::single(fields.get(field), env, &mut self.sink, default, |r| {
+            r.int(&format!("`{field}`"), lo, hi)
+        })
     }
 
     /// `tokens 20M` / `steps 200`, or `... 50% of BUDGET`.

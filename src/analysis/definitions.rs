@@ -1,7 +1,7 @@
 //! Cell-independent definitions: models, tasks and budgets (contexts and phrasings are in
 //! `templates.rs`, rewards in `reward.rs`).
 
-use super::fields::{Env, Fields, Reader};
+use super::fields::{self, Env, Fields, Reader};
 use super::symbols::{DefKind, Symbols};
 use crate::diagnostics::{AnalysisError, Problem};
 use crate::plan::{BudgetSpec, BudgetUnit, ModeWeights, ModelSpec};
@@ -61,30 +61,16 @@ pub(crate) fn lower_model(
         }
         None => None,
     };
-    let int =
-        |field: &'static str, lo: i64, hi: i64, sink: &mut Vec<Problem>| -> Option<Option<u32>> {
-            match fields.get(field) {
-                Some(line) => {
-                    let mut r = Reader::new(line, Env::Fixed, "field NUMBER", sink)?;
-                    let v = r.int(field, lo, hi)?;
-                    r.finish();
-                    Some(Some(v as u32))
-                }
-                None => Some(None),
-            }
-        };
-    let real =
-        |field: &'static str, lo: f64, hi: f64, sink: &mut Vec<Problem>| -> Option<Option<f64>> {
-            match fields.get(field) {
-                Some(line) => {
-                    let mut r = Reader::new(line, Env::Fixed, "field NUMBER", sink)?;
-                    let v = r.real(field, lo, hi)?;
-                    r.finish();
-                    Some(Some(v))
-                }
-                None => Some(None),
-            }
-        };
+    let int = |field: &'static str, lo: i64, hi: i64, sink: &mut Vec<Problem>| {
+        fields::single(fields.get(field), Env::Fixed, sink, None, |r| {
+            r.int(field, lo, hi).map(|v| Some(v as u32))
+        })
+    };
+    let real = |field: &'static str, lo: f64, hi: f64, sink: &mut Vec<Problem>| {
+        fields::single(fields.get(field), Env::Fixed, sink, None, |r| {
+            r.real(field, lo, hi).map(Some)
+        })
+    };
     let layers = int("layers", 1, 1024, sink);
     let hidden = int("hidden", 1, 1 << 16, sink);
     let heads = int("heads", 1, 1024, sink);

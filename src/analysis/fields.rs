@@ -138,6 +138,24 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Reads a one-value field with `read` (then checks nothing is left on the line), or gives
+/// `default` when the field is absent. `None` means a problem was reported.
+pub(crate) fn single<T>(
+    line: Option<&Line>,
+    env: Env<'_>,
+    sink: &mut Vec<Problem>,
+    default: T,
+    read: impl FnOnce(&mut Reader<'_>) -> Option<T>,
+) -> Option<T> {
+    let Some(line) = line else {
+        return Some(default);
+    };
+    let mut r = Reader::new(line, env, "field VALUE", sink)?;
+    let value = read(&mut r)?;
+    r.finish();
+    Some(value)
+}
+
 /// The span of a block's kind and name.
 pub(crate) fn header_span(block: &Block) -> Span {
     let end = block.name.as_ref().map_or(block.kind.span, |n| n.span);

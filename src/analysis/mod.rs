@@ -419,21 +419,11 @@ impl<'a> Analyzer<'a> {
 
     /// Interns a context into the plan.
     fn intern_context(&mut self, name: &str) -> Option<ContextId> {
-        if let Some(i) = self.plan.contexts.iter().position(|c| c.name == name) {
-            return Some(ContextId(i));
-        }
-        let spec = self.contexts.get(name)?.clone()?;
-        self.plan.contexts.push(spec);
-        Some(ContextId(self.plan.contexts.len() - 1))
+        intern(&mut self.plan.contexts, &self.contexts, name, |c| &c.name).map(ContextId)
     }
 
     fn intern_phrasing(&mut self, name: &str) -> Option<PhrasingId> {
-        if let Some(i) = self.plan.phrasings.iter().position(|p| p.name == name) {
-            return Some(PhrasingId(i));
-        }
-        let spec = self.phrasings.get(name)?.clone()?;
-        self.plan.phrasings.push(spec);
-        Some(PhrasingId(self.plan.phrasings.len() - 1))
+        intern(&mut self.plan.phrasings, &self.phrasings, name, |p| &p.name).map(PhrasingId)
     }
 
     /// Looks up a task, marks it used and interns it (with its contexts and phrasing).
@@ -461,24 +451,17 @@ impl<'a> Analyzer<'a> {
         self.symbols
             .lookup(name, &[DefKind::Model], &mut self.sink)?;
         self.used.insert(name.text.clone());
-        if let Some(i) = self.plan.models.iter().position(|m| m.name == name.text) {
-            return Some(ModelId(i));
-        }
-        let spec = self.models.get(name.text.as_str())?.clone()?;
-        self.plan.models.push(spec);
-        Some(ModelId(self.plan.models.len() - 1))
+        intern(&mut self.plan.models, &self.models, &name.text, |m| &m.name).map(ModelId)
     }
 
     fn resolve_reward(&mut self, name: &Name) -> Option<RewardId> {
         self.symbols
             .lookup(name, &[DefKind::Reward], &mut self.sink)?;
         self.used.insert(name.text.clone());
-        if let Some(i) = self.plan.rewards.iter().position(|r| r.name == name.text) {
-            return Some(RewardId(i));
-        }
-        let spec = self.rewards.get(name.text.as_str())?.clone()?;
-        self.plan.rewards.push(spec);
-        Some(RewardId(self.plan.rewards.len() - 1))
+        intern(&mut self.plan.rewards, &self.rewards, &name.text, |r| {
+            &r.name
+        })
+        .map(RewardId)
     }
 
     fn resolve_budget(&mut self, name: &Name) -> Option<BudgetSpec> {
@@ -532,6 +515,21 @@ impl<'a> Analyzer<'a> {
             }
         }
     }
+}
+
+/// The position of `name` in a plan table, adding its lowered definition first if needed
+/// (`None` if the definition itself has problems, which are reported where it is).
+fn intern<T: Clone>(
+    table: &mut Vec<T>,
+    lowered: &BTreeMap<&str, Option<T>>,
+    name: &str,
+    name_of: impl Fn(&T) -> &str,
+) -> Option<usize> {
+    if let Some(i) = table.iter().position(|t| name_of(t) == name) {
+        return Some(i);
+    }
+    table.push(lowered.get(name)?.clone()?);
+    Some(table.len() - 1)
 }
 
 /// Reads `NAME, NAME, ...` to the end of the line.

@@ -4,7 +4,7 @@
 use super::suggest;
 use crate::diagnostics::{AnalysisError, AnalysisWarning, Problem};
 use crate::plan::{Primitive, RewardExpr, RewardOp, RewardSpec};
-use crate::syntax::ast::{BinaryOp, Expr, RewardItem};
+use crate::syntax::ast::{Expr, RewardItem};
 
 /// The primitives and their names.
 pub const PRIMITIVES: &[(&str, Primitive)] = &[
@@ -186,7 +186,7 @@ fn lower(expr: &Expr, sink: &mut Vec<Problem>) -> Option<RewardExpr> {
         Expr::Neg { operand, .. } => RewardExpr::Neg(Box::new(lower(operand, sink)?)),
         Expr::Binary { op, lhs, rhs, .. } => {
             let (a, b) = (lower(lhs, sink), lower(rhs, sink));
-            RewardExpr::Binary(reward_op(*op), Box::new(a?), Box::new(b?))
+            RewardExpr::Binary(*op, Box::new(a?), Box::new(b?))
         }
         Expr::Call {
             function,
@@ -226,21 +226,6 @@ fn lower(expr: &Expr, sink: &mut Vec<Problem>) -> Option<RewardExpr> {
             RewardExpr::If(Box::new(c?), Box::new(a?), Box::new(b?))
         }
     })
-}
-
-fn reward_op(op: BinaryOp) -> RewardOp {
-    match op {
-        BinaryOp::Add => RewardOp::Add,
-        BinaryOp::Sub => RewardOp::Sub,
-        BinaryOp::Mul => RewardOp::Mul,
-        BinaryOp::Div => RewardOp::Div,
-        BinaryOp::Lt => RewardOp::Lt,
-        BinaryOp::Le => RewardOp::Le,
-        BinaryOp::Gt => RewardOp::Gt,
-        BinaryOp::Ge => RewardOp::Ge,
-        BinaryOp::Eq => RewardOp::Eq,
-        BinaryOp::Ne => RewardOp::Ne,
-    }
 }
 
 /// The values an expression can take when every primitive ranges over [0, 1].

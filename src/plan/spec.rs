@@ -390,6 +390,44 @@ pub enum RewardOp {
     Ne,
 }
 
+impl RewardOp {
+    /// The operator as written.
+    #[must_use]
+    pub fn symbol(self) -> &'static str {
+        match self {
+            RewardOp::Add => "+",
+            RewardOp::Sub => "-",
+            RewardOp::Mul => "*",
+            RewardOp::Div => "/",
+            RewardOp::Lt => "<",
+            RewardOp::Le => "<=",
+            RewardOp::Gt => ">",
+            RewardOp::Ge => ">=",
+            RewardOp::Eq => "==",
+            RewardOp::Ne => "!=",
+        }
+    }
+
+    /// The operator written `text`, if any.
+    #[must_use]
+    pub fn from_symbol(text: &str) -> Option<Self> {
+        [
+            RewardOp::Add,
+            RewardOp::Sub,
+            RewardOp::Mul,
+            RewardOp::Div,
+            RewardOp::Lt,
+            RewardOp::Le,
+            RewardOp::Gt,
+            RewardOp::Ge,
+            RewardOp::Eq,
+            RewardOp::Ne,
+        ]
+        .into_iter()
+        .find(|op| op.symbol() == text)
+    }
+}
+
 /// A resolved reward expression.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]

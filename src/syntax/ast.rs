@@ -363,55 +363,5 @@ impl Expr {
     }
 }
 
-/// A binary operator in a reward expression.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub enum BinaryOp {
-    /// `+`
-    Add,
-    /// `-`
-    Sub,
-    /// `*`
-    Mul,
-    /// `/`
-    Div,
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-    /// `==`
-    Eq,
-    /// `!=`
-    Ne,
-}
-
-impl BinaryOp {
-    /// The operator as written.
-    #[must_use]
-    pub fn symbol(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "+",
-            BinaryOp::Sub => "-",
-            BinaryOp::Mul => "*",
-            BinaryOp::Div => "/",
-            BinaryOp::Lt => "<",
-            BinaryOp::Le => "<=",
-            BinaryOp::Gt => ">",
-            BinaryOp::Ge => ">=",
-            BinaryOp::Eq => "==",
-            BinaryOp::Ne => "!=",
-        }
-    }
-
-    /// Whether the operator compares (and so yields 0 or 1).
-    #[must_use]
-    pub fn is_comparison(self) -> bool {
-        !matches!(
-            self,
-            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div
-        )
-    }
-}
+/// A binary operator in a reward expression (the plan's enum: the operator set is the same).
+pub use crate::plan::RewardOp as BinaryOp;

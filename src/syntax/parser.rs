@@ -575,16 +575,5 @@ fn lower_expr(pair: Pair<'_, Rule>) -> Expr {
 }
 
 fn binary_op(text: &str) -> BinaryOp {
-    match text {
-        "+" => BinaryOp::Add,
-        "-" => BinaryOp::Sub,
-        "*" => BinaryOp::Mul,
-        "/" => BinaryOp::Div,
-        "<" => BinaryOp::Lt,
-        "<=" => BinaryOp::Le,
-        ">" => BinaryOp::Gt,
-        ">=" => BinaryOp::Ge,
-        "==" => BinaryOp::Eq,
-        _ => BinaryOp::Ne,
-    }
+    BinaryOp::from_symbol(text).unwrap_or_else(|| unreachable!("grammar: `{text}` is an operator"))
 }
