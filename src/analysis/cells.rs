@@ -752,22 +752,6 @@ impl<'a> Analyzer<'a> {
                 share * total
             }
         };
-        let from_share =
-            matches!(fields.get("tokens").map(|l| l.groups[0].len()), Some(n) if n > 2);
-        if tokens < 1.0 && !from_share {
-            let span = fields.get("tokens").map_or(block.span, |l| l.span);
-            self.sink.push(
-                AnalysisError::ValueOutOfRange {
-                    what: "`tokens`".to_owned(),
-                    allowed: "at least 1".to_owned(),
-                    value: format_number(tokens),
-                    span,
-                    help: None,
-                }
-                .into(),
-            );
-            return None;
-        }
         self.check_lengths(model, &data, &data_spans)?;
         let spec = TrainSpec {
             model,
@@ -902,13 +886,13 @@ impl<'a> Analyzer<'a> {
                 (share * total).round()
             }
         };
-        let from_share = matches!(fields.get("steps").map(|l| l.groups[0].len()), Some(n) if n > 2);
-        if (steps < 1.0 && !from_share) || steps > f64::from(u32::MAX) {
+        // `amount` guarantees at least 1 for a fixed count; a share may be 0 (a no-op stage).
+        if steps > f64::from(u32::MAX) {
             let span = fields.get("steps").map_or(block.span, |l| l.span);
             self.sink.push(
                 AnalysisError::ValueOutOfRange {
                     what: "`steps`".to_owned(),
-                    allowed: "a whole number, at least 1".to_owned(),
+                    allowed: format!("at most {}", u32::MAX),
                     value: format_number(steps),
                     span,
                     help: None,
