@@ -12,5 +12,6 @@ pub mod diagnostics;
 pub mod format;
 pub mod plan;
 pub mod syntax;
+pub mod tasks;
 
 pub use analysis::{Compilation, compile, compile_bytes};

@@ -9,3 +9,4 @@ mod formatting;
 mod pipelines;
 mod prelude;
 mod robustness;
+mod tasks;

@@ -173,6 +173,10 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
     analyzer.lower_definitions(ast);
     let order = analyzer.stage_order(ast);
     analyzer.lower_cells(ast, &order);
+    // Every valid task is in the plan, used or not, so `rlp sample` can draw from any of them.
+    for (name, _) in analyzer.symbols.user_defs(DefKind::Task) {
+        analyzer.intern_task(name);
+    }
     analyzer.report_unused(ast);
     let mut problems = analyzer.sink;
     // With errors present, "unused" and "underspent" warnings are mostly their echoes (a stage
@@ -431,10 +435,15 @@ impl<'a> Analyzer<'a> {
         self.symbols
             .lookup(name, &[DefKind::Task], &mut self.sink)?;
         self.used.insert(name.text.clone());
-        if let Some(i) = self.plan.tasks.iter().position(|t| t.name == name.text) {
+        self.intern_task(&name.text)
+    }
+
+    /// Interns a checked task (with its contexts and phrasing) into the plan.
+    fn intern_task(&mut self, name: &str) -> Option<TaskId> {
+        if let Some(i) = self.plan.tasks.iter().position(|t| t.name == name) {
             return Some(TaskId(i));
         }
-        let checked = self.tasks.get(name.text.as_str())?.clone()?;
+        let checked = self.tasks.get(name)?.clone()?;
         let mut spec = checked.settings;
         spec.contexts = checked
             .contexts
