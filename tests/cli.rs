@@ -180,3 +180,172 @@ fn pipelines_are_formatted() {
     args.extend(files.iter().map(String::as_str));
     Run::new(&args).expect(0);
 }
+
+#[test]
+fn sample_prints_problems_and_rejects_bad_sources() {
+    let out = Run::new(&[
+        "sample",
+        "pipelines/quickstart.rlp",
+        "--source",
+        "arith[op 5, context zoo]",
+        "-n",
+        "3",
+    ])
+    .expect(0);
+    let shown = text(&out.stdout);
+    assert_eq!(shown.matches("# problem").count(), 3);
+    assert_eq!(shown.matches("op 5, context zoo").count(), 3);
+    let json = Run::new(&[
+        "sample",
+        "pipelines/quickstart.rlp",
+        "--source",
+        "arith[op 3]",
+        "-n",
+        "2",
+        "--json",
+    ])
+    .expect(0);
+    for line in text(&json.stdout).lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["op"], 3);
+        assert!(record["text"].as_str().unwrap().starts_with("<question> "));
+    }
+    Run::new(&[
+        "sample",
+        "pipelines/quickstart.rlp",
+        "--source",
+        "arith[op 99]",
+    ])
+    .expect(2);
+    Run::new(&[
+        "sample",
+        "pipelines/quickstart.rlp",
+        "--source",
+        "nothing[op 3]",
+    ])
+    .expect(2);
+    Run::new(&[
+        "sample",
+        "pipelines/quickstart.rlp",
+        "--source",
+        "arith[op 3",
+    ])
+    .expect(2);
+    Run::new(&[
+        "sample",
+        "tests/fixtures/analysis/err/E0405-mixture-weights.rlp",
+        "--source",
+        "arith[op 3]",
+    ])
+    .expect(1);
+}
+
+#[test]
+fn data_writes_reproducible_jsonl_and_verify_scores_it() {
+    let dir = std::env::temp_dir().join(format!("rlp-data-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("base.jsonl");
+    let path = out.to_str().unwrap();
+    let args = [
+        "data",
+        "pipelines/quickstart.rlp",
+        "--stage",
+        "base",
+        "--out",
+        path,
+        "-n",
+        "50",
+    ];
+    let first = text(&Run::new(&args).expect(0).stderr);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written.lines().count(), 50);
+    let second = text(&Run::new(&args).expect(0).stderr);
+    assert_eq!(first, second, "same seed, same data, same hash");
+    assert!(first.contains("dataset hash "));
+    Run::new(&[
+        "data",
+        "pipelines/edge-of-competence.rlp",
+        "--stage",
+        "post",
+        "--out",
+        path,
+    ])
+    .expect(2);
+    Run::new(&[
+        "data",
+        "pipelines/edge-of-competence.rlp",
+        "--stage",
+        "post",
+        "--cell",
+        "range=6..=8",
+        "--out",
+        path,
+        "-n",
+        "3",
+    ])
+    .expect(0);
+
+    // Completions: the gold body (right), a wrong final value, and garbage.
+    let mut input = String::new();
+    for (i, line) in written.lines().take(3).enumerate() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = record["text"].as_str().unwrap();
+        let completion = &text[text.find("<solution>").unwrap() + "<solution>".len()..];
+        let completion = match i {
+            0 => completion.to_owned(),
+            1 => "banana".to_owned(),
+            _ => completion.replace("</solution>", "X = 999 . </solution>"),
+        };
+        input.push_str(&serde_json::json!({"solution": record["solution"], "answer": record["answer"], "completion": completion}).to_string());
+        input.push('\n');
+    }
+    input.push_str("{\"solution\": 3}\nnot json\n");
+    let input_path = dir.join("completions.jsonl");
+    std::fs::write(&input_path, input).unwrap();
+    let out = Run::new(&[
+        "verify",
+        input_path.to_str().unwrap(),
+        "--phrasing",
+        "compact",
+    ])
+    .expect(1);
+    let scores: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(scores.len(), 3);
+    assert_eq!(
+        (
+            scores[0]["verified_correct"].as_bool(),
+            scores[0]["r_pv"].as_f64()
+        ),
+        (Some(true), Some(1.0))
+    );
+    assert_eq!(
+        (
+            scores[1]["verified_correct"].as_bool(),
+            scores[1]["r_pv"].as_f64()
+        ),
+        (Some(false), Some(0.0))
+    );
+    assert_eq!(scores[2]["extra"], 1, "the added step is an extra node");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("completions.jsonl:4: no string field `solution`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("completions.jsonl:5: not JSON"), "{stderr}");
+    assert!(
+        stderr.contains("scored 3 completions (2 malformed)"),
+        "{stderr}"
+    );
+    Run::new(&["verify", "missing.jsonl"]).expect(2);
+    Run::new(&[
+        "verify",
+        input_path.to_str().unwrap(),
+        "--phrasing",
+        "klingon",
+    ])
+    .expect(2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

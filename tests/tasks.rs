@@ -254,3 +254,33 @@ fn outcome_reward_is_an_exact_string_match() {
         " </solution> <answer> 1 </answer> </solution>"
     ));
 }
+
+#[test]
+fn mixture_weights_are_honoured_and_streams_are_reproducible() {
+    let src = "seed 9\nuse prelude\ntask arith {\n    contexts zoo\n    phrasing compact\n}\n\
+               mixture m {\n    0.2 arith[op 2]\n    0.8 arith[op 7]\n}\n\
+               pretrain p {\n    model tiny\n    data m\n    tokens 1M\n}\neval {\n    models p\n    split s arith[op 2]\n}\n";
+    let plan = rlp::compile(&rlp::syntax::SourceFile::new("m.rlp", src))
+        .plan
+        .unwrap();
+    let stage = &plan.stages[0];
+    let n = 4000;
+    let ops: Vec<u32> = (0..n)
+        .map(|i| {
+            rlp::tasks::sample::example(&plan, stage.spec.data(), stage.seed, i)
+                .unwrap()
+                .op
+        })
+        .collect();
+    let share = ops.iter().filter(|&&op| op == 2).count() as f64 / n as f64;
+    // Binomial standard deviation at n = 4000 is 0.0063: five of them either way.
+    assert!(
+        (share - 0.2).abs() < 0.032,
+        "share of the 0.2 component: {share}"
+    );
+    let again = rlp::tasks::sample::example(&plan, stage.spec.data(), stage.seed, 1234).unwrap();
+    assert_eq!(again.op, ops[1234]);
+    let other_seed =
+        rlp::tasks::sample::example(&plan, stage.spec.data(), stage.seed + 1, 1234).unwrap();
+    assert_ne!(other_seed.rendered, again.rendered);
+}

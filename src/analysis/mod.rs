@@ -99,6 +99,103 @@ fn prelude_ast() -> &'static Ast {
     PRELUDE_AST.get_or_init(|| syntax::parse(PRELUDE).expect("the prelude parses (tested)"))
 }
 
+/// A prelude phrasing (`english`, `compact`), lowered.
+#[must_use]
+pub fn prelude_phrasing(name: &str) -> Option<PhrasingSpec> {
+    prelude_ast().items.iter().find_map(|item| match item {
+        Item::Block(block)
+            if block.kind.text == "phrasing"
+                && block.name.as_ref().is_some_and(|n| n.text == name) =>
+        {
+            templates::lower_phrasing(block, name, &mut Vec::new())
+        }
+        _ => None,
+    })
+}
+
+/// Resolves a source written on the command line (`arith[op 5, context zoo]`) against a
+/// compiled plan. The error says what is wrong in one line.
+pub fn source_in_plan(plan: &Plan, text: &str) -> Result<crate::plan::SourceSpec, String> {
+    let atom = syntax::parser::parse_source(text).map_err(|e| {
+        format!("`{text}` is not a source such as `arith[op 2..=5, context zoo]`: {e}")
+    })?;
+    let Atom::Source(source) = atom else {
+        return Err(format!("`{text}` is not a source"));
+    };
+    let task_id = plan
+        .tasks
+        .iter()
+        .position(|t| t.name == source.task.text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+            format!(
+                "no task `{}` in the file (tasks: {})",
+                source.task.text,
+                names.join(", ")
+            )
+        })?;
+    let task = &plan.tasks[task_id];
+    let mut spec = crate::plan::SourceSpec {
+        task: TaskId(task_id),
+        op_min: 0,
+        op_max: 0,
+        contexts: task.contexts.clone(),
+        mode: None,
+    };
+    let mut has_op = false;
+    for arg in &source.args {
+        match (arg.key.text.as_str(), arg.values.as_slice()) {
+            ("op", [value]) => {
+                let mut sink = Vec::new();
+                let (lo, hi, _) = fields::int_range(value, "an op range", &mut sink)
+                    .ok_or_else(|| "`op` takes a number or a range such as `2..=5`".to_string())?;
+                if lo < 1 || hi > i64::from(task.max_op) {
+                    return Err(format!(
+                        "task `{}` generates ops 1..={}",
+                        task.name, task.max_op
+                    ));
+                }
+                (spec.op_min, spec.op_max, has_op) = (lo as u32, hi as u32, true);
+            }
+            ("context", values) => {
+                spec.contexts = values
+                    .iter()
+                    .map(|v| {
+                        let Atom::Name(n) = v else {
+                            return Err("`context` takes context names".to_owned());
+                        };
+                        task.contexts
+                            .iter()
+                            .copied()
+                            .find(|c| plan.contexts[c.0].name == n.text)
+                            .ok_or_else(|| {
+                                format!("task `{}` does not use context `{}`", task.name, n.text)
+                            })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            ("mode", [Atom::Name(n)]) if n.text == "forward" => {
+                spec.mode = Some(crate::plan::Mode::Forward);
+            }
+            ("mode", [Atom::Name(n)]) if n.text == "reverse" => {
+                spec.mode = Some(crate::plan::Mode::Reverse);
+            }
+            (key, _) => {
+                return Err(format!(
+                    "`{key}` is not a source argument (`op`, `context`, `mode`)"
+                ));
+            }
+        }
+    }
+    if !has_op {
+        return Err(format!(
+            "the source needs an op range: `{}[op 2..=5]`",
+            source.task.text
+        ));
+    }
+    Ok(spec)
+}
+
 /// A task checked on its own, before it is interned into a plan.
 #[derive(Debug, Clone)]
 struct CheckedTask {

@@ -36,6 +36,52 @@ pub enum Command {
         /// A code such as `E0405` or `rlp::E0405`.
         code: Option<String>,
     },
+    /// Print problems from a source of the file's tasks, with gold solutions and op.
+    Sample {
+        /// The .rlp file that defines the task.
+        file: PathBuf,
+        /// A source such as `arith[op 5, context zoo]`.
+        #[arg(long)]
+        source: String,
+        /// How many problems.
+        #[arg(short = 'n', default_value_t = 5)]
+        count: u64,
+        /// Seed of the stream (default: the file's seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print JSONL records instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a stage's data (training texts or RL prompts) as JSONL, and its dataset hash.
+    Data {
+        /// The .rlp file.
+        file: PathBuf,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// The sweep cell, when the stage differs between cells.
+        #[arg(long)]
+        cell: Option<String>,
+        /// Where to write the JSONL.
+        #[arg(long)]
+        out: PathBuf,
+        /// How many examples.
+        #[arg(short = 'n', default_value_t = 1000)]
+        count: u64,
+    },
+    /// Score model completions step by step: JSONL records with the gold `solution` (and
+    /// optionally `answer`) and a `completion`; writes one score record per input.
+    Verify {
+        /// The input JSONL (`-` for standard input).
+        input: PathBuf,
+        /// Where to write the scores (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The phrasing the solutions are written in (a prelude phrasing).
+        #[arg(long, default_value = "english")]
+        phrasing: String,
+    },
     /// Format files in place in canonical form, keeping comments.
     Fmt {
         /// Files to format.

@@ -64,7 +64,51 @@ where
         Command::Plan { file } => commands::plan::run(&file, color),
         Command::Explain { code } => commands::explain::run(code.as_deref()),
         Command::Fmt { files, check } => commands::fmt::run(&files, check, color),
+        Command::Sample {
+            file,
+            source,
+            count,
+            seed,
+            json,
+        } => commands::sample::run(&file, &source, count, seed, json, color),
+        Command::Data {
+            file,
+            stage,
+            cell,
+            out,
+            count,
+        } => commands::data::run(&file, &stage, cell.as_deref(), &out, count, color),
+        Command::Verify {
+            input,
+            out,
+            phrasing,
+        } => commands::verify::run(&input, out.as_deref(), &phrasing),
     }
+}
+
+/// Compiles a file and prints its diagnostics; the plan, or the status to exit with.
+fn compile_file(path: &std::path::Path, color: bool) -> Result<crate::plan::Plan, Status> {
+    let bytes = read(path)?;
+    let compilation = crate::compile_bytes(&path.display().to_string(), &bytes);
+    if compilation.diagnostics.has_errors() {
+        eprint_raw(&compilation.diagnostics.render_human(color));
+    }
+    compilation.plan.ok_or(Status::Problems)
+}
+
+/// Writes through a temporary file in the same directory, so a crash never leaves half a file.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.rlp-tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Reads a file, or reports why it cannot be read.

@@ -39,6 +39,25 @@ pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
     Ok(ast)
 }
 
+/// Parses a source on its own (`arith[op 5, context zoo]`), as given on the command line.
+pub(crate) fn parse_source(text: &str) -> Result<Atom, String> {
+    check_nesting(text).map_err(|e| e.to_string())?;
+    let mut pairs = RlpParser::parse(Rule::source, text.trim()).map_err(|e| {
+        let (found, _) = found_at(
+            text,
+            match e.location {
+                pest::error::InputLocation::Pos(p) | pest::error::InputLocation::Span((p, _)) => p,
+            },
+        );
+        format!("unexpected {found}")
+    })?;
+    let pair = presume(pairs.next(), "source");
+    if pair.as_span().end() != text.trim().len() {
+        return Err("unexpected text after the source".to_owned());
+    }
+    Ok(lower_atom(pair))
+}
+
 /// The parse tree with comments, for the formatter.
 pub(crate) fn parse_tree(text: &str) -> Result<Pair<'_, Rule>, SyntaxError> {
     check_nesting(text)?;

@@ -222,7 +222,9 @@ fn choose(
                     continue;
                 }
                 let left = available - cost;
-                if (others + choice.new == 0) != (left == 0) {
+                // Other frontier nodes already have their 1 op each reserved; only the last
+                // definition must spend exactly what is left.
+                if others + choice.new == 0 && left != 0 {
                     continue;
                 }
                 // Prefer moderate fan-in, fresh parents over shared ones, and leaves when

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod graph;
 pub mod linear;
 pub mod render;
+pub mod reward;
 pub mod sample;
 pub mod trace;
 pub mod verify;

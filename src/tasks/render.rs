@@ -109,11 +109,16 @@ pub fn render(
             r.letters[n] = Some(r.fresh()?);
         }
     }
+    let totals_named = phrasing
+        .template("total_ref")
+        .is_some_and(|t| t.contains("{name}"));
     let mut sentences: Vec<String> = graph
         .order
         .iter()
         .chain(&graph.distractors)
-        .filter(|&&n| matches!(graph.nodes[n].kind, NodeKind::Instance { .. }))
+        // A total needs no sentence where its name says what it is ("total number of ... in
+        // E"); where quantities are letters, it is stated like any other quantity.
+        .filter(|&&n| matches!(graph.nodes[n].kind, NodeKind::Instance { .. }) || !totals_named)
         .map(|&n| r.sentence(n))
         .collect();
     let target = graph.target();

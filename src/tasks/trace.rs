@@ -206,7 +206,7 @@ fn strip_tags(text: &str) -> String {
     while let Some(open) = rest.find('<') {
         out.push_str(&rest[..open]);
         if let Some(close) = rest[open..].find('>') {
-            rest = &rest[open + close + 1..]
+            rest = &rest[open + close + 1..];
         } else {
             out.push_str(&rest[open..]);
             rest = "";

@@ -1,8 +1,8 @@
 //! `rlp fmt [--check] FILE...`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::super::{Status, eprint_line, eprint_raw, print_raw, read};
+use super::super::{Status, eprint_line, eprint_raw, print_raw, read, write_atomically};
 use crate::diagnostics::Diagnostics;
 use crate::syntax::SourceFile;
 
@@ -46,7 +46,7 @@ pub(crate) fn run(files: &[PathBuf], check: bool, color: bool) -> Status {
         if check {
             print_raw(&diff(&name, &text, &formatted));
             worse(Status::Problems);
-        } else if let Err(error) = write_atomically(path, &formatted) {
+        } else if let Err(error) = write_atomically(path, formatted.as_bytes()) {
             eprint_line(&format!("error: cannot write {name}: {error}"));
             worse(Status::Error);
         }
@@ -60,19 +60,4 @@ fn diff(name: &str, old: &str, new: &str) -> String {
         .context_radius(2)
         .header(name, &format!("{name} (formatted)"))
         .to_string()
-}
-
-/// Writes through a temporary file in the same directory, so a crash never leaves half a file.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.rlp-fmt.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }

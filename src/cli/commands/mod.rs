@@ -1,6 +1,9 @@
 //! One file per subcommand.
 
 pub(super) mod check;
+pub(super) mod data;
 pub(super) mod explain;
 pub(super) mod fmt;
 pub(super) mod plan;
+pub(super) mod sample;
+pub(super) mod verify;
