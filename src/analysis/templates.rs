@@ -409,7 +409,14 @@ pub fn count_tokens(text: &str) -> u64 {
 /// Fills a template's placeholders from `values`; unknown placeholders become empty.
 #[must_use]
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len());
+    let extra: usize = values.iter().map(|(_, v)| v.len()).sum();
+    let mut out = String::with_capacity(template.len() + extra);
+    fill_into(&mut out, template, values);
+    out
+}
+
+/// [`fill`], appending to `out`.
+pub fn fill_into(out: &mut String, template: &str, values: &[(&str, &str)]) {
     let mut rest = template;
     while let Some(open) = rest.find(['{', '}']) {
         out.push_str(&rest[..open]);
@@ -429,7 +436,6 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
         }
     }
     out.push_str(rest);
-    out
 }
 
 /// A worst-case estimate of the tokens of one whole training example (problem, solution,

@@ -138,8 +138,9 @@ fn grow(
         let others = frontier.len();
         // Budget x may spend on itself and on the parents it creates (each costs >= 1 later).
         let available = budget - others;
+        let dependents = dependents_of(&nodes, x);
         let eligible: Vec<usize> = (0..nodes.len())
-            .filter(|&y| y != x && !depends_on(&nodes, y, x))
+            .filter(|&y| y != x && !dependents[y])
             .filter(|&y| !nodes[x].total || (!nodes[y].total && nodes[y].in_total.is_none()))
             .collect();
         let choice = choose(&nodes[x], available, others, eligible.len(), n_items, rng)
@@ -253,19 +254,24 @@ fn choose(
     None
 }
 
-/// Whether `a` depends on `b` (directly or transitively) in the shape so far.
-fn depends_on(nodes: &[ShapeNode], a: usize, b: usize) -> bool {
-    let mut stack = vec![a];
-    let mut seen = vec![false; nodes.len()];
-    while let Some(n) = stack.pop() {
-        if n == b {
-            return true;
-        }
-        if !std::mem::replace(&mut seen[n], true) {
-            stack.extend(&nodes[n].params);
+/// For every node, whether it depends on `x` (directly or transitively): one pass over the
+/// nodes that use each node as a parameter.
+fn dependents_of(nodes: &[ShapeNode], x: usize) -> Vec<bool> {
+    let mut depends = vec![false; nodes.len()];
+    depends[x] = true;
+    // Walk users upwards until nothing changes; shapes are small (<= MAX_NODES nodes).
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (n, node) in nodes.iter().enumerate() {
+            if !depends[n] && node.params.iter().any(|&p| depends[p]) {
+                depends[n] = true;
+                changed = true;
+            }
         }
     }
-    false
+    depends[x] = false;
+    depends
 }
 
 /// Parents before children, the target (node 0) last; ties in a random-free, stable order.
@@ -468,12 +474,18 @@ fn add_distractors(
         }
         let constant = parents == 1 && rng.random_bool(0.5) || parents > 1 && rng.random_bool(0.5);
         let n_params = parents - usize::from(constant);
-        let pool: Vec<usize> = if !graph.distractors.is_empty() && rng.random_bool(0.5) {
-            graph.distractors.clone()
+        let params: Vec<usize> = if !graph.distractors.is_empty() && rng.random_bool(0.5) {
+            graph
+                .distractors
+                .choose_multiple(rng, n_params)
+                .copied()
+                .collect()
         } else {
-            (0..graph.nodes.len()).collect()
+            let len = graph.nodes.len();
+            rand::seq::index::sample(rng, len, n_params.min(len))
+                .into_iter()
+                .collect()
         };
-        let params: Vec<usize> = pool.choose_multiple(rng, n_params).copied().collect();
         let values: Vec<i64> = params.iter().map(|&p| graph.nodes[p].value).collect();
         let Some((rule, value)) =
             pick_rule(&values, constant || params.is_empty(), false, task, rng)

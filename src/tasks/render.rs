@@ -8,7 +8,9 @@ use rand::seq::SliceRandom;
 use super::generate::{Generated, Rejection};
 use super::graph::{Combine, Graph, NodeKind, Rule};
 use super::linear::{self, Linear};
-use crate::analysis::templates::fill;
+use std::fmt::Write as _;
+
+use crate::analysis::templates::{fill, fill_into};
 use crate::plan::{ContextSpec, Mode, PhrasingSpec};
 
 /// A rendered problem.
@@ -61,6 +63,38 @@ fn letter_pool(rng: &mut impl Rng) -> Vec<char> {
     letters
 }
 
+/// Indices of the phrasing slots, in the order of [`crate::analysis::templates::SLOTS`]
+/// (which is the order of [`PhrasingSpec::templates`]).
+mod slot {
+    pub(super) const INSTANCE_NAME: usize = 0;
+    pub(super) const TOTAL_NAME: usize = 1;
+    pub(super) const INSTANCE_REF: usize = 2;
+    pub(super) const TOTAL_REF: usize = 3;
+    pub(super) const FACT: usize = 4;
+    pub(super) const SUM: usize = 5;
+    pub(super) const DIFFERENCE: usize = 6;
+    pub(super) const PLUS: usize = 7;
+    pub(super) const TIMES: usize = 8;
+    pub(super) const PAIR_SEPARATOR: usize = 9;
+    pub(super) const LIST_SEPARATOR: usize = 10;
+    pub(super) const LIST_FINAL: usize = 11;
+    pub(super) const SENTENCE_END: usize = 12;
+    pub(super) const UNKNOWN: usize = 13;
+    pub(super) const KNOWN: usize = 14;
+    pub(super) const QUESTION: usize = 15;
+    pub(super) const DEFINE: usize = 16;
+    pub(super) const ASSIGN: usize = 17;
+    pub(super) const ASSIGN_LEAF: usize = 18;
+    pub(super) const ASSIGN_COPY: usize = 19;
+    pub(super) const FINAL_PREFIX: usize = 20;
+    pub(super) const ASSIGN_SEPARATOR: usize = 21;
+    pub(super) const STEP_END: usize = 22;
+    pub(super) const ANSWER: usize = 23;
+    pub(super) const REVERSE_INTRO: usize = 24;
+    pub(super) const REVERSE_UNKNOWN: usize = 25;
+    pub(super) const REVERSE_SOLVE: usize = 26;
+}
+
 struct Renderer<'a> {
     generated: &'a Generated,
     context: &'a ContextSpec,
@@ -68,6 +102,9 @@ struct Renderer<'a> {
     letters: Vec<Option<char>>,
     pool: Vec<char>,
     forms: Option<Vec<Linear>>,
+    /// Each node's name and in-sentence reference, made once letters are known.
+    names: Vec<String>,
+    refs: Vec<String>,
 }
 
 /// Renders a generated graph. Fails only if the problem needs more variable letters than
@@ -87,6 +124,8 @@ pub fn render(
         letters: vec![None; graph.nodes.len()],
         pool: letter_pool(rng),
         forms: graph.unknown.map(|u| linear::forms(graph, u)),
+        names: Vec::new(),
+        refs: Vec::new(),
     };
     // The unknown is called x where steps show names; where letters are the names, it keeps
     // a letter of its own and `x` stands for its value.
@@ -109,43 +148,59 @@ pub fn render(
             r.letters[n] = Some(r.fresh()?);
         }
     }
+    r.names = (0..graph.nodes.len()).map(|n| r.make_name(n)).collect();
+    r.refs = (0..graph.nodes.len())
+        .map(|n| r.make_reference(n))
+        .collect();
     let totals_named = phrasing
         .template("total_ref")
         .is_some_and(|t| t.contains("{name}"));
-    let mut sentences: Vec<String> = graph
+    // Sentences in random order, written straight into one buffer; `None` is the extra
+    // sentence of reverse mode stating the target's value.
+    let mut stated: Vec<Option<usize>> = graph
         .order
         .iter()
         .chain(&graph.distractors)
         // A total needs no sentence where its name says what it is ("total number of ... in
         // E"); where quantities are letters, it is stated like any other quantity.
         .filter(|&&n| matches!(graph.nodes[n].kind, NodeKind::Instance { .. }) || !totals_named)
-        .map(|&n| r.sentence(n))
+        .map(|&n| Some(n))
         .collect();
+    if graph.unknown.is_some() {
+        stated.push(None);
+    }
+    stated.shuffle(rng);
     let target = graph.target();
     let asked = graph.unknown.unwrap_or(target);
-    if graph.unknown.is_some() {
-        let known = fill(
-            r.t("known"),
-            &[
-                ("quantity", &r.reference(target)),
-                ("value", &graph.nodes[target].value.to_string()),
-            ],
-        );
-        sentences.push(capitalize(&known) + r.t("sentence_end"));
+    let mut problem = String::with_capacity(stated.len() * 96);
+    let mut scratch = String::new();
+    for sentence in stated {
+        let start = problem.len();
+        match sentence {
+            Some(n) => r.sentence_into(&mut problem, &mut scratch, n),
+            None => fill_into(
+                &mut problem,
+                r.t(slot::KNOWN),
+                &[
+                    ("quantity", r.reference(target)),
+                    ("value", &graph.nodes[target].value.to_string()),
+                ],
+            ),
+        }
+        capitalize_at(&mut problem, start);
+        problem.push_str(r.t(slot::SENTENCE_END));
     }
-    sentences.shuffle(rng);
-    let problem: String = sentences.concat();
     let question = fill(
-        r.t("question"),
+        r.t(slot::QUESTION),
         &[
             ("context_question", &r.context_question(asked)),
-            ("quantity", &r.reference(asked)),
+            ("quantity", r.reference(asked)),
             ("var", &r.var(asked)),
         ],
     );
     let mut steps = String::new();
     if mode == Mode::Reverse {
-        steps.push_str(r.t("reverse_intro"));
+        steps.push_str(r.t(slot::REVERSE_INTRO));
     }
     for &n in &graph.order {
         steps.push_str(&r.step(n)?);
@@ -159,7 +214,7 @@ pub fn render(
             constant: lhs.constant - known,
         };
         steps.push_str(&fill(
-            r.t("reverse_solve"),
+            r.t(slot::REVERSE_SOLVE),
             &[
                 ("var", &r.var(target)),
                 ("value", &known.to_string()),
@@ -172,8 +227,12 @@ pub fn render(
         ));
     }
     let answer = value.to_string();
-    let solution = steps.clone() + &fill(r.t("answer"), &[("value", &answer)]);
-    let names = (0..graph.nodes.len()).map(|n| r.solution_name(n)).collect();
+    let solution = steps.clone() + &fill(r.t(slot::ANSWER), &[("value", &answer)]);
+    let names = if names_shown {
+        std::mem::take(&mut r.names)
+    } else {
+        (0..graph.nodes.len()).map(|n| r.var(n)).collect()
+    };
     let vars = r.letters.iter().map(|l| l.unwrap_or('?')).collect();
     Ok(Rendered {
         problem,
@@ -186,19 +245,27 @@ pub fn render(
     })
 }
 
-/// Capitalises a sentence's first word, unless it is a single letter (a variable).
-fn capitalize(text: &str) -> String {
-    if text
+/// Capitalises the sentence starting at byte `start` of `text`, unless its first word is a
+/// single letter (a variable).
+fn capitalize_at(text: &mut String, start: usize) {
+    let sentence = &text[start..];
+    let first_word = sentence
         .split(|c: char| !c.is_alphanumeric())
         .next()
-        .is_some_and(|w| w.chars().count() <= 1)
-    {
-        return text.to_owned();
+        .unwrap_or("");
+    if first_word.chars().count() <= 1 {
+        return;
     }
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
+    let Some(first) = sentence.chars().next() else {
+        return;
+    };
+    if first.is_ascii() {
+        if let Some(byte) = text.get_mut(start..=start) {
+            byte.make_ascii_uppercase();
+        }
+    } else {
+        let upper: String = first.to_uppercase().collect();
+        text.replace_range(start..start + first.len_utf8(), &upper);
     }
 }
 
@@ -207,8 +274,11 @@ impl Renderer<'_> {
         &self.generated.graph
     }
 
-    fn t(&self, slot: &str) -> &str {
-        self.phrasing.template(slot).unwrap_or("")
+    fn t(&self, slot: usize) -> &str {
+        self.phrasing
+            .templates
+            .get(slot)
+            .map_or("", |(_, t)| t.as_str())
     }
 
     fn fresh(&mut self) -> Result<char, Rejection> {
@@ -220,15 +290,24 @@ impl Renderer<'_> {
     }
 
     /// The quantity's name: `adult owl in South Zoo`.
-    fn name(&self, n: usize) -> String {
+    fn name(&self, n: usize) -> &str {
+        &self.names[n]
+    }
+
+    /// The quantity inside a sentence: `the number of adult owl in South Zoo`.
+    fn reference(&self, n: usize) -> &str {
+        &self.refs[n]
+    }
+
+    fn make_name(&self, n: usize) -> String {
         let g = self.generated;
         match g.graph.nodes[n].kind {
             NodeKind::Instance { entity, item } => fill(
-                self.t("instance_name"),
+                self.t(slot::INSTANCE_NAME),
                 &[("item", &g.items[item]), ("entity", &g.entities[entity])],
             ),
             NodeKind::Total { entity } => fill(
-                self.t("total_name"),
+                self.t(slot::TOTAL_NAME),
                 &[
                     ("total", &self.context.total),
                     ("entity", &g.entities[entity]),
@@ -240,22 +319,21 @@ impl Renderer<'_> {
     /// The name a solution step gives the node: its name when `define` shows names, else
     /// its letter.
     fn solution_name(&self, n: usize) -> String {
-        if self.t("define").contains("{name}") {
-            self.name(n)
+        if self.t(slot::DEFINE).contains("{name}") {
+            self.name(n).to_owned()
         } else {
             self.var(n)
         }
     }
 
-    /// The quantity inside a sentence: `the number of adult owl in South Zoo`.
-    fn reference(&self, n: usize) -> String {
+    fn make_reference(&self, n: usize) -> String {
         let slot = match self.graph().nodes[n].kind {
-            NodeKind::Instance { .. } => "instance_ref",
-            NodeKind::Total { .. } => "total_ref",
+            NodeKind::Instance { .. } => slot::INSTANCE_REF,
+            NodeKind::Total { .. } => slot::TOTAL_REF,
         };
         fill(
             self.t(slot),
-            &[("name", &self.name(n)), ("var", &self.var(n))],
+            &[("name", self.name(n)), ("var", &self.var(n))],
         )
     }
 
@@ -276,58 +354,66 @@ impl Renderer<'_> {
         }
     }
 
-    /// The parameters of a node combined, as a sentence fragment.
-    fn params_phrase(&self, params: &[usize], combine: Combine) -> String {
-        let refs: Vec<String> = params.iter().map(|&p| self.reference(p)).collect();
+    /// The parameters of a node combined, as a sentence fragment, appended to `out`.
+    fn params_phrase_into(&self, out: &mut String, params: &[usize], combine: Combine) {
+        let refs: Vec<&str> = params.iter().map(|&p| self.reference(p)).collect();
         match (combine, refs.as_slice()) {
-            (Combine::Copy, [one]) => one.clone(),
-            (Combine::Difference, [a, b]) => fill(self.t("difference"), &[("a", a), ("b", b)]),
-            (_, [a, b]) => fill(
-                self.t("sum"),
-                &[("terms", &format!("{a}{}{b}", self.t("pair_separator")))],
-            ),
-            (_, [init @ .., last]) => {
-                let terms = format!(
-                    "{}{}{last}",
-                    init.join(self.t("list_separator")),
-                    self.t("list_final")
-                );
-                fill(self.t("sum"), &[("terms", &terms)])
+            (Combine::Copy, [one]) => out.push_str(one),
+            (Combine::Difference, [a, b]) => {
+                fill_into(out, self.t(slot::DIFFERENCE), &[("a", a), ("b", b)]);
             }
-            (_, []) => String::new(),
+            (_, [a, b]) => {
+                let terms = [*a, self.t(slot::PAIR_SEPARATOR), *b].concat();
+                fill_into(out, self.t(slot::SUM), &[("terms", &terms)]);
+            }
+            (_, [init @ .., last]) => {
+                let terms = [
+                    init.join(self.t(slot::LIST_SEPARATOR)).as_str(),
+                    self.t(slot::LIST_FINAL),
+                    last,
+                ]
+                .concat();
+                fill_into(out, self.t(slot::SUM), &[("terms", &terms)]);
+            }
+            (_, []) => {}
         }
     }
 
-    /// The problem sentence of an instance node.
-    fn sentence(&self, n: usize) -> String {
+    /// The problem sentence of a node, appended to `out` (`scratch` is reused for the
+    /// expression).
+    fn sentence_into(&self, out: &mut String, scratch: &mut String, n: usize) {
         let node = &self.graph().nodes[n];
         let quantity = self.reference(n);
         if Some(n) == self.graph().unknown {
-            return capitalize(&fill(self.t("unknown"), &[("quantity", &quantity)]))
-                + self.t("sentence_end");
+            fill_into(out, self.t(slot::UNKNOWN), &[("quantity", quantity)]);
+            return;
         }
-        let expr = match node.rule {
-            Rule::Leaf(k) => k.to_string(),
-            Rule::Params(c) => self.params_phrase(&node.params, c),
-            Rule::Plus(k, c) => fill(
-                self.t("plus"),
-                &[
-                    ("k", &k.to_string()),
-                    ("expr", &self.params_phrase(&node.params, c)),
-                ],
-            ),
-            Rule::Times(k, c) => fill(
-                self.t("times"),
-                &[
-                    ("k", &k.to_string()),
-                    ("expr", &self.params_phrase(&node.params, c)),
-                ],
-            ),
-        };
-        capitalize(&fill(
-            self.t("fact"),
-            &[("quantity", &quantity), ("expr", &expr)],
-        )) + self.t("sentence_end")
+        scratch.clear();
+        match node.rule {
+            Rule::Leaf(k) => {
+                let _ = write!(scratch, "{k}");
+            }
+            Rule::Params(c) => self.params_phrase_into(scratch, &node.params, c),
+            Rule::Plus(k, c) | Rule::Times(k, c) => {
+                let mut inner = String::new();
+                self.params_phrase_into(&mut inner, &node.params, c);
+                let template = if matches!(node.rule, Rule::Plus(..)) {
+                    self.t(slot::PLUS)
+                } else {
+                    self.t(slot::TIMES)
+                };
+                fill_into(
+                    scratch,
+                    template,
+                    &[("k", &k.to_string()), ("expr", &inner)],
+                );
+            }
+        }
+        fill_into(
+            out,
+            self.t(slot::FACT),
+            &[("quantity", quantity), ("expr", scratch)],
+        );
     }
 
     /// A value as the solution shows it: a number, or in reverse mode an expression in x.
@@ -355,7 +441,7 @@ impl Renderer<'_> {
         if operands.len() == 1 {
             let (name, _) = &operands[0];
             return fill(
-                self.t("assign_copy"),
+                self.t(slot::ASSIGN_COPY),
                 &[
                     ("var", var),
                     ("expr", name),
@@ -369,7 +455,7 @@ impl Renderer<'_> {
             .map(|(_, form)| Self::shown(*form, true))
             .collect();
         fill(
-            self.t("assign"),
+            self.t(slot::ASSIGN),
             &[
                 ("var", var),
                 ("expr", &expr.join(&format!(" {symbol} "))),
@@ -439,7 +525,7 @@ impl Renderer<'_> {
         let var = self.var(n);
         if Some(n) == self.graph().unknown {
             return Ok(fill(
-                self.t("reverse_unknown"),
+                self.t(slot::REVERSE_UNKNOWN),
                 &[("name", &name), ("var", &var)],
             ));
         }
@@ -448,7 +534,7 @@ impl Renderer<'_> {
         let mut parts = Vec::new();
         match node.rule {
             Rule::Leaf(k) => parts.push(fill(
-                self.t("assign_leaf"),
+                self.t(slot::ASSIGN_LEAF),
                 &[("var", &var), ("value", &k.to_string())],
             )),
             Rule::Params(c) => {
@@ -478,14 +564,32 @@ impl Renderer<'_> {
             }
         }
         let last = parts.pop().unwrap_or_default();
-        let mut step = fill(self.t("define"), &[("name", &name), ("var", &var)]);
+        let mut step = fill(self.t(slot::DEFINE), &[("name", &name), ("var", &var)]);
         for part in parts {
             step.push_str(&part);
-            step.push_str(self.t("assign_separator"));
+            step.push_str(self.t(slot::ASSIGN_SEPARATOR));
         }
-        step.push_str(self.t("final_prefix"));
+        step.push_str(self.t(slot::FINAL_PREFIX));
         step.push_str(&last);
-        step.push_str(self.t("step_end"));
+        step.push_str(self.t(slot::STEP_END));
         Ok(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot;
+    use crate::analysis::templates::SLOTS;
+
+    #[test]
+    fn slot_indices_follow_the_slot_table() {
+        let position = |name: &str| SLOTS.iter().position(|(s, _, _)| *s == name).unwrap();
+        assert_eq!(slot::INSTANCE_NAME, position("instance_name"));
+        assert_eq!(slot::FACT, position("fact"));
+        assert_eq!(slot::SENTENCE_END, position("sentence_end"));
+        assert_eq!(slot::DEFINE, position("define"));
+        assert_eq!(slot::ANSWER, position("answer"));
+        assert_eq!(slot::REVERSE_SOLVE, position("reverse_solve"));
+        assert_eq!(slot::REVERSE_SOLVE + 1, SLOTS.len());
     }
 }

@@ -95,20 +95,29 @@ pub struct ParsedSolution {
     pub answer: Option<f64>,
 }
 
-struct Assignment {
+struct Assignment<'a> {
     lhs: char,
     /// The text after the last `=`.
-    expr: String,
+    expr: &'a str,
     /// The whole `L = chain` text (for the last-number fallback).
-    text: String,
-    /// Single-letter tokens of the chain.
-    letters: Vec<char>,
+    text: &'a str,
+    /// Single-letter tokens of the chain's first expression, as a bit set over A–Z, a–z.
+    letters: u64,
 }
 
-struct Step {
+/// The bit of an ASCII letter in a letter set.
+fn letter_bit(c: u8) -> u64 {
+    match c {
+        b'A'..=b'Z' => 1 << (c - b'A'),
+        b'a'..=b'z' => 1 << (26 + c - b'a'),
+        _ => 0,
+    }
+}
+
+struct Step<'a> {
     name: String,
     var: char,
-    body: String,
+    body: &'a str,
 }
 
 /// Parses a solution (a model completion or a gold solution). Never panics.
@@ -116,36 +125,41 @@ struct Step {
 pub fn parse(text: &str, format: &TraceFormat) -> ParsedSolution {
     let answer = find_answer(text, &format.answer_marker);
     let clean = strip_tags(text);
-    let steps = match &format.keyword {
+    // Steps, and the text outside steps that can still assign variables (the preamble; in
+    // letter steps, `x = 3` closing the solution).
+    let (steps, outside) = match &format.keyword {
         Some(keyword) => define_steps(&clean, keyword, &format.connector, &format.answer_marker),
         None => letter_steps(&clean, &format.answer_marker),
     };
-    let all: Vec<Vec<Assignment>> = steps.iter().map(|s| assignments(&s.body)).collect();
-    // Variables take values from assignments anywhere before the answer (in letter steps,
-    // `x = 3` closes the solution outside any step).
-    let scope = clean
-        .find(&format.answer_marker)
-        .map_or(clean.as_str(), |i| &clean[..i]);
-    let everywhere = assignments(scope);
-    let table = evaluate_all(&everywhere);
+    let all: Vec<Vec<Assignment>> = steps.iter().map(|s| assignments(s.body)).collect();
+    let extra: Vec<Assignment> = outside.iter().flat_map(|t| assignments(t)).collect();
+    let table = evaluate_all(all.iter().flatten().chain(&extra));
     let mut nodes: BTreeMap<String, ParsedNode> = BTreeMap::new();
-    let mut previous: BTreeMap<char, String> = BTreeMap::new();
-    for (step, assigns) in steps.iter().zip(&all) {
-        let mut deps = BTreeSet::new();
-        let mut intermediates: BTreeMap<char, BTreeSet<String>> = BTreeMap::new();
+    let mut previous: BTreeMap<char, usize> = BTreeMap::new();
+    for (index, (step, assigns)) in steps.iter().zip(&all).enumerate() {
+        let mut deps: BTreeSet<usize> = BTreeSet::new();
+        let mut intermediates: BTreeMap<char, BTreeSet<usize>> = BTreeMap::new();
         let mut value = None;
         for a in assigns {
             let mut mapped = BTreeSet::new();
-            for letter in &a.letters {
-                if let Some(inner) = intermediates.get(letter) {
-                    mapped.extend(inner.iter().cloned());
-                } else if let Some(name) = previous.get(letter) {
-                    mapped.insert(name.clone());
+            let mut bits = a.letters;
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as u8;
+                bits &= bits - 1;
+                let letter = char::from(if bit < 26 {
+                    b'A' + bit
+                } else {
+                    b'a' + bit - 26
+                });
+                if let Some(inner) = intermediates.get(&letter) {
+                    mapped.extend(inner.iter().copied());
+                } else if let Some(&step) = previous.get(&letter) {
+                    mapped.insert(step);
                 }
             }
             if a.lhs == step.var {
                 deps.extend(mapped);
-                value = Some(evaluate(&a.expr, &table).or_else(|| last_number(&a.text)));
+                value = Some(evaluate(a.expr, &table).or_else(|| last_number(a.text)));
             } else {
                 intermediates.insert(a.lhs, mapped);
             }
@@ -153,8 +167,9 @@ pub fn parse(text: &str, format: &TraceFormat) -> ParsedSolution {
         let value = value
             .flatten()
             .or_else(|| table.get(&step.var).copied())
-            .or_else(|| last_number(&step.body));
-        previous.insert(step.var, step.name.clone());
+            .or_else(|| last_number(step.body));
+        previous.insert(step.var, index);
+        let deps = deps.into_iter().map(|d| steps[d].name.clone()).collect();
         nodes.insert(
             step.name.clone(),
             ParsedNode {
@@ -216,28 +231,18 @@ fn strip_tags(text: &str) -> String {
     out
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
 /// `KEYWORD name CONNECTOR [words] V;` headers and the bodies between them.
-fn define_steps(text: &str, keyword: &str, connector: &str, marker: &str) -> Vec<Step> {
-    let lower = text.to_lowercase();
-    let key = keyword.to_lowercase();
-    // Byte offsets of the keyword, case-insensitively (lowercasing can change lengths for
-    // exotic characters: then positions are only used where they are char boundaries).
+fn define_steps<'a>(
+    text: &'a str,
+    keyword: &str,
+    connector: &str,
+    marker: &str,
+) -> (Vec<Step<'a>>, Vec<&'a str>) {
     let mut headers: Vec<(usize, usize, String, char)> = Vec::new();
     let mut search = 0;
-    while let Some(found) = lower.get(search..).and_then(|s| s.find(&key)) {
-        let start = search + found;
-        search = start + key.len().max(1);
-        let after = start + key.len();
-        if !text.is_char_boundary(start)
-            || !text.is_char_boundary(after.min(text.len()))
-            || after > text.len()
-        {
-            continue;
-        }
+    while let Some(start) = find_ignore_ascii_case(text, keyword, search) {
+        let after = start + keyword.len();
+        search = after;
         if let Some((name, var, end)) = header(&text[after..], connector) {
             headers.push((start, after + end, name, var));
             search = after + end;
@@ -250,18 +255,21 @@ fn define_steps(text: &str, keyword: &str, connector: &str, marker: &str) -> Vec
         if let Some(cut) = body.find(marker) {
             body = &body[..cut];
         }
-        let mut name = name.clone();
-        if let Some(last) = name.rfind(&format!("{keyword} ")) {
-            name = name[last + keyword.len() + 1..].to_owned();
-        }
-        let name = clean_name(&name);
+        // A name swallowing an earlier, broken header keeps the text after the last keyword.
+        let after_keyword = name
+            .rmatch_indices(keyword)
+            .map(|(i, _)| i + keyword.len())
+            .find(|&e| name[e..].starts_with(' '));
+        let name = clean_name(after_keyword.map_or(name.as_str(), |e| &name[e + 1..]));
         steps.push(Step {
             name,
             var: *var,
-            body: body.to_owned(),
+            body,
         });
     }
-    steps
+    let preamble = headers.first().map_or(text, |h| &text[..h.0]);
+    let preamble = preamble.find(marker).map_or(preamble, |i| &preamble[..i]);
+    (steps, vec![preamble])
 }
 
 /// After the keyword: `\s+(.*?)\s+(?:as|a)\s+(?:[A-Za-z]+\s+)*([A-Za-z]);`, lazily.
@@ -270,47 +278,59 @@ fn header(text: &str, connector: &str) -> Option<(String, char, usize)> {
         return None;
     }
     let name_start = text.len() - text.trim_start().len();
-    let line_end = text[name_start..]
-        .find('\n')
-        .map_or(text.len(), |i| name_start + i);
-    for (j, c) in text[name_start..line_end].char_indices() {
+    for (j, c) in text[name_start..].char_indices() {
         let j = name_start + j;
+        if c == '\n' {
+            break; // the name does not cross a line
+        }
         if !c.is_whitespace() || j == name_start {
             continue;
         }
         let rest = text[j..].trim_start();
         let rest_at = text.len() - rest.len();
         for word in [connector, "a"] {
-            let Some(after) = rest.strip_prefix(word).or_else(|| {
-                rest.get(..word.len())
-                    .filter(|p| p.eq_ignore_ascii_case(word))
-                    .map(|_| &rest[word.len()..])
-            }) else {
+            let Some(after) = rest
+                .get(..word.len())
+                .filter(|p| p.eq_ignore_ascii_case(word))
+                .map(|_| &rest[word.len()..])
+            else {
                 continue;
             };
             if !after.starts_with(char::is_whitespace) {
                 continue;
             }
-            let Some(semi) = after.find(';') else {
+            // No `;` ahead means no later candidate can end a header either.
+            let semi = after.find(';')?;
+            let segment = &after[..semi];
+            if segment.ends_with(char::is_whitespace) {
                 continue;
-            };
-            let words: Vec<&str> = after[..semi].split_whitespace().collect();
-            let Some(last) = words.last() else { continue };
-            let single = last.len() == 1 && last.chars().all(|c| c.is_ascii_alphabetic());
-            let ends_clean = !after[..semi].ends_with(char::is_whitespace);
-            if single
-                && ends_clean
-                && words
-                    .iter()
-                    .all(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
-            {
-                let var = last.chars().next()?;
+            }
+            let mut words = segment.split_whitespace().peekable();
+            let mut last = None;
+            let mut ok = true;
+            while let Some(w) = words.next() {
+                ok &= w.bytes().all(|b| b.is_ascii_alphabetic());
+                if words.peek().is_none() {
+                    last = Some(w);
+                }
+            }
+            if let Some(last) = last.filter(|l| ok && l.len() == 1) {
+                let var = char::from(last.as_bytes()[0]);
                 let end = rest_at + (rest.len() - after.len()) + semi + 1;
                 return Some((text[name_start..j].to_owned(), var, end));
             }
         }
     }
     None
+}
+
+/// The first occurrence of an ASCII `needle` in `haystack` at or after `from`, ignoring ASCII
+/// case; always at a char boundary.
+fn find_ignore_ascii_case(haystack: &str, needle: &str, from: usize) -> Option<usize> {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    let first = n.first()?.to_ascii_lowercase();
+    (from..=h.len().checked_sub(n.len())?)
+        .find(|&i| h[i].to_ascii_lowercase() == first && h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
 /// Whitespace collapsed, U+FFFD dropped, ` .;` trimmed from both ends.
@@ -325,96 +345,104 @@ fn clean_name(name: &str) -> String {
 
 /// Letter steps: the text is cut at `.`; each piece's last assignment names the quantity
 /// (its letter); `x` is never a quantity, only the unknown.
-fn letter_steps(text: &str, marker: &str) -> Vec<Step> {
+fn letter_steps<'a>(text: &'a str, marker: &str) -> (Vec<Step<'a>>, Vec<&'a str>) {
     let text = text.find(marker).map_or(text, |i| &text[..i]);
-    text.split('.')
-        .filter_map(|piece| {
-            let last = assignments(piece)
-                .into_iter()
-                .rev()
-                .find(|a| a.lhs != 'x')?;
-            Some(Step {
+    let mut steps = Vec::new();
+    let mut outside = Vec::new();
+    for piece in text.split('.') {
+        match assignments(piece).into_iter().rev().find(|a| a.lhs != 'x') {
+            Some(last) => steps.push(Step {
                 name: last.lhs.to_string(),
                 var: last.lhs,
-                body: piece.to_owned(),
-            })
-        })
-        .collect()
+                body: piece,
+            }),
+            None => outside.push(piece),
+        }
+    }
+    (steps, outside)
 }
 
-/// Every `L = chain` in a step body: `([A-Za-z])\s*=\s*([^.;,]+)`.
-fn assignments(body: &str) -> Vec<Assignment> {
-    let chars: Vec<(usize, char)> = body.char_indices().collect();
+/// Every `L = chain` in a step body: `([A-Za-z])\s*=\s*([^.;,]+)`. Works on bytes: every
+/// character it looks for is ASCII, so matches always fall on char boundaries.
+fn assignments(body: &str) -> Vec<Assignment<'_>> {
+    let b = body.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < chars.len() {
-        let (start, c) = chars[i];
-        if !c.is_ascii_alphabetic() {
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() {
             i += 1;
             continue;
         }
         let mut j = i + 1;
-        while j < chars.len() && chars[j].1.is_whitespace() {
+        while j < b.len() && b[j].is_ascii_whitespace() {
             j += 1;
         }
-        if j >= chars.len() || chars[j].1 != '=' || chars.get(j + 1).is_some_and(|(_, c)| *c == '=')
-        {
+        if j >= b.len() || b[j] != b'=' || b.get(j + 1) == Some(&b'=') {
             i += 1;
             continue;
         }
-        let rhs_start = chars[j].0 + 1;
-        let rhs_len = body[rhs_start..]
-            .find(['.', ';', ','])
-            .unwrap_or(body.len() - rhs_start);
-        let chain = body[rhs_start..rhs_start + rhs_len].trim();
+        let rhs_start = j + 1;
+        let rhs_end = b[rhs_start..]
+            .iter()
+            .position(|c| matches!(c, b'.' | b';' | b','))
+            .map_or(b.len(), |k| rhs_start + k);
+        let chain = body[rhs_start..rhs_end].trim();
         if chain.is_empty() {
             i = j + 1;
             continue;
         }
-        let expr = chain.rsplit('=').next().unwrap_or("").trim().to_owned();
+        let expr = chain.rsplit('=').next().unwrap_or("").trim();
         // Parents are the variables of the chain's first expression; later segments repeat
         // it with values substituted (which in reverse mode mention x).
         let letters = single_letters(chain.split('=').next().unwrap_or(""));
         out.push(Assignment {
-            lhs: c,
+            lhs: char::from(b[i]),
             expr,
-            text: body[start..rhs_start + rhs_len].to_owned(),
+            text: &body[i..rhs_end],
             letters,
         });
-        let consumed = rhs_start + rhs_len;
-        while i < chars.len() && chars[i].0 < consumed {
-            i += 1;
-        }
+        i = rhs_end;
     }
     out
 }
 
-/// Letters standing alone as tokens (`A + B` has A and B; `so` has none).
-fn single_letters(chain: &str) -> Vec<char> {
-    let chars: Vec<char> = chain.chars().collect();
-    (0..chars.len())
+/// Letters standing alone as tokens (`A + B` has A and B; `so` has none), as a bit set.
+fn single_letters(chain: &str) -> u64 {
+    let b = chain.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    (0..b.len())
         .filter(|&i| {
-            chars[i].is_ascii_alphabetic()
-                && (i == 0 || !is_word_char(chars[i - 1]))
-                && chars.get(i + 1).is_none_or(|c| !is_word_char(*c))
+            b[i].is_ascii_alphabetic()
+                && (i == 0 || !word(b[i - 1]))
+                && b.get(i + 1).is_none_or(|&c| !word(c))
         })
-        .map(|i| chars[i])
-        .collect()
+        .fold(0, |set, i| set | letter_bit(b[i]))
 }
 
-/// Variable values once every assignment is known: repeated passes until nothing changes.
-fn evaluate_all(assignments: &[Assignment]) -> BTreeMap<char, f64> {
+/// Variable values once every assignment is known: passes in order until nothing changes
+/// (one pass when every assignment could be evaluated and no letter is assigned twice).
+#[allow(clippy::needless_pass_by_value)] // a cheap, cloneable iterator over borrowed items
+fn evaluate_all<'a, 'b: 'a>(
+    assignments: impl Iterator<Item = &'a Assignment<'b>> + Clone,
+) -> BTreeMap<char, f64> {
     let mut table = BTreeMap::new();
     for _ in 0..16 {
         let mut changed = false;
-        for a in assignments {
-            if let Some(v) = evaluate(&a.expr, &table)
-                && table.insert(a.lhs, v) != Some(v)
-            {
-                changed = true;
+        let mut settled = true;
+        for a in assignments.clone() {
+            match evaluate(a.expr, &table) {
+                Some(v) => {
+                    if let Some(old) = table.insert(a.lhs, v) {
+                        settled = false;
+                        changed |= old.to_bits() != v.to_bits();
+                    } else {
+                        changed = true;
+                    }
+                }
+                None => settled = false,
             }
         }
-        if !changed {
+        if settled || !changed {
             break;
         }
     }
@@ -424,78 +452,53 @@ fn evaluate_all(assignments: &[Assignment]) -> BTreeMap<char, f64> {
 /// Substitutes variables and evaluates `+ - * / ( )` arithmetic; `None` if anything else is
 /// left or the result is not finite.
 fn evaluate(expr: &str, table: &BTreeMap<char, f64>) -> Option<f64> {
-    let mut tokens = Vec::new();
-    let chars: Vec<char> = expr.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            ' ' | '\t' | '\n' | '\r' => i += 1,
-            '+' | '-' | '*' | '/' | '(' | ')' => {
-                tokens.push(Token::Op(c));
-                i += 1;
-            }
-            '0'..='9' => {
-                let start = i;
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                    i += 1;
-                }
-                tokens.push(Token::Num(
-                    chars[start..i].iter().collect::<String>().parse().ok()?,
-                ));
-            }
-            c if c.is_ascii_alphabetic() && chars.get(i + 1).is_none_or(|n| !is_word_char(*n)) => {
-                tokens.push(Token::Num(*table.get(&c)?));
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
     let mut parser = Arith {
-        tokens: &tokens,
+        text: expr.as_bytes(),
         pos: 0,
         depth: 0,
+        table,
     };
     let value = parser.sum()?;
-    (parser.pos == tokens.len() && value.is_finite()).then_some(value)
+    parser.skip_space();
+    (parser.pos == parser.text.len() && value.is_finite()).then_some(value)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Token {
-    Num(f64),
-    Op(char),
-}
-
+/// A recursive-descent evaluator over the bytes of an expression.
 struct Arith<'a> {
-    tokens: &'a [Token],
+    text: &'a [u8],
     pos: usize,
     depth: usize,
+    table: &'a BTreeMap<char, f64>,
 }
 
 impl Arith<'_> {
-    fn peek(&self) -> Option<char> {
-        match self.tokens.get(self.pos) {
-            Some(Token::Op(c)) => Some(*c),
-            _ => None,
+    fn skip_space(&mut self) {
+        while self.pos < self.text.len() && self.text[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
         }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.text.get(self.pos).copied()
     }
 
     fn sum(&mut self) -> Option<f64> {
         let mut value = self.product()?;
-        while let Some(op @ ('+' | '-')) = self.peek() {
+        while let Some(op @ (b'+' | b'-')) = self.peek() {
             self.pos += 1;
             let rhs = self.product()?;
-            value = if op == '+' { value + rhs } else { value - rhs };
+            value = if op == b'+' { value + rhs } else { value - rhs };
         }
         Some(value)
     }
 
     fn product(&mut self) -> Option<f64> {
         let mut value = self.unary()?;
-        while let Some(op @ ('*' | '/')) = self.peek() {
+        while let Some(op @ (b'*' | b'/')) = self.peek() {
             self.pos += 1;
             let rhs = self.unary()?;
-            value = if op == '*' { value * rhs } else { value / rhs };
+            value = if op == b'*' { value * rhs } else { value / rhs };
         }
         Some(value)
     }
@@ -505,27 +508,44 @@ impl Arith<'_> {
         if self.depth > 64 {
             return None;
         }
-        let result = match self.tokens.get(self.pos).copied() {
-            Some(Token::Op('-')) => {
+        let result = match self.peek()? {
+            b'-' => {
                 self.pos += 1;
                 self.unary().map(|v| -v)
             }
-            Some(Token::Op('+')) => {
+            b'+' => {
                 self.pos += 1;
                 self.unary()
             }
-            Some(Token::Op('(')) => {
+            b'(' => {
                 self.pos += 1;
                 let v = self.sum()?;
-                if self.peek() != Some(')') {
+                if self.peek() != Some(b')') {
                     return None;
                 }
                 self.pos += 1;
                 Some(v)
             }
-            Some(Token::Num(n)) => {
+            b'0'..=b'9' => {
+                let start = self.pos;
+                while self.pos < self.text.len()
+                    && (self.text[self.pos].is_ascii_digit() || self.text[self.pos] == b'.')
+                {
+                    self.pos += 1;
+                }
+                std::str::from_utf8(&self.text[start..self.pos])
+                    .ok()?
+                    .parse()
+                    .ok()
+            }
+            c if c.is_ascii_alphabetic()
+                && self
+                    .text
+                    .get(self.pos + 1)
+                    .is_none_or(|n| !(n.is_ascii_alphanumeric() || *n == b'_')) =>
+            {
                 self.pos += 1;
-                Some(n)
+                self.table.get(&char::from(c)).copied()
             }
             _ => None,
         };
