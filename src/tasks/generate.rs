@@ -230,9 +230,11 @@ fn choose(
                 }
                 // Prefer moderate fan-in, fresh parents over shared ones, and leaves when
                 // the budget is nearly spent.
-                let fan_in = match params {
-                    0 => 3,
-                    1 | 2 => 4,
+                let fan_in = match (params, constant) {
+                    (0, _) => 3,
+                    // A bare copy (`V = W`) carries the least structure: rarer.
+                    (1, false) => 2,
+                    (1 | 2, _) => 4,
                     _ => 2,
                 };
                 let sharing = if reused == 0 { 4 } else { 1 };
