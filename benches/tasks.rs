@@ -5,6 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark reports, and fails loudly
 
 use divan::counter::ItemsCount;
+
+/// The allocator the `rlp` binary uses, so the numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use rlp::plan::{Mode, Plan, TaskId};
 use rlp::tasks::trace::parse;
 use rlp::tasks::verify::score;

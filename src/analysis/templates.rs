@@ -417,25 +417,33 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 
 /// [`fill`], appending to `out`.
 pub fn fill_into(out: &mut String, template: &str, values: &[(&str, &str)]) {
-    let mut rest = template;
-    while let Some(open) = rest.find(['{', '}']) {
-        out.push_str(&rest[..open]);
-        let tail = &rest[open..];
-        if tail.starts_with("{{") || tail.starts_with("}}") {
-            out.push_str(&tail[..1]);
-            rest = &tail[2..];
-        } else if let (true, Some(close)) = (tail.starts_with('{'), tail.find('}')) {
-            let key = &tail[1..close];
-            if let Some((_, v)) = values.iter().find(|(k, _)| *k == key) {
-                out.push_str(v);
+    // Byte scanning: `{` and `}` are ASCII, so every cut falls on a char boundary.
+    let bytes = template.as_bytes();
+    let mut literal_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'}' if bytes.get(i + 1) == Some(&bytes[i]) => {
+                out.push_str(&template[literal_start..=i]);
+                i += 2;
+                literal_start = i;
             }
-            rest = &tail[close + 1..];
-        } else {
-            out.push_str(&tail[..1]);
-            rest = &tail[1..];
+            b'{' => match bytes[i + 1..].iter().position(|&b| b == b'}') {
+                Some(len) => {
+                    out.push_str(&template[literal_start..i]);
+                    let key = &template[i + 1..i + 1 + len];
+                    if let Some((_, v)) = values.iter().find(|(k, _)| *k == key) {
+                        out.push_str(v);
+                    }
+                    i += len + 2;
+                    literal_start = i;
+                }
+                None => i += 1,
+            },
+            _ => i += 1,
         }
     }
-    out.push_str(rest);
+    out.push_str(&template[literal_start..]);
 }
 
 /// A worst-case estimate of the tokens of one whole training example (problem, solution,

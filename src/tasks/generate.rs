@@ -26,13 +26,13 @@ const MAX_NODES: usize = 24;
 
 /// A graph with the names it uses.
 #[derive(Debug, Clone)]
-pub struct Generated {
+pub struct Generated<'a> {
     /// The graph.
     pub graph: Graph,
     /// Entity names, indexed by `NodeKind::*::entity`.
-    pub entities: Vec<String>,
+    pub entities: Vec<&'a str>,
     /// Item names, indexed by `NodeKind::Instance::item`.
-    pub items: Vec<String>,
+    pub items: Vec<&'a str>,
 }
 
 /// Why one attempt failed (it is retried).
@@ -60,13 +60,13 @@ struct ShapeNode {
 }
 
 /// One attempt at a problem of exactly `op` ops.
-pub fn attempt(
+pub fn attempt<'a>(
     task: &TaskSpec,
-    context: &ContextSpec,
+    context: &'a ContextSpec,
     mode: Mode,
     op: u32,
     rng: &mut impl Rng,
-) -> Result<Generated, Rejection> {
+) -> Result<Generated<'a>, Rejection> {
     let entity_pool = context.entities.choose(rng).ok_or(Rejection::Names)?;
     let item_pool = context.items.choose(rng).ok_or(Rejection::Names)?;
     let n_entities = entity_pool.names.len().min(NAMES_PER_LAYER);
@@ -301,22 +301,22 @@ fn topological(shape: &[ShapeNode]) -> Vec<usize> {
     order
 }
 
-type Naming = (Vec<NodeKind>, Vec<String>, Vec<String>);
+type Naming<'a> = (Vec<NodeKind>, Vec<&'a str>, Vec<&'a str>);
 
 /// Gives every node an entity (and instance nodes an item): a total's entity is shared by
 /// exactly the instance nodes it sums; other instance nodes go to entities without a total.
-fn name(
+fn name<'a>(
     shape: &[ShapeNode],
-    entity_pool: &[String],
-    item_pool: &[String],
+    entity_pool: &'a [String],
+    item_pool: &'a [String],
     n_entities: usize,
     n_items: usize,
     rng: &mut impl Rng,
-) -> Result<Naming, Rejection> {
-    let mut entities: Vec<String> = entity_pool.to_vec();
+) -> Result<Naming<'a>, Rejection> {
+    let mut entities: Vec<&'a str> = entity_pool.iter().map(String::as_str).collect();
     entities.shuffle(rng);
     entities.truncate(n_entities);
-    let mut items: Vec<String> = item_pool.to_vec();
+    let mut items: Vec<&'a str> = item_pool.iter().map(String::as_str).collect();
     items.shuffle(rng);
     items.truncate(n_items);
     let totals: Vec<usize> = (0..shape.len()).filter(|&n| shape[n].total).collect();

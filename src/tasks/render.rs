@@ -96,7 +96,7 @@ mod slot {
 }
 
 struct Renderer<'a> {
-    generated: &'a Generated,
+    generated: &'a Generated<'a>,
     context: &'a ContextSpec,
     phrasing: &'a PhrasingSpec,
     letters: Vec<Option<char>>,
@@ -449,17 +449,29 @@ impl Renderer<'_> {
                 ],
             );
         }
-        let expr: Vec<&str> = operands.iter().map(|(name, _)| name.as_str()).collect();
-        let values: Vec<String> = operands
-            .iter()
-            .map(|(_, form)| Self::shown(*form, true))
-            .collect();
+        let mut expr = String::new();
+        let mut values = String::new();
+        for (i, (name, form)) in operands.iter().enumerate() {
+            if i > 0 {
+                for text in [&mut expr, &mut values] {
+                    text.push(' ');
+                    text.push_str(symbol);
+                    text.push(' ');
+                }
+            }
+            expr.push_str(name);
+            if form.has_x() {
+                values.push_str(&form.render_operand());
+            } else {
+                let _ = write!(values, "{}", form.constant);
+            }
+        }
         fill(
             self.t(slot::ASSIGN),
             &[
                 ("var", var),
-                ("expr", &expr.join(&format!(" {symbol} "))),
-                ("values", &values.join(&format!(" {symbol} "))),
+                ("expr", &expr),
+                ("values", &values),
                 ("value", &Self::shown(result, false)),
             ],
         )
