@@ -377,11 +377,55 @@ pub(crate) fn lower_phrasing(
             .any(|(s, t)| s == slot && t.contains("{name}"))
     };
     let shows_context = shows("instance_ref") || shows("total_ref");
+    let template = |slot: &str| {
+        templates
+            .iter()
+            .find(|(s, _)| s == slot)
+            .map_or("", |(_, t)| t.as_str())
+    };
+    let (define, reverse_unknown) = (template("define"), template("reverse_unknown"));
+    // The reverse-mode unknown is a step too: it must open the way every step does.
+    let opening = define.split_once("{var};").map_or("", |(head, _)| head);
+    if !verifiable_define(define)
+        || (define.contains("{name}") && !reverse_unknown.starts_with(opening))
+    {
+        let slot = if verifiable_define(define) {
+            "reverse_unknown"
+        } else {
+            "define"
+        };
+        let span = fields.get(slot).map_or(block.span, |l| l.span);
+        sink.push(
+            AnalysisError::UnverifiableSteps {
+                phrasing: name.to_owned(),
+                span,
+            }
+            .into(),
+        );
+        return None;
+    }
     Some(PhrasingSpec {
         name: name.to_owned(),
         templates,
         shows_context,
     })
+}
+
+/// Whether solutions written with this `define` template can be parsed back step by step:
+/// either steps are named by letters (no `{name}`), or a step opens with
+/// `KEYWORD {name} CONNECTOR {var};` (the reference's `Define {name} as {var}; `).
+fn verifiable_define(define: &str) -> bool {
+    if !define.contains("{name}") {
+        return true;
+    }
+    let Some((keyword, rest)) = define.split_once(" {name} ") else {
+        return false;
+    };
+    let Some((connector, rest)) = rest.split_once(" {var}") else {
+        return false;
+    };
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic());
+    word(keyword) && word(connector) && rest.starts_with(';')
 }
 
 /// Tokens in a text under rlp's word-level tokenizer: each run of letters or digits is one

@@ -677,6 +677,22 @@ pub enum AnalysisError {
         span: Span,
     },
 
+    /// A phrasing whose solution steps the verifier could not parse back.
+    #[error("the solution steps of phrasing `{phrasing}` cannot be verified")]
+    #[diagnostic(
+        code(rlp::E0427),
+        help(
+            "write `define` as `KEYWORD {{name}} CONNECTOR {{var}}; ` (like `Define {{name}} as {{var}}; `), or leave `{{name}}` out so that letters name the steps"
+        )
+    )]
+    UnverifiableSteps {
+        /// The phrasing.
+        phrasing: String,
+        /// The `define` line.
+        #[label("the verifier cannot find steps written like this")]
+        span: Span,
+    },
+
     /// A context's pools are too small for the op range its task asks for.
     #[error("context `{context}` is too small for op {max_op}: it can hold at most op {capacity}")]
     #[diagnostic(

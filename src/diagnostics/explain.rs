@@ -363,6 +363,12 @@ pub const EXPLANATIONS: &[Explanation] = &[
         example: example!("analysis/err/E0426-zip-length-mismatch.rlp"),
     },
     Explanation {
+        code: "E0427",
+        title: "solution steps cannot be verified",
+        text: "Every solution a model writes is parsed back into steps to check each one. A step is found either by a keyword (`Define {name} as {var}; `: a keyword word, the name, a connector word, the variable and `;`) or, when `define` does not show `{name}`, by the letter each assignment names. A `define` template of another shape would make every verification fail, so rlp rejects it.",
+        example: example!("analysis/err/E0427-unverifiable-steps.rlp"),
+    },
+    Explanation {
         code: "W0101",
         title: "no seed",
         text: "Without a `seed` item, rlp uses seed 0. Results are still deterministic, but a reader of the file cannot see the seed; write `seed 1234`.",
