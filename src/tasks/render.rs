@@ -304,13 +304,13 @@ impl Renderer<'_> {
         match g.graph.nodes[n].kind {
             NodeKind::Instance { entity, item } => fill(
                 self.t(slot::INSTANCE_NAME),
-                &[("item", &g.items[item]), ("entity", &g.entities[entity])],
+                &[("item", g.items[item]), ("entity", g.entities[entity])],
             ),
             NodeKind::Total { entity } => fill(
                 self.t(slot::TOTAL_NAME),
                 &[
                     ("total", &self.context.total),
-                    ("entity", &g.entities[entity]),
+                    ("entity", g.entities[entity]),
                 ],
             ),
         }
@@ -342,13 +342,13 @@ impl Renderer<'_> {
         match g.graph.nodes[n].kind {
             NodeKind::Instance { entity, item } => fill(
                 &self.context.ask_item,
-                &[("item", &g.items[item]), ("entity", &g.entities[entity])],
+                &[("item", g.items[item]), ("entity", g.entities[entity])],
             ),
             NodeKind::Total { entity } => fill(
                 &self.context.ask_total,
                 &[
                     ("total", &self.context.total),
-                    ("entity", &g.entities[entity]),
+                    ("entity", g.entities[entity]),
                 ],
             ),
         }
