@@ -55,7 +55,13 @@ fn plan() -> Plan {
 /// same mix of shapes (single problems vary several-fold in size).
 const BATCH: u64 = 256;
 
-fn generate_batch(plan: &Plan, task: usize, op: u32, modes: &[Mode]) -> usize {
+fn generate_batch(
+    generator: &rlp::tasks::Generator<'_>,
+    task: usize,
+    op: u32,
+    modes: &[Mode],
+) -> usize {
+    let plan = generator.plan;
     (0..BATCH)
         .map(|seed| {
             let mode = modes[seed as usize % modes.len()];
@@ -78,17 +84,19 @@ fn generate_batch(plan: &Plan, task: usize, op: u32, modes: &[Mode]) -> usize {
 #[divan::bench(args = [2, 10, 20], sample_count = 20)]
 fn generate_english(bencher: divan::Bencher, op: u32) {
     let plan = plan();
+    let generator = rlp::tasks::Generator::new(&plan);
     bencher
         .counter(ItemsCount::new(BATCH))
-        .bench_local(|| generate_batch(&plan, 0, op, &[Mode::Forward, Mode::Reverse]));
+        .bench_local(|| generate_batch(&generator, 0, op, &[Mode::Forward, Mode::Reverse]));
 }
 
 #[divan::bench(args = [2, 10, 20], sample_count = 20)]
 fn generate_compact(bencher: divan::Bencher, op: u32) {
     let plan = plan();
+    let generator = rlp::tasks::Generator::new(&plan);
     bencher
         .counter(ItemsCount::new(BATCH))
-        .bench_local(|| generate_batch(&plan, 1, op, &[Mode::Forward]));
+        .bench_local(|| generate_batch(&generator, 1, op, &[Mode::Forward]));
 }
 
 #[divan::bench(args = [2, 10, 20], sample_count = 20)]

@@ -490,6 +490,80 @@ pub fn fill_into(out: &mut String, template: &str, values: &[(&str, &str)]) {
     out.push_str(&template[literal_start..]);
 }
 
+/// A template split once into literal text and placeholders, for fast repeated filling
+/// (the generator fills the same few templates dozens of times per problem).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Value(String),
+}
+
+impl Template {
+    /// Splits a template; `{{` and `}}` become literal braces, as in [`fill`].
+    #[must_use]
+    pub fn compile(text: &str) -> Self {
+        let bytes = text.as_bytes();
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut i = 0;
+        let mut start = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' | b'}' if bytes.get(i + 1) == Some(&bytes[i]) => {
+                    literal.push_str(&text[start..=i]);
+                    i += 2;
+                    start = i;
+                }
+                b'{' => match bytes[i + 1..].iter().position(|&b| b == b'}') {
+                    Some(len) => {
+                        literal.push_str(&text[start..i]);
+                        if !literal.is_empty() {
+                            pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                        }
+                        pieces.push(Piece::Value(text[i + 1..i + 1 + len].to_owned()));
+                        i += len + 2;
+                        start = i;
+                    }
+                    None => i += 1,
+                },
+                _ => i += 1,
+            }
+        }
+        literal.push_str(&text[start..]);
+        if !literal.is_empty() {
+            pieces.push(Piece::Text(literal));
+        }
+        Self { pieces }
+    }
+
+    /// Appends the filled template to `out`; unknown placeholders become empty.
+    pub fn fill_into(&self, out: &mut String, values: &[(&str, &str)]) {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Value(key) => {
+                    if let Some((_, v)) = values.iter().find(|(k, _)| *k == key) {
+                        out.push_str(v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The filled template.
+    #[must_use]
+    pub fn fill(&self, values: &[(&str, &str)]) -> String {
+        let mut out = String::with_capacity(64);
+        self.fill_into(&mut out, values);
+        out
+    }
+}
+
 /// A worst-case estimate of the tokens of one whole training example (problem, solution,
 /// answer and tags) at op `op`: every sentence as long as the longest names and the widest
 /// expression make it, as many distractors as the structure can hold. Used to check that a
@@ -610,6 +684,25 @@ mod tests {
         assert_eq!(placeholders("{{literal}} {x}"), Ok(vec!["x"]));
         assert_eq!(placeholders("oops {name"), Err('{'));
         assert_eq!(placeholders("oops name}"), Err('}'));
+    }
+
+    #[test]
+    fn compiled_templates_fill_like_fill() {
+        for template in [
+            "so {var} = {value}. {{x}}",
+            "{a}{b}",
+            "plain",
+            "{unclosed",
+            "}} {{",
+            "",
+        ] {
+            let values = [("var", "V"), ("value", "3"), ("a", "1")];
+            assert_eq!(
+                Template::compile(template).fill(&values),
+                fill(template, &values),
+                "{template}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use self::generate::Rejection;
 use self::graph::Graph;
 use self::render::Rendered;
 use self::trace::{ParsedNode, ParsedSolution, TraceFormat};
+use crate::analysis::templates::Template;
 use crate::plan::{ContextId, Mode, Plan, TaskId};
 
 /// Attempts before giving up on one problem (a request the task cannot meet).
@@ -61,7 +62,77 @@ pub struct GenerateError {
     pub last: Rejection,
 }
 
-/// Generates the problem of `seed`: same plan, arguments and seed, same problem, anywhere.
+/// Generates problems for one plan; compiles each phrasing's templates once.
+#[derive(Debug)]
+pub struct Generator<'p> {
+    /// The plan.
+    pub plan: &'p Plan,
+    /// Each phrasing's templates, compiled, by [`crate::plan::PhrasingId`].
+    templates: Vec<Vec<Template>>,
+}
+
+impl<'p> Generator<'p> {
+    /// A generator for `plan`.
+    #[must_use]
+    pub fn new(plan: &'p Plan) -> Self {
+        let templates = plan
+            .phrasings
+            .iter()
+            .map(|p| {
+                p.templates
+                    .iter()
+                    .map(|(_, t)| Template::compile(t))
+                    .collect()
+            })
+            .collect();
+        Self { plan, templates }
+    }
+
+    /// The problem of `seed`: same plan, arguments and seed, same problem, anywhere.
+    pub fn generate(
+        &self,
+        task: TaskId,
+        context: ContextId,
+        mode: Mode,
+        op: u32,
+        seed: u64,
+    ) -> Result<Problem, GenerateError> {
+        let task_spec = &self.plan.tasks[task.0];
+        let context_spec = &self.plan.contexts[context.0];
+        let phrasing = &self.plan.phrasings[task_spec.phrasing.0];
+        let compiled = &self.templates[task_spec.phrasing.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut last = Rejection::Size;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let outcome =
+                generate::attempt(task_spec, context_spec, mode, op, &mut rng).and_then(|g| {
+                    render::render(&g, context_spec, phrasing, compiled, mode, &mut rng)
+                        .map(|r| (g, r))
+                });
+            match outcome {
+                Ok((generated, rendered)) => {
+                    return Ok(Problem {
+                        task,
+                        context,
+                        mode,
+                        op,
+                        graph: generated.graph,
+                        rendered,
+                        attempts: attempt,
+                    });
+                }
+                Err(rejection) => last = rejection,
+            }
+        }
+        Err(GenerateError {
+            op,
+            attempts: MAX_ATTEMPTS,
+            last,
+        })
+    }
+}
+
+/// Generates the problem of `seed` (see [`Generator`], which is faster for many problems).
 pub fn generate(
     plan: &Plan,
     task: TaskId,
@@ -70,36 +141,7 @@ pub fn generate(
     op: u32,
     seed: u64,
 ) -> Result<Problem, GenerateError> {
-    let task_spec = &plan.tasks[task.0];
-    let context_spec = &plan.contexts[context.0];
-    let phrasing = &plan.phrasings[task_spec.phrasing.0];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut last = Rejection::Size;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let outcome =
-            generate::attempt(task_spec, context_spec, mode, op, &mut rng).and_then(|g| {
-                render::render(&g, context_spec, phrasing, mode, &mut rng).map(|r| (g, r))
-            });
-        match outcome {
-            Ok((generated, rendered)) => {
-                return Ok(Problem {
-                    task,
-                    context,
-                    mode,
-                    op,
-                    graph: generated.graph,
-                    rendered,
-                    attempts: attempt,
-                });
-            }
-            Err(rejection) => last = rejection,
-        }
-    }
-    Err(GenerateError {
-        op,
-        attempts: MAX_ATTEMPTS,
-        last,
-    })
+    Generator::new(plan).generate(task, context, mode, op, seed)
 }
 
 impl Problem {

@@ -10,7 +10,7 @@ use super::graph::{Combine, Graph, NodeKind, Rule};
 use super::linear::{self, Linear};
 use std::fmt::Write as _;
 
-use crate::analysis::templates::{fill, fill_into};
+use crate::analysis::templates::{Template, fill};
 use crate::plan::{ContextSpec, Mode, PhrasingSpec};
 
 /// A rendered problem.
@@ -96,6 +96,7 @@ mod slot {
 }
 
 struct Renderer<'a> {
+    compiled: &'a [Template],
     generated: &'a Generated<'a>,
     context: &'a ContextSpec,
     phrasing: &'a PhrasingSpec,
@@ -113,11 +114,13 @@ pub fn render(
     generated: &Generated,
     context: &ContextSpec,
     phrasing: &PhrasingSpec,
+    compiled: &[Template],
     mode: Mode,
     rng: &mut impl Rng,
 ) -> Result<Rendered, Rejection> {
     let graph = &generated.graph;
     let mut r = Renderer {
+        compiled,
         generated,
         context,
         phrasing,
@@ -178,9 +181,8 @@ pub fn render(
         let start = problem.len();
         match sentence {
             Some(n) => r.sentence_into(&mut problem, &mut scratch, n),
-            None => fill_into(
+            None => r.c(slot::KNOWN).fill_into(
                 &mut problem,
-                r.t(slot::KNOWN),
                 &[
                     ("quantity", r.reference(target)),
                     ("value", &graph.nodes[target].value.to_string()),
@@ -190,14 +192,11 @@ pub fn render(
         capitalize_at(&mut problem, start);
         problem.push_str(r.t(slot::SENTENCE_END));
     }
-    let question = fill(
-        r.t(slot::QUESTION),
-        &[
-            ("context_question", &r.context_question(asked)),
-            ("quantity", r.reference(asked)),
-            ("var", &r.var(asked)),
-        ],
-    );
+    let question = r.c(slot::QUESTION).fill(&[
+        ("context_question", &r.context_question(asked)),
+        ("quantity", r.reference(asked)),
+        ("var", &r.var(asked)),
+    ]);
     let mut steps = String::new();
     if mode == Mode::Reverse {
         steps.push_str(r.t(slot::REVERSE_INTRO));
@@ -213,21 +212,18 @@ pub fn render(
             coefficient: lhs.coefficient,
             constant: lhs.constant - known,
         };
-        steps.push_str(&fill(
-            r.t(slot::REVERSE_SOLVE),
-            &[
-                ("var", &r.var(target)),
-                ("value", &known.to_string()),
-                ("lhs", &lhs.render()),
-                ("moved", &moved.render()),
-                ("coef", &lhs.coefficient.to_string()),
-                ("rhs", &(known - lhs.constant).to_string()),
-                ("x", &value.to_string()),
-            ],
-        ));
+        steps.push_str(&r.c(slot::REVERSE_SOLVE).fill(&[
+            ("var", &r.var(target)),
+            ("value", &known.to_string()),
+            ("lhs", &lhs.render()),
+            ("moved", &moved.render()),
+            ("coef", &lhs.coefficient.to_string()),
+            ("rhs", &(known - lhs.constant).to_string()),
+            ("x", &value.to_string()),
+        ]));
     }
     let answer = value.to_string();
-    let solution = steps.clone() + &fill(r.t(slot::ANSWER), &[("value", &answer)]);
+    let solution = steps.clone() + &r.c(slot::ANSWER).fill(&[("value", &answer)]);
     let names = if names_shown {
         std::mem::take(&mut r.names)
     } else {
@@ -274,6 +270,11 @@ impl Renderer<'_> {
         &self.generated.graph
     }
 
+    /// A slot's compiled template.
+    fn c(&self, slot: usize) -> &Template {
+        &self.compiled[slot]
+    }
+
     fn t(&self, slot: usize) -> &str {
         self.phrasing
             .templates
@@ -302,17 +303,13 @@ impl Renderer<'_> {
     fn make_name(&self, n: usize) -> String {
         let g = self.generated;
         match g.graph.nodes[n].kind {
-            NodeKind::Instance { entity, item } => fill(
-                self.t(slot::INSTANCE_NAME),
-                &[("item", g.items[item]), ("entity", g.entities[entity])],
-            ),
-            NodeKind::Total { entity } => fill(
-                self.t(slot::TOTAL_NAME),
-                &[
-                    ("total", &self.context.total),
-                    ("entity", g.entities[entity]),
-                ],
-            ),
+            NodeKind::Instance { entity, item } => self
+                .c(slot::INSTANCE_NAME)
+                .fill(&[("item", g.items[item]), ("entity", g.entities[entity])]),
+            NodeKind::Total { entity } => self.c(slot::TOTAL_NAME).fill(&[
+                ("total", &self.context.total),
+                ("entity", g.entities[entity]),
+            ]),
         }
     }
 
@@ -331,10 +328,8 @@ impl Renderer<'_> {
             NodeKind::Instance { .. } => slot::INSTANCE_REF,
             NodeKind::Total { .. } => slot::TOTAL_REF,
         };
-        fill(
-            self.t(slot),
-            &[("name", self.name(n)), ("var", &self.var(n))],
-        )
+        self.c(slot)
+            .fill(&[("name", self.name(n)), ("var", &self.var(n))])
     }
 
     fn context_question(&self, n: usize) -> String {
@@ -360,11 +355,12 @@ impl Renderer<'_> {
         match (combine, refs.as_slice()) {
             (Combine::Copy, [one]) => out.push_str(one),
             (Combine::Difference, [a, b]) => {
-                fill_into(out, self.t(slot::DIFFERENCE), &[("a", a), ("b", b)]);
+                self.c(slot::DIFFERENCE)
+                    .fill_into(out, &[("a", a), ("b", b)]);
             }
             (_, [a, b]) => {
                 let terms = [*a, self.t(slot::PAIR_SEPARATOR), *b].concat();
-                fill_into(out, self.t(slot::SUM), &[("terms", &terms)]);
+                self.c(slot::SUM).fill_into(out, &[("terms", &terms)]);
             }
             (_, [init @ .., last]) => {
                 let terms = [
@@ -373,7 +369,7 @@ impl Renderer<'_> {
                     last,
                 ]
                 .concat();
-                fill_into(out, self.t(slot::SUM), &[("terms", &terms)]);
+                self.c(slot::SUM).fill_into(out, &[("terms", &terms)]);
             }
             (_, []) => {}
         }
@@ -385,7 +381,8 @@ impl Renderer<'_> {
         let node = &self.graph().nodes[n];
         let quantity = self.reference(n);
         if Some(n) == self.graph().unknown {
-            fill_into(out, self.t(slot::UNKNOWN), &[("quantity", quantity)]);
+            self.c(slot::UNKNOWN)
+                .fill_into(out, &[("quantity", quantity)]);
             return;
         }
         scratch.clear();
@@ -398,22 +395,15 @@ impl Renderer<'_> {
                 let mut inner = String::new();
                 self.params_phrase_into(&mut inner, &node.params, c);
                 let template = if matches!(node.rule, Rule::Plus(..)) {
-                    self.t(slot::PLUS)
+                    self.c(slot::PLUS)
                 } else {
-                    self.t(slot::TIMES)
+                    self.c(slot::TIMES)
                 };
-                fill_into(
-                    scratch,
-                    template,
-                    &[("k", &k.to_string()), ("expr", &inner)],
-                );
+                template.fill_into(scratch, &[("k", &k.to_string()), ("expr", &inner)]);
             }
         }
-        fill_into(
-            out,
-            self.t(slot::FACT),
-            &[("quantity", quantity), ("expr", scratch)],
-        );
+        self.c(slot::FACT)
+            .fill_into(out, &[("quantity", quantity), ("expr", scratch)]);
     }
 
     /// A value as the solution shows it: a number, or in reverse mode an expression in x.
@@ -440,14 +430,11 @@ impl Renderer<'_> {
     ) -> String {
         if operands.len() == 1 {
             let (name, _) = &operands[0];
-            return fill(
-                self.t(slot::ASSIGN_COPY),
-                &[
-                    ("var", var),
-                    ("expr", name),
-                    ("value", &Self::shown(result, false)),
-                ],
-            );
+            return self.c(slot::ASSIGN_COPY).fill(&[
+                ("var", var),
+                ("expr", name),
+                ("value", &Self::shown(result, false)),
+            ]);
         }
         let mut expr = String::new();
         let mut values = String::new();
@@ -466,15 +453,12 @@ impl Renderer<'_> {
                 let _ = write!(values, "{}", form.constant);
             }
         }
-        fill(
-            self.t(slot::ASSIGN),
-            &[
-                ("var", var),
-                ("expr", &expr),
-                ("values", &values),
-                ("value", &Self::shown(result, false)),
-            ],
-        )
+        self.c(slot::ASSIGN).fill(&[
+            ("var", var),
+            ("expr", &expr),
+            ("values", &values),
+            ("value", &Self::shown(result, false)),
+        ])
     }
 
     /// Assignments combining `params` into the variable `into`: one assignment for two
@@ -536,19 +520,18 @@ impl Renderer<'_> {
         let name = self.solution_name(n);
         let var = self.var(n);
         if Some(n) == self.graph().unknown {
-            return Ok(fill(
-                self.t(slot::REVERSE_UNKNOWN),
-                &[("name", &name), ("var", &var)],
-            ));
+            return Ok(self
+                .c(slot::REVERSE_UNKNOWN)
+                .fill(&[("name", &name), ("var", &var)]));
         }
         let node = self.graph().nodes[n].clone();
         let is_total = matches!(node.kind, NodeKind::Total { .. });
         let mut parts = Vec::new();
         match node.rule {
-            Rule::Leaf(k) => parts.push(fill(
-                self.t(slot::ASSIGN_LEAF),
-                &[("var", &var), ("value", &k.to_string())],
-            )),
+            Rule::Leaf(k) => parts.push(
+                self.c(slot::ASSIGN_LEAF)
+                    .fill(&[("var", &var), ("value", &k.to_string())]),
+            ),
             Rule::Params(c) => {
                 self.combine_into(&var, &node.params, c, !is_total, &mut parts)?;
             }
@@ -576,7 +559,7 @@ impl Renderer<'_> {
             }
         }
         let last = parts.pop().unwrap_or_default();
-        let mut step = fill(self.t(slot::DEFINE), &[("name", &name), ("var", &var)]);
+        let mut step = self.c(slot::DEFINE).fill(&[("name", &name), ("var", &var)]);
         for part in parts {
             step.push_str(&part);
             step.push_str(self.t(slot::ASSIGN_SEPARATOR));

@@ -10,8 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
-use super::{GenerateError, Problem, generate};
-use crate::plan::{DataSpec, Mode, Plan, SourceSpec};
+use super::{GenerateError, Generator, Problem};
+use crate::plan::{DataSpec, Mode, SourceSpec};
 
 /// A seed for example `index` of the stream `seed` (splitmix64 of the pair).
 #[must_use]
@@ -27,7 +27,7 @@ pub fn example_seed(seed: u64, index: u64) -> u64 {
 
 /// Example `index` of the stream of `data` under `seed`.
 pub fn example(
-    plan: &Plan,
+    generator: &Generator<'_>,
     data: &DataSpec,
     seed: u64,
     index: u64,
@@ -44,25 +44,30 @@ pub fn example(
             break;
         }
     }
-    from_source(plan, chosen, &mut rng)
+    from_source(generator, chosen, &mut rng)
 }
 
 /// A problem from a source, with op, context and mode drawn from `rng`.
 pub fn from_source(
-    plan: &Plan,
+    generator: &Generator<'_>,
     source: &SourceSpec,
     rng: &mut impl Rng,
 ) -> Result<Problem, GenerateError> {
     let op = rng.random_range(source.op_min..=source.op_max);
     let context = source.contexts[rng.random_range(0..source.contexts.len())];
     let mode = source.mode.unwrap_or_else(|| {
-        if rng.random_bool(plan.tasks[source.task.0].modes.reverse.clamp(0.0, 1.0)) {
+        if rng.random_bool(
+            generator.plan.tasks[source.task.0]
+                .modes
+                .reverse
+                .clamp(0.0, 1.0),
+        ) {
             Mode::Reverse
         } else {
             Mode::Forward
         }
     });
-    generate(plan, source.task, context, mode, op, rng.random())
+    generator.generate(source.task, context, mode, op, rng.random())
 }
 
 /// A running SHA-256 over the texts of a stream: the dataset hash.

@@ -72,11 +72,12 @@ pub(crate) fn run(
         }
     };
     let data = stage.spec.data();
+    let generator = crate::tasks::Generator::new(&plan);
     let mut text = String::new();
     let mut hash = DatasetHash::default();
     let mut attempts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     for i in 0..count {
-        let problem = match example(&plan, data, stage.seed, i) {
+        let problem = match example(&generator, data, stage.seed, i) {
             Ok(problem) => problem,
             Err(error) => {
                 eprint_line(&format!("error: example {i}: {error}"));

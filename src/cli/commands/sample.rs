@@ -26,11 +26,12 @@ pub(crate) fn run(
         }
     };
     let seed = seed.unwrap_or(plan.seed);
+    let generator = crate::tasks::Generator::new(&plan);
     let mut out = String::new();
     for i in 0..count {
         let mut rng =
             <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(example_seed(seed, i));
-        let problem = match from_source(&plan, &spec, &mut rng) {
+        let problem = match from_source(&generator, &spec, &mut rng) {
             Ok(problem) => problem,
             Err(error) => {
                 eprint_line(&format!("error: {error}"));
