@@ -459,35 +459,9 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// [`fill`], appending to `out`.
+/// [`fill`], appending to `out`. (Hot paths compile the template once: [`Template`].)
 pub fn fill_into(out: &mut String, template: &str, values: &[(&str, &str)]) {
-    // Byte scanning: `{` and `}` are ASCII, so every cut falls on a char boundary.
-    let bytes = template.as_bytes();
-    let mut literal_start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'{' | b'}' if bytes.get(i + 1) == Some(&bytes[i]) => {
-                out.push_str(&template[literal_start..=i]);
-                i += 2;
-                literal_start = i;
-            }
-            b'{' => match bytes[i + 1..].iter().position(|&b| b == b'}') {
-                Some(len) => {
-                    out.push_str(&template[literal_start..i]);
-                    let key = &template[i + 1..i + 1 + len];
-                    if let Some((_, v)) = values.iter().find(|(k, _)| *k == key) {
-                        out.push_str(v);
-                    }
-                    i += len + 2;
-                    literal_start = i;
-                }
-                None => i += 1,
-            },
-            _ => i += 1,
-        }
-    }
-    out.push_str(&template[literal_start..]);
+    Template::compile(template).fill_into(out, values);
 }
 
 /// A template split once into literal text and placeholders, for fast repeated filling
