@@ -13,5 +13,6 @@ pub mod format;
 pub mod plan;
 pub mod syntax;
 pub mod tasks;
+pub mod tokenizer;
 
 pub use analysis::{Compilation, compile, compile_bytes};

@@ -10,3 +10,4 @@ mod pipelines;
 mod prelude;
 mod robustness;
 mod tasks;
+mod tokenizer;
