@@ -444,6 +444,45 @@ fn pick_unknown(graph: &Graph, rng: &mut impl Rng) -> Result<usize, Rejection> {
     Ok(unknown)
 }
 
+/// The number of item quantities in a problem's structure graph, drawn as the reference draws
+/// it (§A.4, steps 1–2): from the op budget `s`, two layer widths `t0, t1` from a softmax
+/// centred on `s`'s relative size, and `e = min(U[w0, 20], U[w0, 20], w1²)` edges. Distractors
+/// fill the structure up to this size, so problems are as long as the reference's.
+fn structure_size(op: u32, rng: &mut impl Rng) -> usize {
+    // OPMAX (= strictline) per op, and the budget s = (OPMAX + 1) / 2.
+    let opmax = match op {
+        0..=3 => 3,
+        4 => 4,
+        5..=6 => 6,
+        7..=9 => 10,
+        10..=11 => 15,
+        12..=15 => 20,
+        16..=18 => 25,
+        _ => 30,
+    };
+    let s = f64::from((opmax + 1) / 2);
+    let rel = (s - 1.0) / 19.0;
+    let weights: Vec<f64> = [0.1, 0.3, 0.5, 0.7, 0.9]
+        .iter()
+        .map(|c: &f64| (-(rel - c).powi(2)).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut width = || {
+        let mut ticket = rng.random::<f64>() * total;
+        for (i, w) in weights.iter().enumerate() {
+            if ticket < *w {
+                return i + 1;
+            }
+            ticket -= w;
+        }
+        weights.len()
+    };
+    let (t0, t1) = (width(), width());
+    let (w0, w1) = (t0.min(t1), t0.max(t1));
+    let edges = rng.random_range(w0..=20).min(rng.random_range(w0..=20));
+    edges.min(w1 * w1)
+}
+
 /// Adds distractor quantities on entities that have no necessary total: their sentences are
 /// in the problem, but the question does not need them.
 fn add_distractors(
@@ -467,7 +506,13 @@ fn add_distractors(
         .filter(|&(e, i)| !used[e][i])
         .collect();
     slots.shuffle(rng);
-    let count = rng.random_range(0..=slots.len());
+    let necessary = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Instance { .. }))
+        .count();
+    let structure = structure_size(graph.op(), rng);
+    let count = structure.saturating_sub(necessary).min(slots.len());
     for &(entity, item) in &slots[..count] {
         // 1-4 parents, geometric with p = 1/2, from the random constant and earlier nodes.
         let mut parents = 1;
