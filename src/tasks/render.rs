@@ -202,7 +202,7 @@ pub fn render(
         steps.push_str(r.t(slot::REVERSE_INTRO));
     }
     for &n in &graph.order {
-        steps.push_str(&r.step(n)?);
+        r.step_into(&mut steps, n)?;
     }
     let value = graph.nodes[asked].value;
     if let (Some(forms), Some(_)) = (&r.forms, graph.unknown) {
@@ -420,66 +420,71 @@ impl Renderer<'_> {
             .map_or(Linear::constant(self.graph().nodes[n].value), |f| f[n])
     }
 
-    /// `var = expr = values = value`, or the copy/leaf forms.
-    fn assignment(
+    /// Writes `var = expr = values = value` (or the copy form) to `out`, followed by the
+    /// assignment separator; `last` records where it starts (the final one gets a prefix).
+    fn assignment_into(
         &self,
+        out: &mut String,
+        last: &mut usize,
         var: &str,
-        operands: &[(String, Linear)],
+        operands: &[(&str, Linear)],
         symbol: &str,
         result: Linear,
-    ) -> String {
-        if operands.len() == 1 {
-            let (name, _) = &operands[0];
-            return self.c(slot::ASSIGN_COPY).fill(&[
-                ("var", var),
-                ("expr", name),
-                ("value", &Self::shown(result, false)),
-            ]);
-        }
-        let mut expr = String::new();
-        let mut values = String::new();
-        for (i, (name, form)) in operands.iter().enumerate() {
-            if i > 0 {
-                for text in [&mut expr, &mut values] {
-                    text.push(' ');
-                    text.push_str(symbol);
-                    text.push(' ');
+    ) {
+        *last = out.len();
+        let value = Self::shown(result, false);
+        if let [(name, _)] = operands {
+            self.c(slot::ASSIGN_COPY)
+                .fill_into(out, &[("var", var), ("expr", name), ("value", &value)]);
+        } else {
+            let mut expr = String::with_capacity(16);
+            let mut values = String::with_capacity(16);
+            for (i, (name, form)) in operands.iter().enumerate() {
+                if i > 0 {
+                    for text in [&mut expr, &mut values] {
+                        text.push(' ');
+                        text.push_str(symbol);
+                        text.push(' ');
+                    }
+                }
+                expr.push_str(name);
+                if form.has_x() {
+                    values.push_str(&form.render_operand());
+                } else {
+                    let _ = write!(values, "{}", form.constant);
                 }
             }
-            expr.push_str(name);
-            if form.has_x() {
-                values.push_str(&form.render_operand());
-            } else {
-                let _ = write!(values, "{}", form.constant);
-            }
+            self.c(slot::ASSIGN).fill_into(
+                out,
+                &[
+                    ("var", var),
+                    ("expr", &expr),
+                    ("values", &values),
+                    ("value", &value),
+                ],
+            );
         }
-        self.c(slot::ASSIGN).fill(&[
-            ("var", var),
-            ("expr", &expr),
-            ("values", &values),
-            ("value", &Self::shown(result, false)),
-        ])
+        out.push_str(self.t(slot::ASSIGN_SEPARATOR));
     }
 
     /// Assignments combining `params` into the variable `into`: one assignment for two
     /// terms, a chain through fresh letters for more (totals always use one assignment).
     fn combine_into(
         &mut self,
+        out: &mut String,
+        last: &mut usize,
         into: &str,
         params: &[usize],
         combine: Combine,
         chain: bool,
-        out: &mut Vec<String>,
     ) -> Result<Linear, Rejection> {
         let symbol = if combine == Combine::Difference {
             "-"
         } else {
             "+"
         };
-        let operands: Vec<(String, Linear)> = params
-            .iter()
-            .map(|&p| (self.var(p), self.form(p)))
-            .collect();
+        let vars: Vec<String> = params.iter().map(|&p| self.var(p)).collect();
+        let forms: Vec<Linear> = params.iter().map(|&p| self.form(p)).collect();
         let apply = |a: Linear, b: Linear| {
             if combine == Combine::Difference {
                 Linear {
@@ -493,52 +498,72 @@ impl Renderer<'_> {
                 }
             }
         };
-        if !chain || operands.len() <= 2 {
-            let result = operands
+        if !chain || params.len() <= 2 {
+            let result = forms.iter().skip(1).fold(forms[0], |acc, f| apply(acc, *f));
+            let operands: Vec<(&str, Linear)> = vars
                 .iter()
-                .skip(1)
-                .fold(operands[0].1, |acc, (_, f)| apply(acc, *f));
-            out.push(self.assignment(into, &operands, symbol, result));
+                .map(String::as_str)
+                .zip(forms.iter().copied())
+                .collect();
+            self.assignment_into(out, last, into, &operands, symbol, result);
             return Ok(result);
         }
-        let mut acc = (operands[0].0.clone(), operands[0].1);
-        for (i, operand) in operands.iter().enumerate().skip(1) {
-            let var = if i + 1 == operands.len() {
+        let mut acc = (vars[0].clone(), forms[0]);
+        for i in 1..params.len() {
+            let var = if i + 1 == params.len() {
                 into.to_owned()
             } else {
                 self.fresh()?.to_string()
             };
-            let result = apply(acc.1, operand.1);
-            out.push(self.assignment(&var, &[acc.clone(), operand.clone()], symbol, result));
+            let result = apply(acc.1, forms[i]);
+            self.assignment_into(
+                out,
+                last,
+                &var,
+                &[(acc.0.as_str(), acc.1), (vars[i].as_str(), forms[i])],
+                symbol,
+                result,
+            );
             acc = (var, result);
         }
         Ok(acc.1)
     }
 
-    /// One solution step.
-    fn step(&mut self, n: usize) -> Result<String, Rejection> {
-        let name = self.solution_name(n);
+    /// Appends one solution step to `out`.
+    fn step_into(&mut self, out: &mut String, n: usize) -> Result<(), Rejection> {
         let var = self.var(n);
         if Some(n) == self.graph().unknown {
-            return Ok(self
-                .c(slot::REVERSE_UNKNOWN)
-                .fill(&[("name", &name), ("var", &var)]));
+            let name = self.solution_name(n);
+            self.c(slot::REVERSE_UNKNOWN)
+                .fill_into(out, &[("name", &name), ("var", &var)]);
+            return Ok(());
         }
         let node = self.graph().nodes[n].clone();
+        let (params, rule) = (node.params, node.rule);
         let is_total = matches!(node.kind, NodeKind::Total { .. });
-        let mut parts = Vec::new();
-        match node.rule {
-            Rule::Leaf(k) => parts.push(
+        if self.t(slot::DEFINE).contains("{name}") {
+            let name = &self.names[n];
+            self.c(slot::DEFINE)
+                .fill_into(out, &[("name", name), ("var", &var)]);
+        } else {
+            self.c(slot::DEFINE)
+                .fill_into(out, &[("name", &var), ("var", &var)]);
+        }
+        let mut last = out.len();
+        match rule {
+            Rule::Leaf(k) => {
+                last = out.len();
                 self.c(slot::ASSIGN_LEAF)
-                    .fill(&[("var", &var), ("value", &k.to_string())]),
-            ),
+                    .fill_into(out, &[("var", &var), ("value", &k.to_string())]);
+                out.push_str(self.t(slot::ASSIGN_SEPARATOR));
+            }
             Rule::Params(c) => {
-                self.combine_into(&var, &node.params, c, !is_total, &mut parts)?;
+                self.combine_into(out, &mut last, &var, &params, c, !is_total)?;
             }
             Rule::Plus(k, c) | Rule::Times(k, c) => {
                 let part = self.fresh()?.to_string();
-                let inner = self.combine_into(&part, &node.params, c, true, &mut parts)?;
-                let (symbol, result) = match node.rule {
+                let inner = self.combine_into(out, &mut last, &part, &params, c, true)?;
+                let (symbol, result) = match rule {
                     Rule::Plus(..) => (
                         "+",
                         Linear {
@@ -554,20 +579,25 @@ impl Renderer<'_> {
                         },
                     ),
                 };
-                let operands = [(k.to_string(), Linear::constant(k)), (part, inner)];
-                parts.push(self.assignment(&var, &operands, symbol, result));
+                let constant = k.to_string();
+                self.assignment_into(
+                    out,
+                    &mut last,
+                    &var,
+                    &[
+                        (constant.as_str(), Linear::constant(k)),
+                        (part.as_str(), inner),
+                    ],
+                    symbol,
+                    result,
+                );
             }
         }
-        let last = parts.pop().unwrap_or_default();
-        let mut step = self.c(slot::DEFINE).fill(&[("name", &name), ("var", &var)]);
-        for part in parts {
-            step.push_str(&part);
-            step.push_str(self.t(slot::ASSIGN_SEPARATOR));
-        }
-        step.push_str(self.t(slot::FINAL_PREFIX));
-        step.push_str(&last);
-        step.push_str(self.t(slot::STEP_END));
-        Ok(step)
+        // The last assignment is the step's own: no separator after it, the prefix before it.
+        out.truncate(out.len() - self.t(slot::ASSIGN_SEPARATOR).len());
+        out.insert_str(last, self.t(slot::FINAL_PREFIX));
+        out.push_str(self.t(slot::STEP_END));
+        Ok(())
     }
 }
 
