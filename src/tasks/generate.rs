@@ -16,6 +16,7 @@ use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 
 use super::graph::{Combine, Graph, Node, NodeKind, Rule, apply};
+use super::linear::Linear;
 use crate::plan::{ContextSpec, Mode, TaskSpec};
 
 /// Names are drawn per problem, at most this many per layer (the reference's cap).
@@ -33,6 +34,8 @@ pub struct Generated<'a> {
     pub entities: Vec<&'a str>,
     /// Item names, indexed by `NodeKind::Instance::item`.
     pub items: Vec<&'a str>,
+    /// Reverse mode: each necessary quantity as a linear form in the unknown x.
+    pub forms: Option<Vec<Linear>>,
 }
 
 /// Why one attempt failed (it is retried).
@@ -102,14 +105,18 @@ pub fn attempt<'a>(
         distractors: Vec::new(),
         unknown: None,
     };
+    let mut forms = None;
     if mode == Mode::Reverse {
-        graph.unknown = Some(pick_unknown(&graph, rng)?);
+        let (unknown, linear) = pick_unknown(&graph)?;
+        graph.unknown = Some(unknown);
+        forms = Some(linear);
     }
     if task.distractors {
         add_distractors(&mut graph, n_entities, n_items, task, rng);
     }
     debug_assert_eq!(graph.op(), op);
     Ok(Generated {
+        forms,
         graph,
         entities: entity_names,
         items: item_names,
@@ -426,22 +433,22 @@ fn pick_rule(
 }
 
 /// Reverse mode: the unknown is the last leaf (a constant only) before the target.
-fn pick_unknown(graph: &Graph, rng: &mut impl Rng) -> Result<usize, Rejection> {
+/// Returns it with every necessary quantity as a linear form in x; fails if the target's form
+/// has no x left (the equation would say nothing about x).
+fn pick_unknown(graph: &Graph) -> Result<(usize, Vec<Linear>), Rejection> {
     let target = graph.target();
-    let leaves: Vec<usize> = graph
+    let unknown = graph
         .order
         .iter()
         .rev()
         .copied()
-        .filter(|&n| n != target && matches!(graph.nodes[n].rule, Rule::Leaf(_)))
-        .collect();
-    let _ = rng;
-    let unknown = *leaves.first().ok_or(Rejection::Reverse)?;
-    let linear = super::linear::forms(graph, unknown);
-    if linear[target].coefficient == 0 {
+        .find(|&n| n != target && matches!(graph.nodes[n].rule, Rule::Leaf(_)))
+        .ok_or(Rejection::Reverse)?;
+    let forms = super::linear::forms(graph, unknown);
+    if forms[target].coefficient == 0 {
         return Err(Rejection::Reverse);
     }
-    Ok(unknown)
+    Ok((unknown, forms))
 }
 
 /// The number of item quantities in a problem's structure graph, drawn as the reference draws

@@ -7,7 +7,7 @@ use rand::seq::SliceRandom;
 
 use super::generate::{Generated, Rejection};
 use super::graph::{Combine, Graph, NodeKind, Rule};
-use super::linear::{self, Linear};
+use super::linear::Linear;
 use std::fmt::Write as _;
 
 use crate::analysis::templates::{Template, fill};
@@ -57,10 +57,8 @@ impl Rendered {
 
 /// Letters for variables, as the reference draws them: A–Z and a–z; `x` is kept for the
 /// unknown of reverse mode.
-fn letter_pool(rng: &mut impl Rng) -> Vec<char> {
-    let mut letters: Vec<char> = ('A'..='Z').chain('a'..='z').filter(|c| *c != 'x').collect();
-    letters.shuffle(rng);
-    letters
+fn letter_pool() -> Vec<char> {
+    ('A'..='Z').chain('a'..='z').filter(|c| *c != 'x').collect()
 }
 
 /// Indices of the phrasing slots, in the order of [`crate::analysis::templates::SLOTS`]
@@ -95,14 +93,16 @@ mod slot {
     pub(super) const REVERSE_SOLVE: usize = 26;
 }
 
-struct Renderer<'a> {
+struct Renderer<'a, R: Rng> {
+    /// Draws the letters, one at a time (cheaper than shuffling all 51).
+    rng: &'a mut R,
     compiled: &'a [Template],
     generated: &'a Generated<'a>,
     context: &'a ContextSpec,
     phrasing: &'a PhrasingSpec,
     letters: Vec<Option<char>>,
     pool: Vec<char>,
-    forms: Option<Vec<Linear>>,
+    forms: Option<&'a [Linear]>,
     /// Each node's name and in-sentence reference, made once letters are known.
     names: Vec<String>,
     refs: Vec<String>,
@@ -120,13 +120,14 @@ pub fn render(
 ) -> Result<Rendered, Rejection> {
     let graph = &generated.graph;
     let mut r = Renderer {
+        rng,
         compiled,
         generated,
         context,
         phrasing,
         letters: vec![None; graph.nodes.len()],
-        pool: letter_pool(rng),
-        forms: graph.unknown.map(|u| linear::forms(graph, u)),
+        pool: letter_pool(),
+        forms: generated.forms.as_deref(),
         names: Vec::new(),
         refs: Vec::new(),
     };
@@ -172,7 +173,7 @@ pub fn render(
     if graph.unknown.is_some() {
         stated.push(None);
     }
-    stated.shuffle(rng);
+    stated.shuffle(r.rng);
     let target = graph.target();
     let asked = graph.unknown.unwrap_or(target);
     let mut problem = String::with_capacity(stated.len() * 96);
@@ -265,7 +266,7 @@ fn capitalize_at(text: &mut String, start: usize) {
     }
 }
 
-impl Renderer<'_> {
+impl<R: Rng> Renderer<'_, R> {
     fn graph(&self) -> &Graph {
         &self.generated.graph
     }
@@ -283,7 +284,11 @@ impl Renderer<'_> {
     }
 
     fn fresh(&mut self) -> Result<char, Rejection> {
-        self.pool.pop().ok_or(Rejection::Names)
+        if self.pool.is_empty() {
+            return Err(Rejection::Names);
+        }
+        let i = self.rng.random_range(0..self.pool.len());
+        Ok(self.pool.swap_remove(i))
     }
 
     fn var(&self, n: usize) -> String {
@@ -415,9 +420,10 @@ impl Renderer<'_> {
     }
 
     fn form(&self, n: usize) -> Linear {
+        let constant = Linear::constant(self.graph().nodes[n].value);
         self.forms
-            .as_ref()
-            .map_or(Linear::constant(self.graph().nodes[n].value), |f| f[n])
+            .and_then(|f| f.get(n).copied())
+            .unwrap_or(constant)
     }
 
     /// Writes `var = expr = values = value` (or the copy form) to `out`, followed by the
