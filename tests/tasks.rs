@@ -7,22 +7,8 @@ use rlp::plan::{Mode, Plan, TaskId};
 use rlp::tasks::trace::{TraceFormat, parse};
 use rlp::tasks::verify::{outcome, score, well_formed};
 
-/// Tasks over every kind of phrasing: the reference's `english`, `compact`, and the user-defined
-/// `terse` of a fixture (with its own context), which must work exactly like the built-ins.
 fn plan() -> Plan {
-    let custom = std::fs::read_to_string(
-        crate::common::root().join("tests/fixtures/analysis/ok/custom-context-phrasing.rlp"),
-    )
-    .unwrap();
-    let src = custom
-        + "use prelude\n\
-           task words {\n    contexts zoo, teacher, movie\n    phrasing english\n}\n\
-           task symbols {\n    contexts zoo, teacher, movie\n    phrasing compact\n}\n\
-           task plain {\n    contexts zoo, teacher\n    phrasing english\n    distractors off\n    max_value 100\n}\n";
-    let compilation = rlp::compile(&rlp::syntax::SourceFile::new("tasks.rlp", src));
-    compilation
-        .plan
-        .unwrap_or_else(|| panic!("{}", compilation.diagnostics.render_plain(80)))
+    crate::common::phrasings_plan()
 }
 
 fn cases() -> u32 {

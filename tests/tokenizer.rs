@@ -5,17 +5,7 @@ use rlp::plan::{Mode, Plan, TaskId};
 use rlp::tokenizer::Tokenizer;
 
 fn plan() -> Plan {
-    let custom = std::fs::read_to_string(
-        crate::common::root().join("tests/fixtures/analysis/ok/custom-context-phrasing.rlp"),
-    )
-    .unwrap();
-    let src = custom
-        + "use prelude\n\
-           task words {\n    contexts zoo, teacher, movie\n    phrasing english\n}\n\
-           task symbols {\n    contexts zoo, teacher, movie\n    phrasing compact\n}\n";
-    rlp::compile(&rlp::syntax::SourceFile::new("tok.rlp", src))
-        .plan
-        .unwrap()
+    crate::common::phrasings_plan()
 }
 
 proptest! {

@@ -49,3 +49,21 @@ pub(crate) fn plan_for_snapshot(plan: &Plan) -> Value {
     }
     value
 }
+
+/// Tasks over every kind of phrasing: the user-defined `terse` of a fixture (with its own
+/// context), the reference's `english` and `compact`, and an english task without distractors.
+pub(crate) fn phrasings_plan() -> Plan {
+    let custom = std::fs::read_to_string(
+        root().join("tests/fixtures/analysis/ok/custom-context-phrasing.rlp"),
+    )
+    .unwrap();
+    let src = custom
+        + "use prelude\n\
+           task words {\n    contexts zoo, teacher, movie\n    phrasing english\n}\n\
+           task symbols {\n    contexts zoo, teacher, movie\n    phrasing compact\n}\n\
+           task plain {\n    contexts zoo, teacher\n    phrasing english\n    distractors off\n    max_value 100\n}\n";
+    let compilation = rlp::compile(&rlp::syntax::SourceFile::new("phrasings.rlp", src));
+    compilation
+        .plan
+        .unwrap_or_else(|| panic!("{}", compilation.diagnostics.render_plain(80)))
+}
