@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod cli;
 pub mod diagnostics;
 pub mod format;
+pub mod model;
 pub mod plan;
 pub mod syntax;
 pub mod tasks;

@@ -6,6 +6,7 @@ mod codes;
 mod common;
 mod fixtures;
 mod formatting;
+mod model;
 mod pipelines;
 mod prelude;
 mod robustness;

@@ -1,0 +1,373 @@
+//! The model: a Qwen2-style decoder in candle (issue 4, in progress).
+//!
+//! RMSNorm, rotary position embeddings, grouped-query attention with a causal mask, a SwiGLU
+//! MLP and tied embeddings, initialised with std 0.02 as the reference. Every op used here has
+//! a gradient in candle (`shared/design/candle-notes.md`: the fused `softmax_last_dim`,
+//! `rms_norm` and `rope` ops silently have none), which a test checks parameter by parameter.
+//! Incremental decoding keeps per-layer key/value caches.
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
+
+use crate::plan::ModelSpec;
+
+/// A decoder's shape: the plan's [`ModelSpec`] plus the vocabulary size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Vocabulary size (from the tokenizer).
+    pub vocab: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Residual width.
+    pub hidden: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// SwiGLU inner width.
+    pub ffn: usize,
+    /// Longest sequence.
+    pub context: usize,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Whether q/k/v have biases.
+    pub qkv_bias: bool,
+    /// RMSNorm epsilon.
+    pub norm_eps: f64,
+    /// Initial weight standard deviation.
+    pub init_std: f64,
+}
+
+impl Config {
+    /// The config of a plan's model with a given vocabulary.
+    #[must_use]
+    pub fn from_spec(spec: &ModelSpec, vocab: usize) -> Self {
+        Self {
+            vocab,
+            layers: spec.layers as usize,
+            hidden: spec.hidden as usize,
+            heads: spec.heads as usize,
+            kv_heads: spec.kv_heads as usize,
+            ffn: spec.ffn as usize,
+            context: spec.context as usize,
+            rope_theta: spec.rope_theta,
+            qkv_bias: spec.qkv_bias,
+            norm_eps: spec.norm_eps,
+            init_std: spec.init_std,
+        }
+    }
+
+    fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+}
+
+fn init(cfg: &Config) -> Init {
+    Init::Randn {
+        mean: 0.0,
+        stdev: cfg.init_std,
+    }
+}
+
+fn linear(
+    cfg: &Config,
+    inputs: usize,
+    outputs: usize,
+    bias: bool,
+    vb: &VarBuilder<'_>,
+) -> Result<Linear> {
+    let weight = vb.get_with_hints((outputs, inputs), "weight", init(cfg))?;
+    let bias = if bias {
+        Some(vb.get_with_hints(outputs, "bias", Init::Const(0.0))?)
+    } else {
+        None
+    };
+    Ok(Linear::new(weight, bias))
+}
+
+/// RMSNorm written with differentiable ops (candle's fused one has no backward).
+#[derive(Debug, Clone)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(cfg: &Config, vb: &VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(cfg.hidden, "weight", Init::Const(1.0))?,
+            eps: cfg.norm_eps,
+        })
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = x.broadcast_div(&(mean_square + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)
+    }
+}
+
+/// Rotary embedding tables for every position up to the context.
+#[derive(Debug, Clone)]
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(cfg: &Config, device: &Device) -> Result<Self> {
+        let half = cfg.head_dim() / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim() as f64) as f32)
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let positions = Tensor::arange(0u32, cfg.context as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((cfg.context, 1))?;
+        let angles = positions.matmul(&inv_freq)?;
+        let angles = Tensor::cat(&[&angles, &angles], D::Minus1)?;
+        Ok(Self {
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+        })
+    }
+
+    /// Rotates `x` (batch, heads, seq, head_dim) at positions `offset..offset + seq`.
+    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let (_, _, seq, dim) = x.dims4()?;
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        let half = dim / 2;
+        let rotated = Tensor::cat(
+            &[
+                &x.narrow(D::Minus1, half, half)?.neg()?,
+                &x.narrow(D::Minus1, 0, half)?,
+            ],
+            D::Minus1,
+        )?;
+        x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(cfg: &Config, vb: &VarBuilder<'_>) -> Result<Self> {
+        let head_dim = cfg.head_dim();
+        let kv = cfg.kv_heads * head_dim;
+        Ok(Self {
+            q: linear(cfg, cfg.hidden, cfg.hidden, cfg.qkv_bias, &vb.pp("q_proj"))?,
+            k: linear(cfg, cfg.hidden, kv, cfg.qkv_bias, &vb.pp("k_proj"))?,
+            v: linear(cfg, cfg.hidden, kv, cfg.qkv_bias, &vb.pp("v_proj"))?,
+            o: linear(cfg, cfg.hidden, cfg.hidden, false, &vb.pp("o_proj"))?,
+            heads: cfg.heads,
+            kv_heads: cfg.kv_heads,
+            head_dim,
+        })
+    }
+
+    /// Repeats each key/value head for the query heads that share it.
+    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
+        let groups = self.heads / self.kv_heads;
+        if groups == 1 {
+            return Ok(x);
+        }
+        let (b, kv, seq, dim) = x.dims4()?;
+        x.unsqueeze(2)?
+            .expand((b, kv, groups, seq, dim))?
+            .reshape((b, kv * groups, seq, dim))
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let (batch, seq, hidden) = x.dims3()?;
+        let split = |t: Tensor, heads: usize| {
+            t.reshape((batch, seq, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = rotary.apply(&split(self.q.forward(x)?, self.heads)?, offset)?;
+        let mut k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset)?;
+        let mut v = split(self.v.forward(x)?, self.kv_heads)?;
+        if let Some((past_k, past_v)) = cache.as_ref() {
+            k = Tensor::cat(&[past_k, &k], 2)?;
+            v = Tensor::cat(&[past_v, &v], 2)?;
+        }
+        *cache = Some((k.clone(), v.clone()));
+        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        let total = k.dim(2)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (self.head_dim as f64).sqrt())?;
+        let scores = scores.broadcast_add(&causal_mask(seq, total, x.device())?)?;
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = weights
+            .matmul(&v.contiguous()?)?
+            .transpose(1, 2)?
+            .reshape((batch, seq, hidden))?;
+        self.o.forward(&out)
+    }
+}
+
+/// Additive mask for `seq` new positions attending over `total` positions: position i of the
+/// new ones (absolute `total - seq + i`) sees keys up to itself.
+fn causal_mask(seq: usize, total: usize, device: &Device) -> Result<Tensor> {
+    let past = total - seq;
+    let values: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= past + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(values, (seq, total), device)
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &Config, vb: &VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            gate: linear(cfg, cfg.hidden, cfg.ffn, false, &vb.pp("gate_proj"))?,
+            up: linear(cfg, cfg.hidden, cfg.ffn, false, &vb.pp("up_proj"))?,
+            down: linear(cfg, cfg.ffn, cfg.hidden, false, &vb.pp("down_proj"))?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down
+            .forward(&(self.gate.forward(x)?.silu()? * self.up.forward(x)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    attention_norm: RmsNorm,
+    attention: Attention,
+    mlp_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(cfg: &Config, vb: &VarBuilder<'_>) -> Result<Self> {
+        Ok(Self {
+            attention_norm: RmsNorm::load(cfg, &vb.pp("input_layernorm"))?,
+            attention: Attention::load(cfg, &vb.pp("self_attn"))?,
+            mlp_norm: RmsNorm::load(cfg, &vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::load(cfg, &vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let x = (x + self.attention.forward(
+            &self.attention_norm.forward(x)?,
+            rotary,
+            offset,
+            cache,
+        )?)?;
+        &x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?
+    }
+}
+
+/// The decoder.
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    embedding: Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    rotary: Rotary,
+    config: Config,
+}
+
+/// Per-layer key/value caches for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Positions already in the cache.
+    pub len: usize,
+}
+
+impl Transformer {
+    /// Builds the model; variables are created (or loaded) through `vb` under Qwen2's names.
+    pub fn load(config: &Config, vb: &VarBuilder<'_>) -> Result<Self> {
+        let embedding_weight = vb.pp("model.embed_tokens").get_with_hints(
+            (config.vocab, config.hidden),
+            "weight",
+            init(config),
+        )?;
+        let blocks = (0..config.layers)
+            .map(|i| Block::load(config, &vb.pp(format!("model.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embedding: Embedding::new(embedding_weight, config.hidden),
+            blocks,
+            norm: RmsNorm::load(config, &vb.pp("model.norm"))?,
+            rotary: Rotary::new(config, vb.device())?,
+            config: config.clone(),
+        })
+    }
+
+    /// The config.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Logits (batch, seq, vocab) for `tokens` (batch, seq), without a cache.
+    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        let mut scratch = Cache::default();
+        self.forward_cached(tokens, &mut scratch)
+    }
+
+    /// Logits for `tokens` continuing the sequences in `cache`, which it extends.
+    pub fn forward_cached(&self, tokens: &Tensor, cache: &mut Cache) -> Result<Tensor> {
+        let (_, seq) = tokens.dims2()?;
+        if cache.len + seq > self.config.context {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the model's context of {}",
+                cache.len + seq,
+                self.config.context
+            );
+        }
+        cache.layers.resize(self.blocks.len(), None);
+        let mut x = self.embedding.forward(tokens)?;
+        for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(&x, &self.rotary, cache.len, layer_cache)?;
+        }
+        cache.len += seq;
+        let x = self.norm.forward(&x)?;
+        // Tied embeddings: the output head is the embedding matrix.
+        x.broadcast_matmul(&self.embedding.embeddings().t()?)
+    }
+}
