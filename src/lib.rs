@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod diagnostics;
+pub mod eval;
 pub mod format;
 pub mod model;
 pub mod plan;
