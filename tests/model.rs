@@ -149,3 +149,63 @@ fn parameter_count_matches_the_plan() {
         non_embedding + (cfg.vocab * cfg.hidden) as u64
     );
 }
+
+fn sampling(
+    temperature: f64,
+    max_new_tokens: usize,
+    stop: Vec<u32>,
+) -> rlp::model::sample::Sampling {
+    rlp::model::sample::Sampling {
+        temperature,
+        top_p: 1.0,
+        max_new_tokens,
+        stop,
+    }
+}
+
+#[test]
+fn greedy_sampling_follows_the_full_forward_argmax() {
+    let (_, model) = model();
+    let prompt = [1u32, 5, 7, 9];
+    let out = rlp::model::sample::sample(&model, &prompt, 3, &sampling(0.0, 6, vec![]), 0).unwrap();
+    assert!(
+        out.iter().all(|o| *o == out[0]),
+        "greedy samples are identical"
+    );
+    let mut sequence = prompt.to_vec();
+    for _ in 0..6 {
+        let logits = model.forward(&tokens(&sequence, 1)).unwrap();
+        let last = logits
+            .narrow(1, sequence.len() - 1, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        sequence.push(last.argmax(0).unwrap().to_scalar::<u32>().unwrap());
+    }
+    assert_eq!(out[0], sequence[prompt.len()..]);
+}
+
+#[test]
+fn sampling_is_seeded_bounded_and_stops() {
+    let (_, model) = model();
+    let prompt = [1u32, 5, 7];
+    let a = rlp::model::sample::sample(&model, &prompt, 4, &sampling(1.0, 8, vec![]), 7).unwrap();
+    let b = rlp::model::sample::sample(&model, &prompt, 4, &sampling(1.0, 8, vec![]), 7).unwrap();
+    assert_eq!(a, b, "same seed, same samples");
+    assert!(
+        a.iter().all(|o| o.len() == 8),
+        "no stop token: max_new_tokens each"
+    );
+    let c = rlp::model::sample::sample(&model, &prompt, 4, &sampling(1.0, 8, vec![]), 8).unwrap();
+    assert_ne!(
+        a, c,
+        "another seed, other samples (40-token vocabulary, 32 draws)"
+    );
+    let every_token: Vec<u32> = (0..40).collect();
+    let stopped =
+        rlp::model::sample::sample(&model, &prompt, 4, &sampling(1.0, 8, every_token), 7).unwrap();
+    assert!(
+        stopped.iter().all(|o| o.len() == 1),
+        "each sequence ends at its first stop token"
+    );
+}

@@ -11,6 +11,8 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use crate::plan::ModelSpec;
 
+pub mod sample;
+
 /// A decoder's shape: the plan's [`ModelSpec`] plus the vocabulary size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -316,6 +318,25 @@ pub struct Cache {
     layers: Vec<Option<(Tensor, Tensor)>>,
     /// Positions already in the cache.
     pub len: usize,
+}
+
+impl Cache {
+    /// The cache of a batch of one, repeated `n` times along the batch (after a shared
+    /// prompt's prefill, each sample continues from its own copy).
+    pub fn repeat_batch(&self, n: usize) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| match layer {
+                Some((k, v)) => Ok(Some((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            len: self.len,
+        })
+    }
 }
 
 impl Transformer {
