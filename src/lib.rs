@@ -16,5 +16,6 @@ pub mod plan;
 pub mod syntax;
 pub mod tasks;
 pub mod tokenizer;
+pub mod train;
 
 pub use analysis::{Compilation, compile, compile_bytes};

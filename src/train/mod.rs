@@ -1,0 +1,63 @@
+//! Training (issue 4, in progress): the pieces the one `Trainer` will be built from — the
+//! learning-rate schedule, packing examples into fixed-length blocks with their loss mask, and
+//! gradient clipping by global norm (which candle does not provide).
+
+pub mod data;
+pub mod schedule;
+
+use candle_core::{Result, Var, backprop::GradStore};
+
+/// Scales every gradient so that their global L2 norm is at most `max_norm`; returns the norm
+/// before clipping. A non-finite norm is returned as is (the caller stops the stage).
+pub fn clip_grad_norm(vars: &[Var], grads: &mut GradStore, max_norm: f64) -> Result<f64> {
+    let mut total = 0.0f64;
+    for var in vars {
+        if let Some(grad) = grads.get(var.as_tensor()) {
+            total += f64::from(grad.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        }
+    }
+    let norm = total.sqrt();
+    if norm.is_finite() && norm > max_norm && max_norm > 0.0 {
+        let scale = max_norm / norm;
+        for var in vars {
+            if let Some(grad) = grads.remove(var.as_tensor()) {
+                grads.insert(var.as_tensor(), (grad * scale)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    use super::clip_grad_norm;
+
+    #[test]
+    fn clipping_scales_the_global_norm_down_and_leaves_small_ones() {
+        let a = Var::from_tensor(&Tensor::new(&[3.0f32, 0.0], &Device::Cpu).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::new(&[0.0f32, 4.0], &Device::Cpu).unwrap()).unwrap();
+        // d/dx of sum(x^2)/2 is x: gradients (3, 0) and (0, 4), global norm 5.
+        let loss = ((a.as_tensor().sqr().unwrap().sum_all().unwrap()
+            + b.as_tensor().sqr().unwrap().sum_all().unwrap())
+        .unwrap()
+            * 0.5)
+            .unwrap();
+        let vars = [a.clone(), b.clone()];
+        let mut grads = loss.backward().unwrap();
+        let norm = clip_grad_norm(&vars, &mut grads, 1.0).unwrap();
+        assert!((norm - 5.0).abs() < 1e-6);
+        let ga: Vec<f32> = grads.get(a.as_tensor()).unwrap().to_vec1().unwrap();
+        let gb: Vec<f32> = grads.get(b.as_tensor()).unwrap().to_vec1().unwrap();
+        assert!(
+            (ga[0] - 0.6).abs() < 1e-6 && (gb[1] - 0.8).abs() < 1e-6,
+            "scaled to norm 1"
+        );
+        let mut grads = loss.backward().unwrap();
+        let norm = clip_grad_norm(&vars, &mut grads, 10.0).unwrap();
+        assert!((norm - 5.0).abs() < 1e-6);
+        let ga: Vec<f32> = grads.get(a.as_tensor()).unwrap().to_vec1().unwrap();
+        assert!((ga[0] - 3.0).abs() < 1e-6, "below the limit: unchanged");
+    }
+}
