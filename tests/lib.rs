@@ -12,3 +12,4 @@ mod prelude;
 mod robustness;
 mod tasks;
 mod tokenizer;
+mod training;

@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod schedule;
+pub mod trainer;
 
 use candle_core::{Result, Var, backprop::GradStore};
 

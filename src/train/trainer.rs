@@ -1,0 +1,96 @@
+//! The one training loop for `pretrain` and `midtrain`: batches of packed blocks -> masked
+//! next-token loss -> gradients -> clipping -> AdamW with the scheduled learning rate.
+//! (Checkpoints, resume and held-out loss come with `rlp run`.)
+
+use candle_core::{D, DType, Device, Result, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+
+use super::clip_grad_norm;
+use super::data::Block;
+use super::schedule::lr_at;
+use crate::model::Transformer;
+use crate::plan::TrainSpec;
+
+/// The next-token loss averaged over the positions the mask keeps.
+pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    let log_probs = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
+    let picked = log_probs
+        .gather(&targets.reshape((b * t, 1))?, 1)?
+        .squeeze(1)?;
+    let mask = mask.reshape(b * t)?.to_dtype(DType::F32)?;
+    let kept = mask.sum_all()?.maximum(1.0)?;
+    (picked * &mask)?.sum_all()?.neg()?.div(&kept)
+}
+
+/// Trains a model on blocks.
+pub struct Trainer {
+    optimizer: AdamW,
+    spec: TrainSpec,
+    total_steps: u64,
+    /// Optimizer steps taken.
+    pub step: u64,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("step", &self.step)
+            .field("total_steps", &self.total_steps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// A trainer for the variables of `varmap`, taking `total_steps` steps under `spec`.
+    pub fn new(varmap: &VarMap, spec: &TrainSpec, total_steps: u64) -> Result<Self> {
+        let params = ParamsAdamW {
+            lr: lr_at(&spec.lr, 0, total_steps),
+            weight_decay: spec.weight_decay,
+            ..ParamsAdamW::default()
+        };
+        Ok(Self {
+            optimizer: AdamW::new(varmap.all_vars(), params)?,
+            spec: spec.clone(),
+            total_steps,
+            step: 0,
+        })
+    }
+
+    /// One optimizer step on a batch of blocks; returns the loss before the step. A loss that
+    /// is not finite is an error and leaves the weights untouched.
+    pub fn step(&mut self, model: &Transformer, varmap: &VarMap, blocks: &[Block]) -> Result<f64> {
+        let device = Device::Cpu;
+        let seq = blocks.first().map_or(0, |b| b.mask.len());
+        let inputs: Vec<u32> = blocks
+            .iter()
+            .flat_map(|b| b.tokens[..seq].iter().copied())
+            .collect();
+        let targets: Vec<u32> = blocks
+            .iter()
+            .flat_map(|b| b.tokens[1..=seq].iter().copied())
+            .collect();
+        let mask: Vec<u8> = blocks
+            .iter()
+            .flat_map(|b| b.mask.iter().map(|&m| u8::from(m)))
+            .collect();
+        let n = blocks.len();
+        let logits = model.forward(&Tensor::from_vec(inputs, (n, seq), &device)?)?;
+        let loss = masked_cross_entropy(
+            &logits,
+            &Tensor::from_vec(targets, (n, seq), &device)?,
+            &Tensor::from_vec(mask, (n, seq), &device)?,
+        )?;
+        let value = f64::from(loss.to_scalar::<f32>()?);
+        if !value.is_finite() {
+            candle_core::bail!("the loss became {value} at step {}", self.step);
+        }
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&varmap.all_vars(), &mut grads, self.spec.grad_clip)?;
+        self.optimizer
+            .set_learning_rate(lr_at(&self.spec.lr, self.step, self.total_steps));
+        self.optimizer.step(&grads)?;
+        self.step += 1;
+        Ok(value)
+    }
+}
