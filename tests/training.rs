@@ -1,15 +1,18 @@
-//! Training on real generated data: the loss of a tiny model falls within a few dozen steps.
+//! Training on real generated data: the loss of a tiny model falls within a few dozen steps,
+//! and a run resumed from a checkpoint takes exactly the steps it would have taken.
+#![allow(clippy::float_cmp)] // resuming must reproduce losses bit for bit
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use rlp::model::{Config, Transformer};
-use rlp::plan::{Decay, LossTarget, LrSchedule, StageSpec};
+use rlp::plan::{Decay, LossTarget, LrSchedule, StageSpec, TrainSpec};
 use rlp::tokenizer::{BOS, EOS, Tokenizer};
-use rlp::train::data::Packer;
+use rlp::train::data::{Block, Packer};
 use rlp::train::trainer::Trainer;
 
-#[test]
-fn a_tiny_model_learns_from_the_quickstart_data() {
+/// `batches` batches of 8 blocks of quickstart training data, the stage's spec with a constant
+/// learning rate, and a tiny model's config.
+fn setup(batches: usize) -> (TrainSpec, Vec<Block>, Config) {
     let src =
         std::fs::read_to_string(crate::common::root().join("pipelines/quickstart.rlp")).unwrap();
     let plan = rlp::compile(&rlp::syntax::SourceFile::new("quickstart.rlp", src))
@@ -30,7 +33,7 @@ fn a_tiny_model_learns_from_the_quickstart_data() {
     let mut packer = Packer::new(64, LossTarget::Full, solution);
     let mut blocks = Vec::new();
     let mut i = 0;
-    while blocks.len() < 8 * 40 {
+    while blocks.len() < 8 * batches {
         let problem =
             rlp::tasks::sample::example(&generator, &spec.data, plan.stages[0].seed, i).unwrap();
         let mut ids = vec![BOS];
@@ -42,6 +45,7 @@ fn a_tiny_model_learns_from_the_quickstart_data() {
         }
         i += 1;
     }
+    blocks.truncate(8 * batches);
     let config = Config {
         vocab: tokenizer.len(),
         layers: 2,
@@ -55,27 +59,71 @@ fn a_tiny_model_learns_from_the_quickstart_data() {
         norm_eps: 1e-6,
         init_std: 0.02,
     };
+    (spec, blocks, config)
+}
+
+/// A freshly initialised model and its trainer.
+fn fresh(config: &Config, spec: &TrainSpec, steps: u64) -> (Transformer, Trainer) {
     let varmap = VarMap::new();
     let model = Transformer::load(
-        &config,
+        config,
         &VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )
     .unwrap();
-    let mut trainer = Trainer::new(&varmap, &spec, 40).unwrap();
+    let trainer = Trainer::new(&varmap, spec, steps).unwrap();
+    (model, trainer)
+}
+
+#[test]
+fn a_tiny_model_learns_from_the_quickstart_data() {
+    let (spec, blocks, config) = setup(40);
+    let (model, mut trainer) = fresh(&config, &spec, 40);
     let losses: Vec<f64> = blocks
         .chunks(8)
-        .map(|batch| trainer.step(&model, &varmap, batch).unwrap())
+        .map(|batch| trainer.step(&model, batch).unwrap())
         .collect();
     let first = losses[0];
     let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
     eprintln!("loss: first {first:.3}, mean of the last five {last:.3}");
     // At init the loss is about ln(vocab) (std 0.02 weights, tied embeddings).
     assert!(
-        (first - (tokenizer.len() as f64).ln()).abs() < 0.5,
+        (first - (config.vocab as f64).ln()).abs() < 0.5,
         "initial loss {first}"
     );
     assert!(
         last < 0.6 * first,
         "loss fell from {first:.3} to {last:.3} only"
     );
+}
+
+#[test]
+fn a_resumed_run_takes_exactly_the_next_steps() {
+    let (spec, blocks, config) = setup(5);
+    let batches: Vec<&[Block]> = blocks.chunks(8).collect();
+    let (model, mut trainer) = fresh(&config, &spec, 5);
+    for batch in &batches[..3] {
+        trainer.step(&model, batch).unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("rlp-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("step3.safetensors");
+    trainer.save(&path).unwrap();
+    let uninterrupted = [
+        trainer.step(&model, batches[3]).unwrap(),
+        trainer.step(&model, batches[4]).unwrap(),
+    ];
+    // As in a new process: other initial weights, then the checkpoint.
+    let (model, mut resumed) = fresh(&config, &spec, 5);
+    resumed.load(&path).unwrap();
+    assert_eq!(resumed.step, 3);
+    let after_resume = [
+        resumed.step(&model, batches[3]).unwrap(),
+        resumed.step(&model, batches[4]).unwrap(),
+    ];
+    assert_eq!(
+        uninterrupted, after_resume,
+        "weights and Adam moments are restored exactly"
+    );
+    assert!(resumed.load(&dir.join("missing.safetensors")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

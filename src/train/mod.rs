@@ -3,6 +3,7 @@
 //! gradient clipping by global norm (which candle does not provide).
 
 pub mod data;
+pub mod optim;
 pub mod schedule;
 pub mod trainer;
 

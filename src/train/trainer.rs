@@ -3,10 +3,11 @@
 //! (Checkpoints, resume and held-out loss come with `rlp run`.)
 
 use candle_core::{D, DType, Device, Result, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::VarMap;
 
 use super::clip_grad_norm;
 use super::data::Block;
+use super::optim::AdamW;
 use super::schedule::lr_at;
 use crate::model::Transformer;
 use crate::plan::TrainSpec;
@@ -44,22 +45,54 @@ impl std::fmt::Debug for Trainer {
 impl Trainer {
     /// A trainer for the variables of `varmap`, taking `total_steps` steps under `spec`.
     pub fn new(varmap: &VarMap, spec: &TrainSpec, total_steps: u64) -> Result<Self> {
-        let params = ParamsAdamW {
-            lr: lr_at(&spec.lr, 0, total_steps),
-            weight_decay: spec.weight_decay,
-            ..ParamsAdamW::default()
+        // Variables in name order, so checkpoints and updates are deterministic.
+        let mut vars: Vec<(String, candle_core::Var)> = {
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("variable map poisoned".into()))?;
+            data.iter()
+                .map(|(name, var)| (name.clone(), var.clone()))
+                .collect()
         };
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let optimizer = AdamW::new(vars, lr_at(&spec.lr, 0, total_steps), spec.weight_decay)?;
         Ok(Self {
-            optimizer: AdamW::new(varmap.all_vars(), params)?,
+            optimizer,
             spec: spec.clone(),
             total_steps,
             step: 0,
         })
     }
 
+    /// Saves weights, optimizer moments and the step counter to a safetensors file, atomically.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let mut state = self.optimizer.state();
+        state.insert(
+            "trainer.step".to_owned(),
+            Tensor::new(&[self.step as f64], &Device::Cpu)?,
+        );
+        let tmp = path.with_extension("safetensors.tmp");
+        candle_core::safetensors::save(&state, &tmp)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save`] into this trainer's variables.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        let state = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let step = state
+            .get("trainer.step")
+            .ok_or_else(|| candle_core::Error::Msg("checkpoint lacks its step".into()))?;
+        let step = step.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64;
+        self.optimizer.restore(&state, step)?;
+        self.step = step;
+        Ok(())
+    }
+
     /// One optimizer step on a batch of blocks; returns the loss before the step. A loss that
     /// is not finite is an error and leaves the weights untouched.
-    pub fn step(&mut self, model: &Transformer, varmap: &VarMap, blocks: &[Block]) -> Result<f64> {
+    pub fn step(&mut self, model: &Transformer, blocks: &[Block]) -> Result<f64> {
         let device = Device::Cpu;
         let seq = blocks.first().map_or(0, |b| b.mask.len());
         let inputs: Vec<u32> = blocks
@@ -86,9 +119,8 @@ impl Trainer {
             candle_core::bail!("the loss became {value} at step {}", self.step);
         }
         let mut grads = loss.backward()?;
-        clip_grad_norm(&varmap.all_vars(), &mut grads, self.spec.grad_clip)?;
-        self.optimizer
-            .set_learning_rate(lr_at(&self.spec.lr, self.step, self.total_steps));
+        clip_grad_norm(&self.optimizer.vars(), &mut grads, self.spec.grad_clip)?;
+        self.optimizer.lr = lr_at(&self.spec.lr, self.step, self.total_steps);
         self.optimizer.step(&grads)?;
         self.step += 1;
         Ok(value)
