@@ -5,9 +5,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rlp::model::{Cache, Config, Transformer};
 
-fn config() -> Config {
-    Config {
-        vocab: 40,
+/// The test model, as a plan would declare it; the decoder's config is derived from it.
+fn spec() -> rlp::plan::ModelSpec {
+    rlp::plan::ModelSpec {
+        name: "test".into(),
         layers: 2,
         hidden: 32,
         heads: 4,
@@ -15,10 +16,16 @@ fn config() -> Config {
         ffn: 48,
         context: 64,
         rope_theta: 1e6,
+        tied_embeddings: true,
         qkv_bias: true,
         norm_eps: 1e-6,
         init_std: 0.02,
+        non_embedding_params: 0,
     }
+}
+
+fn config() -> Config {
+    Config::from_spec(&spec(), 40)
 }
 
 fn model() -> (VarMap, Transformer) {
@@ -128,22 +135,7 @@ fn parameter_count_matches_the_plan() {
         .iter()
         .map(|v| v.as_tensor().elem_count())
         .sum();
-    let spec = rlp::plan::ModelSpec {
-        name: "t".into(),
-        layers: 2,
-        hidden: 32,
-        heads: 4,
-        kv_heads: 2,
-        ffn: 48,
-        context: 64,
-        rope_theta: 1e6,
-        tied_embeddings: true,
-        qkv_bias: true,
-        norm_eps: 1e-6,
-        init_std: 0.02,
-        non_embedding_params: 0,
-    };
-    let non_embedding = rlp::analysis::non_embedding_params(&spec);
+    let non_embedding = rlp::analysis::non_embedding_params(&spec());
     assert_eq!(
         total as u64,
         non_embedding + (cfg.vocab * cfg.hidden) as u64

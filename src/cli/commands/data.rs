@@ -7,6 +7,15 @@ use super::super::{Status, compile_file, eprint_line, write_atomically};
 use crate::plan::{Plan, StagePlan};
 use crate::tasks::sample::{DatasetHash, example};
 
+/// The plan's cell names, for messages.
+fn cell_names(plan: &Plan) -> String {
+    plan.cells
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The stage instance to write: by cell if given, else the only instance of that name.
 fn find_stage<'a>(
     plan: &'a Plan,
@@ -25,16 +34,7 @@ fn find_stage<'a>(
                 .iter()
                 .find(|c| c.name == cell)
                 .map(|c| c.index)
-                .ok_or_else(|| {
-                    format!(
-                        "no cell `{cell}` (cells: {})",
-                        plan.cells
-                            .iter()
-                            .map(|c| c.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
+                .ok_or_else(|| format!("no cell `{cell}` (cells: {})", cell_names(plan)))?;
             instances
                 .into_iter()
                 .find(|s| s.cells.contains(&index))
@@ -43,11 +43,7 @@ fn find_stage<'a>(
         None if instances.len() == 1 => Ok(instances[0]),
         None => Err(format!(
             "stage `{stage}` differs between cells; pick one with --cell ({})",
-            plan.cells
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            cell_names(plan)
         )),
     }
 }
