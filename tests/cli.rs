@@ -382,3 +382,51 @@ fn readme_sample_outputs_are_real() {
         );
     }
 }
+
+#[test]
+fn run_prints_a_summary_and_refuses_a_missing_device() {
+    let out = root()
+        .join("target/test-runs")
+        .join(format!("cli-{}", std::process::id()));
+    let out = out.to_str().unwrap();
+    let output = Run::new(&[
+        "run",
+        "tests/fixtures/run/mini.rlp",
+        "--out",
+        out,
+        "--threads",
+        "1",
+    ])
+    .expect(0);
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("pretrain base"), "{stdout}");
+    assert!(stdout.contains("verified pass@1/4"), "{stdout}");
+    assert!(stdout.contains("guessing pass@1/4"), "{stdout}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(out).join("mini/main/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["threads"], 1);
+    // Progress goes to stderr, never to stdout.
+    assert!(!stdout.contains("eta"), "{stdout}");
+    if !cfg!(feature = "cuda") {
+        let output = Run::new(&[
+            "run",
+            "tests/fixtures/run/mini.rlp",
+            "--out",
+            out,
+            "--device",
+            "cuda",
+        ])
+        .expect(2);
+        assert!(text(&output.stderr).contains("--features cuda"));
+    }
+    // A file with errors is checked first: the diagnostics of `rlp check`, exit 1.
+    Run::new(&[
+        "run",
+        "tests/fixtures/analysis/err/E0405-mixture-weights.rlp",
+        "--out",
+        out,
+    ])
+    .expect(1);
+}

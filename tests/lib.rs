@@ -10,6 +10,7 @@ mod model;
 mod pipelines;
 mod prelude;
 mod robustness;
+mod run;
 mod tasks;
 mod tokenizer;
 mod training;

@@ -107,7 +107,9 @@ fn a_resumed_run_takes_exactly_the_next_steps() {
     let dir = std::env::temp_dir().join(format!("rlp-ckpt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("step3.safetensors");
-    trainer.save(&path).unwrap();
+    trainer
+        .save(&path, std::collections::HashMap::new())
+        .unwrap();
     let uninterrupted = [
         trainer.step(&model, batches[3]).unwrap(),
         trainer.step(&model, batches[4]).unwrap(),

@@ -82,6 +82,21 @@ pub enum Command {
         #[arg(long, default_value = "english")]
         phrasing: String,
     },
+    /// Run a pipeline: check it, train its stages, evaluate, and write `OUT/<name>/<cell>/`.
+    /// Finished stages are reused; an interrupted run resumes from its last checkpoint.
+    Run {
+        /// The .rlp file.
+        file: PathBuf,
+        /// Where run directories go.
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        /// Threads for tensor kernels (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Where tensors live.
+        #[arg(long, value_enum, default_value_t = crate::cli::commands::run::DeviceChoice::Cpu)]
+        device: crate::cli::commands::run::DeviceChoice,
+    },
     /// Format files in place in canonical form, keeping comments.
     Fmt {
         /// Files to format.

@@ -2,7 +2,8 @@
 //! mapping of outcomes to exit codes. This is the only module that prints.
 //!
 //! Exit codes: 0 success; 1 the input has problems (diagnostics, or `fmt --check` found
-//! differences); 2 usage or I/O error. rlp never exits with a panic's 101 on any input.
+//! differences, or `rlp run` failed); 2 usage or I/O error; 130 `rlp run` interrupted by Ctrl-C
+//! (run it again to resume). rlp never exits with a panic's 101 on any input.
 
 mod args;
 mod commands;
@@ -23,6 +24,8 @@ pub enum Status {
     Problems,
     /// Bad usage or an I/O error.
     Error,
+    /// Stopped by Ctrl-C (`rlp run`; resumable).
+    Interrupted,
 }
 
 impl From<Status> for ExitCode {
@@ -31,6 +34,7 @@ impl From<Status> for ExitCode {
             Status::Success => 0,
             Status::Problems => 1,
             Status::Error => 2,
+            Status::Interrupted => 130,
         })
     }
 }
@@ -78,6 +82,12 @@ where
             out,
             count,
         } => commands::data::run(&file, &stage, cell.as_deref(), &out, count, color),
+        Command::Run {
+            file,
+            out,
+            threads,
+            device,
+        } => commands::run::run(&file, &out, threads, device, color),
         Command::Verify {
             input,
             out,

@@ -1,10 +1,14 @@
-//! Evaluation (issue 4, in progress): the pass@k estimators.
+//! Evaluation: the pass@k estimators, the eval runner ([`runner`]) and its tables and plots
+//! ([`report`]).
 //!
 //! Two estimators, as the reference reports them (§F.3), always labelled:
 //! - answer-only pass@k uses the unbiased estimator `1 - C(n-c, k) / C(n, k)` over n samples of
 //!   which c are correct;
 //! - process-verified pass@k (the paper's metric) uses the *first-k* estimator: a problem counts
 //!   if its first VerifiedCorrect sample, by generation order, is among the first k.
+
+pub mod report;
+pub mod runner;
 
 /// Unbiased pass@k for one problem: `1 - C(n-c, k) / C(n, k)`, computed as a product so it
 /// neither overflows nor loses precision. Plans never ask for k > n (E0407); such a k, or

@@ -71,6 +71,42 @@ fn init(cfg: &Config) -> Init {
     }
 }
 
+/// Draws every matrix of `varmap` (projections and the embedding) afresh from N(0, init_std)
+/// under `seed`; vectors (norm gains, biases) keep their constant initial values. candle's own
+/// random init cannot be seeded on the CPU, and a run must be reproducible from its seed.
+pub fn seeded_init(varmap: &candle_nn::VarMap, config: &Config, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut vars: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("variable map poisoned".into()))?
+        .iter()
+        .map(|(name, var)| (name.clone(), var.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for (_, var) in vars {
+        if var.rank() != 2 {
+            continue;
+        }
+        // Box-Muller: two uniforms give two independent standard normals.
+        let count = var.elem_count();
+        let mut values = Vec::with_capacity(count + 1);
+        while values.len() < count {
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random();
+            let radius = (-2.0 * u1.ln()).sqrt() * config.init_std;
+            let angle = std::f64::consts::TAU * u2;
+            values.push((radius * angle.cos()) as f32);
+            values.push((radius * angle.sin()) as f32);
+        }
+        values.truncate(count);
+        let fresh = Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(var.dtype())?;
+        var.set(&fresh)?;
+    }
+    Ok(())
+}
+
 fn linear(
     cfg: &Config,
     inputs: usize,
@@ -212,6 +248,9 @@ impl Attention {
             v = Tensor::cat(&[past_v, &v], 2)?;
         }
         *cache = Some((k.clone(), v.clone()));
+        if seq == 1 && k.dim(2)? > 1 {
+            return self.o.forward(&self.decode_one(&q, &k, &v)?);
+        }
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
         let total = k.dim(2)?;
         let scores = (q.matmul(&k.t()?.contiguous()?)? / (self.head_dim as f64).sqrt())?;
@@ -222,6 +261,28 @@ impl Attention {
             .transpose(1, 2)?
             .reshape((batch, seq, hidden))?;
         self.o.forward(&out)
+    }
+}
+
+impl Attention {
+    /// Attention of one new token per sequence over its whole cache, without batched matmuls:
+    /// with one query row, candle's batched matmul spends its time dispatching one tiny GEMM
+    /// per (sequence, head); broadcast products and sums read the cache once. No mask is
+    /// needed (the new token sees every cached position). Sampling only: it uses the fast
+    /// softmax, which has no gradient.
+    fn decode_one(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (batch, kv_heads, _, dim) = k.dims4()?;
+        let groups = self.heads / self.kv_heads;
+        // Query head h uses key/value head h / groups (as `repeat_kv` lays them out).
+        let q = q.reshape((batch, kv_heads, groups, 1, dim))?;
+        let scores =
+            (q.broadcast_mul(&k.unsqueeze(2)?)?.sum(D::Minus1)? / (self.head_dim as f64).sqrt())?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        weights
+            .unsqueeze(D::Minus1)?
+            .broadcast_mul(&v.unsqueeze(2)?)?
+            .sum(3)?
+            .reshape((batch, 1, kv_heads * groups * dim))
     }
 }
 
@@ -357,6 +418,12 @@ impl Transformer {
             rotary: Rotary::new(config, vb.device())?,
             config: config.clone(),
         })
+    }
+
+    /// The device the weights live on.
+    #[must_use]
+    pub fn device(&self) -> &Device {
+        self.embedding.embeddings().device()
     }
 
     /// The config.

@@ -2,7 +2,7 @@
 //! or an RL prompt's group), with temperature and nucleus (top-p) sampling under a seed.
 //! A sequence stops at a stop token (EOS, `</answer>`) or after `max_new_tokens`.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -31,7 +31,7 @@ pub fn sample(
     sampling: &Sampling,
     seed: u64,
 ) -> Result<Vec<Vec<u32>>> {
-    let device = Device::Cpu;
+    let device = model.device().clone();
     let mut outputs = vec![Vec::new(); n];
     if n == 0 || prompt.is_empty() {
         return Ok(outputs);

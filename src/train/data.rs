@@ -56,6 +56,18 @@ impl Packer {
         }
     }
 
+    /// The buffered tokens and their loss flags (for a checkpoint).
+    #[must_use]
+    pub fn buffered(&self) -> (&[u32], &[bool]) {
+        (&self.tokens, &self.counts)
+    }
+
+    /// Replaces the buffer with one saved by [`Packer::buffered`].
+    pub fn restore(&mut self, tokens: Vec<u32>, counts: Vec<bool>) {
+        self.tokens = tokens;
+        self.counts = counts;
+    }
+
     /// The next full block, if enough tokens are buffered. Consecutive blocks overlap by one
     /// token so that no target is skipped.
     pub fn next_block(&mut self) -> Option<Block> {

@@ -1,6 +1,9 @@
 //! The one training loop for `pretrain` and `midtrain`: batches of packed blocks -> masked
 //! next-token loss -> gradients -> clipping -> AdamW with the scheduled learning rate.
-//! (Checkpoints, resume and held-out loss come with `rlp run`.)
+//! Checkpoints hold weights, optimizer moments, the step and whatever the caller adds (the
+//! data stream's position), so a resumed stage takes exactly the steps it would have taken.
+
+use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::VarMap;
@@ -22,6 +25,53 @@ pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) ->
     let mask = mask.reshape(b * t)?.to_dtype(DType::F32)?;
     let kept = mask.sum_all()?.maximum(1.0)?;
     (picked * &mask)?.sum_all()?.neg()?.div(&kept)
+}
+
+/// Why a training step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The loss was NaN or infinite; the weights were not updated.
+    #[error("the loss became {value} at step {step}")]
+    NonFinite {
+        /// The step (0-based) whose loss it was.
+        step: u64,
+        /// The loss.
+        value: f64,
+    },
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// The tensors of a batch of blocks: inputs, targets and loss mask, each (blocks, seq).
+pub fn batch_tensors(blocks: &[Block], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let seq = blocks.first().map_or(0, |b| b.mask.len());
+    let inputs: Vec<u32> = blocks
+        .iter()
+        .flat_map(|b| b.tokens[..seq].iter().copied())
+        .collect();
+    let targets: Vec<u32> = blocks
+        .iter()
+        .flat_map(|b| b.tokens[1..=seq].iter().copied())
+        .collect();
+    let mask: Vec<u8> = blocks
+        .iter()
+        .flat_map(|b| b.mask.iter().map(|&m| u8::from(m)))
+        .collect();
+    let n = blocks.len();
+    Ok((
+        Tensor::from_vec(inputs, (n, seq), device)?,
+        Tensor::from_vec(targets, (n, seq), device)?,
+        Tensor::from_vec(mask, (n, seq), device)?,
+    ))
+}
+
+/// The masked loss of a model on blocks, without an update (held-out loss).
+pub fn evaluate_loss(model: &Transformer, blocks: &[Block]) -> Result<f64> {
+    let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
+    let logits = model.forward(&inputs)?.detach();
+    let loss = masked_cross_entropy(&logits, &targets, &mask)?;
+    Ok(f64::from(loss.to_scalar::<f32>()?))
 }
 
 /// Trains a model on blocks.
@@ -65,9 +115,11 @@ impl Trainer {
         })
     }
 
-    /// Saves weights, optimizer moments and the step counter to a safetensors file, atomically.
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+    /// Saves weights, optimizer moments, the step counter and `extra` tensors to one
+    /// safetensors file, atomically (a crash leaves the previous checkpoint intact).
+    pub fn save(&self, path: &std::path::Path, extra: HashMap<String, Tensor>) -> Result<()> {
         let mut state = self.optimizer.state();
+        state.extend(extra);
         state.insert(
             "trainer.step".to_owned(),
             Tensor::new(&[self.step as f64], &Device::Cpu)?,
@@ -78,49 +130,50 @@ impl Trainer {
         Ok(())
     }
 
-    /// Restores a checkpoint written by [`Trainer::save`] into this trainer's variables.
-    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
-        let state = candle_core::safetensors::load(path, &Device::Cpu)?;
+    /// Restores a checkpoint written by [`Trainer::save`] into this trainer's variables;
+    /// returns everything the file holds, so the caller can read back its extra tensors.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<HashMap<String, Tensor>> {
+        let device = self
+            .optimizer
+            .vars()
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
+        let state = candle_core::safetensors::load(path, &device)?;
         let step = state
             .get("trainer.step")
             .ok_or_else(|| candle_core::Error::Msg("checkpoint lacks its step".into()))?;
         let step = step.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64;
         self.optimizer.restore(&state, step)?;
         self.step = step;
-        Ok(())
+        Ok(state)
+    }
+
+    /// The learning rate of the next step.
+    #[must_use]
+    pub fn learning_rate(&self) -> f64 {
+        lr_at(&self.spec.lr, self.step, self.total_steps)
     }
 
     /// One optimizer step on a batch of blocks; returns the loss before the step. A loss that
     /// is not finite is an error and leaves the weights untouched.
-    pub fn step(&mut self, model: &Transformer, blocks: &[Block]) -> Result<f64> {
-        let device = Device::Cpu;
-        let seq = blocks.first().map_or(0, |b| b.mask.len());
-        let inputs: Vec<u32> = blocks
-            .iter()
-            .flat_map(|b| b.tokens[..seq].iter().copied())
-            .collect();
-        let targets: Vec<u32> = blocks
-            .iter()
-            .flat_map(|b| b.tokens[1..=seq].iter().copied())
-            .collect();
-        let mask: Vec<u8> = blocks
-            .iter()
-            .flat_map(|b| b.mask.iter().map(|&m| u8::from(m)))
-            .collect();
-        let n = blocks.len();
-        let logits = model.forward(&Tensor::from_vec(inputs, (n, seq), &device)?)?;
-        let loss = masked_cross_entropy(
-            &logits,
-            &Tensor::from_vec(targets, (n, seq), &device)?,
-            &Tensor::from_vec(mask, (n, seq), &device)?,
-        )?;
+    pub fn step(
+        &mut self,
+        model: &Transformer,
+        blocks: &[Block],
+    ) -> std::result::Result<f64, StepError> {
+        let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
+        let logits = model.forward(&inputs)?;
+        let loss = masked_cross_entropy(&logits, &targets, &mask)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         if !value.is_finite() {
-            candle_core::bail!("the loss became {value} at step {}", self.step);
+            return Err(StepError::NonFinite {
+                step: self.step,
+                value,
+            });
         }
         let mut grads = loss.backward()?;
         clip_grad_norm(&self.optimizer.vars(), &mut grads, self.spec.grad_clip)?;
-        self.optimizer.lr = lr_at(&self.spec.lr, self.step, self.total_steps);
+        self.optimizer.lr = self.learning_rate();
         self.optimizer.step(&grads)?;
         self.step += 1;
         Ok(value)

@@ -1,0 +1,218 @@
+//! `rlp run FILE [--out DIR] [--threads N] [--device cpu|cuda]`
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::super::{Status, compile_file, eprint_line, print_raw, read};
+use crate::eval::report;
+use crate::run::{CellReport, Input, Observer, RunError, RunOptions, execute, sha256_hex};
+
+/// Which device to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// The CPU (always available).
+    Cpu,
+    /// The first CUDA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// Progress bars on stderr; where stderr is not a terminal, a line per 10% instead.
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+    label: Mutex<String>,
+    last_logged: Mutex<u64>,
+    hidden: bool,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Self {
+            bar: Mutex::new(None),
+            label: Mutex::new(String::new()),
+            last_logged: Mutex::new(0),
+            hidden: ProgressDrawTarget::stderr().is_hidden(),
+        }
+    }
+}
+
+impl Observer for Bars {
+    fn begin(&self, label: &str, total: u64) {
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:>16} [{bar:28}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(250));
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+        if let Ok(mut slot) = self.label.lock() {
+            label.clone_into(&mut slot);
+        }
+        if let Ok(mut last) = self.last_logged.lock() {
+            *last = 0;
+        }
+        if self.hidden {
+            eprint_line(&format!("{label}: {total} steps"));
+        }
+    }
+
+    fn advance(&self, done: u64, message: &str) {
+        let Ok(slot) = self.bar.lock() else { return };
+        let Some(bar) = slot.as_ref() else { return };
+        bar.set_position(done);
+        bar.set_message(message.to_owned());
+        let total = bar.length().unwrap_or(0).max(1);
+        if self.hidden
+            && let Ok(mut last) = self.last_logged.lock()
+            && (done * 10 / total > *last * 10 / total || done == total)
+            && done > *last
+        {
+            *last = done;
+            let label = self.label.lock().map(|l| l.clone()).unwrap_or_default();
+            eprint_line(&format!("{label}: {done}/{total} {message}"));
+        }
+    }
+
+    fn end(&self, message: &str) {
+        let label = self.label.lock().map(|l| l.clone()).unwrap_or_default();
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(bar) = slot.take()
+        {
+            bar.finish_and_clear();
+        }
+        eprint_line(&format!("{label}: {message}"));
+    }
+
+    fn note(&self, message: &str) {
+        if let Ok(slot) = self.bar.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.println(message);
+            return;
+        }
+        eprint_line(message);
+    }
+}
+
+/// The end-of-run summary of one cell.
+fn summary(cell: &CellReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("cell `{}` → {}\n", cell.name, cell.dir.display());
+    for stage in &cell.manifest.stages {
+        if let Some(done) = &stage.done {
+            let _ = writeln!(
+                out,
+                "  {} {:<12} {:?}: {} steps, {} tokens, loss {:.3}, held-out {:.3}, {:.0} s at {:.0} tok/s",
+                stage.kind,
+                stage.name,
+                stage.status,
+                done.steps,
+                done.tokens,
+                done.final_loss,
+                done.heldout_loss,
+                done.seconds,
+                done.tokens_per_second
+            );
+        }
+    }
+    for (eval, rows) in &cell.evals {
+        for line in report::summary(eval, rows).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+/// Sets the thread count of candle's kernels before any of them starts. candle reads
+/// `RAYON_NUM_THREADS` (and re-reads /proc/cpuinfo on every matmul when it is unset) and sizes
+/// its element-wise pool from `CANDLE_NUM_THREADS`.
+fn set_threads(threads: usize) {
+    // SAFETY: called at the start of `rlp run`, before this process starts any thread (the
+    // Ctrl-C handler and candle's pools come later), so nothing reads the environment
+    // concurrently.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    }
+}
+
+pub(crate) fn run(
+    file: &Path,
+    out: &Path,
+    threads: Option<usize>,
+    device: DeviceChoice,
+    color: bool,
+) -> Status {
+    let threads = threads
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+        .max(1);
+    set_threads(threads);
+    let bytes = match read(file) {
+        Ok(bytes) => bytes,
+        Err(status) => return status,
+    };
+    let plan = match compile_file(file, color) {
+        Ok(plan) => plan,
+        Err(status) => return status,
+    };
+    let device = match device {
+        DeviceChoice::Cpu => candle_core::Device::Cpu,
+        DeviceChoice::Cuda => match candle_core::Device::new_cuda(0) {
+            Ok(device) => device,
+            Err(error) => {
+                eprint_line(&format!(
+                    "error: no CUDA device: {error}\n  help: CUDA needs a build with `cargo build --release --features cuda` on a machine with the CUDA toolkit"
+                ));
+                return Status::Error;
+            }
+        },
+    };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupt);
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: stop now (the last checkpoint is still on disk).
+            std::process::exit(130);
+        }
+    });
+    let options = RunOptions {
+        out: out.to_owned(),
+        device,
+        threads,
+        interrupt,
+    };
+    let input = Input {
+        file: file.display().to_string(),
+        sha256: sha256_hex(&bytes),
+    };
+    let bars = Bars::new();
+    match execute(&plan, &input, &options, &bars) {
+        Ok(cells) => {
+            let text: String = cells.iter().map(summary).collect();
+            print_raw(&text);
+            Status::Success
+        }
+        Err(error) => {
+            let interrupted = matches!(
+                error,
+                RunError::Interrupted { .. } | RunError::EvalInterrupted { .. }
+            );
+            let report = miette::Report::new(error);
+            eprint_line(&format!("{report:?}"));
+            if interrupted {
+                Status::Interrupted
+            } else {
+                Status::Problems
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Running an `eval` block: for each evaluated model and split, `problems_per_op` problems per
+//! op, `samples` completions each from the KV-cache sampler, every completion scored step by
+//! step by the task engine. Every model sees the same problems (paired comparisons), and the
+//! guessing baselines are computed on those same problems.
+
+use std::collections::BTreeMap;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{pass_at_k_first, pass_at_k_unbiased};
+use crate::model::Transformer;
+use crate::model::sample::{Sampling, sample};
+use crate::plan::{ContextId, EvalSpec, Plan, SourceSpec, SplitSpec};
+use crate::tasks::sample::{example_seed, from_source};
+use crate::tasks::trace::{TraceFormat, parse};
+use crate::tasks::verify::{outcome, score, well_formed};
+use crate::tasks::{GenerateError, Generator, trace_format};
+use crate::tokenizer::{BOS, EOS, Tokenizer};
+
+/// Problems drawn per (split, op) to estimate the answer distribution the guessing baselines
+/// guess from. Drawn under a different seed than the evaluated problems.
+const BASELINE_DRAWS: u64 = 2000;
+
+/// What one completion scored.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Judgement {
+    /// The answer matches (`R_out`).
+    pub answer: bool,
+    /// Every step and the answer right (the strict criterion).
+    pub verified: bool,
+    /// Share of gold steps present and right.
+    pub process_acc: f64,
+    /// `… </solution> <answer> N </answer>`.
+    pub well_formed: bool,
+}
+
+/// One evaluated problem: its samples' judgements, in generation order.
+#[derive(Debug, Clone)]
+pub struct ProblemOutcome {
+    /// op(G).
+    pub op: u32,
+    /// The problem's context.
+    pub context: ContextId,
+    /// The judgements.
+    pub judgements: Vec<Judgement>,
+    /// Whether always answering the split's commonest answer at this op is right here.
+    pub commonest_hits: bool,
+    /// Probability that one answer drawn from the op's answer distribution is right here.
+    pub guess_probability: f64,
+}
+
+/// A pass@k value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PassAt {
+    /// k.
+    pub k: u32,
+    /// The estimate, averaged over problems.
+    pub value: f64,
+}
+
+/// One line of an eval table: a model on a split, for one op (or all), one context (or all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// The evaluated stage.
+    pub model: String,
+    /// The split.
+    pub split: String,
+    /// The op, or `None` for the whole split.
+    pub op: Option<u32>,
+    /// The context, or `None` for all of them.
+    pub context: Option<String>,
+    /// Problems in the row.
+    pub problems: usize,
+    /// Samples per problem.
+    pub samples: u32,
+    /// Process-verified pass@k, first-k estimator.
+    pub verified: Vec<PassAt>,
+    /// Answer-only pass@k, unbiased estimator.
+    pub answer: Vec<PassAt>,
+    /// Mean `ProcessAcc` over samples.
+    pub process_acc: f64,
+    /// Share of well-formed samples.
+    pub well_formed: f64,
+    /// Answer-only score of always answering the commonest answer (the guessing floor).
+    pub guess_commonest: f64,
+    /// Answer-only pass@k of k answers drawn from the answer distribution.
+    pub guess_sampled: Vec<PassAt>,
+}
+
+/// One evaluated problem, with its prompt: what [`evaluate`] samples from.
+struct EvalProblem {
+    op: u32,
+    context: ContextId,
+    prompt: Vec<u32>,
+    gold: crate::tasks::trace::ParsedSolution,
+    answer: String,
+    format_task: usize,
+    seed: u64,
+}
+
+/// A split's problems, and each op's answer distribution (answer → share).
+type SplitProblems = (Vec<EvalProblem>, BTreeMap<u32, BTreeMap<String, f64>>);
+
+/// Why an evaluation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A problem could not be generated.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    /// Sampling failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    /// The run was interrupted.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A stable seed for a split's name, so renaming one split does not change another's problems.
+fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The source restricted to one op.
+fn at_op(source: &SourceSpec, op: u32) -> SourceSpec {
+    SourceSpec {
+        op_min: op,
+        op_max: op,
+        ..source.clone()
+    }
+}
+
+/// Scores one completion against a problem's gold solution.
+#[must_use]
+pub fn judge(
+    gold: &crate::tasks::trace::ParsedSolution,
+    gold_answer: &str,
+    completion: &str,
+    format: &TraceFormat,
+) -> Judgement {
+    let s = score(gold, &parse(completion, format));
+    Judgement {
+        answer: outcome(completion, gold_answer, &format.answer_marker),
+        verified: s.verified_correct,
+        process_acc: s.process_acc,
+        well_formed: well_formed(completion),
+    }
+}
+
+/// The answer distribution of a split at one op: answer → share.
+fn answer_distribution(
+    generator: &Generator<'_>,
+    source: &SourceSpec,
+    seed: u64,
+) -> Result<BTreeMap<String, f64>, GenerateError> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..BASELINE_DRAWS {
+        let mut rng = ChaCha8Rng::seed_from_u64(example_seed(seed, i));
+        let problem = from_source(generator, source, &mut rng)?;
+        *counts.entry(problem.rendered.answer).or_default() += 1;
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(a, c)| (a, c as f64 / BASELINE_DRAWS as f64))
+        .collect())
+}
+
+/// Everything an evaluation needs besides the models.
+#[derive(Debug)]
+pub struct Evaluator<'p> {
+    plan: &'p Plan,
+    generator: Generator<'p>,
+    tokenizer: &'p Tokenizer,
+}
+
+/// Reports progress: called with (problems done, problems in all).
+pub type Tick<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
+
+impl<'p> Evaluator<'p> {
+    /// An evaluator for a plan's problems, in a tokenizer's ids.
+    #[must_use]
+    pub fn new(plan: &'p Plan, tokenizer: &'p Tokenizer) -> Self {
+        Self {
+            plan,
+            generator: Generator::new(plan),
+            tokenizer,
+        }
+    }
+
+    /// The problems of one split, with the guessing baselines of each op.
+    fn split_problems(
+        &self,
+        eval: &EvalSpec,
+        split: &SplitSpec,
+    ) -> Result<SplitProblems, GenerateError> {
+        let split_seed = eval.seed ^ name_seed(&split.name);
+        let mut problems = Vec::new();
+        let mut distributions = BTreeMap::new();
+        for op in split.source.op_min..=split.source.op_max {
+            let source = at_op(&split.source, op);
+            distributions.insert(
+                op,
+                answer_distribution(&self.generator, &source, !split_seed ^ u64::from(op))?,
+            );
+            for i in 0..u64::from(eval.problems_per_op) {
+                let seed = example_seed(split_seed, (u64::from(op) << 32) | i);
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let problem = from_source(&self.generator, &source, &mut rng)?;
+                let mut prompt = vec![BOS];
+                prompt.extend(self.tokenizer.encode_lossy(&problem.rendered.prompt()));
+                problems.push(EvalProblem {
+                    op,
+                    context: problem.context,
+                    prompt,
+                    gold: problem.gold_graph(),
+                    answer: problem.rendered.answer.clone(),
+                    format_task: problem.task.0,
+                    seed: example_seed(seed, 1),
+                });
+            }
+        }
+        Ok((problems, distributions))
+    }
+
+    /// Evaluates `models` (stage name, model) on every split of `eval`; `tick` is called after
+    /// each problem and stops the evaluation when it returns false.
+    pub fn evaluate(
+        &self,
+        eval: &EvalSpec,
+        models: &[(String, &Transformer)],
+        tick: Tick<'_>,
+    ) -> Result<Vec<Row>, EvalError> {
+        let stop: Vec<u32> = [EOS]
+            .into_iter()
+            .chain(
+                self.tokenizer
+                    .encode("</answer>")
+                    .ok()
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect();
+        let sampling = Sampling {
+            temperature: eval.temperature,
+            top_p: eval.top_p,
+            max_new_tokens: eval.max_new_tokens as usize,
+            stop,
+        };
+        let formats: Vec<TraceFormat> = (0..self.plan.tasks.len())
+            .map(|t| trace_format(self.plan, crate::plan::TaskId(t)))
+            .collect();
+        let splits = eval
+            .splits
+            .iter()
+            .map(|split| self.split_problems(eval, split))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: u64 =
+            models.len() as u64 * splits.iter().map(|(p, _)| p.len() as u64).sum::<u64>();
+        let mut done = 0;
+        let mut rows = Vec::new();
+        for (name, model) in models {
+            for (split, (problems, distributions)) in eval.splits.iter().zip(&splits) {
+                let mut outcomes = Vec::with_capacity(problems.len());
+                for problem in problems {
+                    let completions = sample(
+                        model,
+                        &problem.prompt,
+                        eval.samples as usize,
+                        &sampling,
+                        problem.seed,
+                    )?;
+                    let judgements = completions
+                        .iter()
+                        .map(|ids| {
+                            judge(
+                                &problem.gold,
+                                &problem.answer,
+                                &self.tokenizer.decode(ids),
+                                &formats[problem.format_task],
+                            )
+                        })
+                        .collect();
+                    let distribution = &distributions[&problem.op];
+                    let commonest = distribution
+                        .iter()
+                        .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                        .map(|(a, _)| a.as_str());
+                    outcomes.push(ProblemOutcome {
+                        op: problem.op,
+                        context: problem.context,
+                        judgements,
+                        commonest_hits: commonest == Some(problem.answer.as_str()),
+                        guess_probability: distribution
+                            .get(&problem.answer)
+                            .copied()
+                            .unwrap_or(0.0),
+                    });
+                    done += 1;
+                    if !tick(done, total) {
+                        return Err(EvalError::Interrupted);
+                    }
+                }
+                rows.extend(self.rows(eval, name, split, &outcomes));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The rows of one model on one split: per op, per op and context (when the split has
+    /// several contexts), and the whole split.
+    fn rows(
+        &self,
+        eval: &EvalSpec,
+        model: &str,
+        split: &SplitSpec,
+        outcomes: &[ProblemOutcome],
+    ) -> Vec<Row> {
+        let mut rows = Vec::new();
+        let contexts = &split.source.contexts;
+        for op in split.source.op_min..=split.source.op_max {
+            let at_op: Vec<&ProblemOutcome> = outcomes.iter().filter(|o| o.op == op).collect();
+            rows.push(summarise(eval, model, split, Some(op), None, &at_op));
+            if contexts.len() > 1 {
+                for &context in contexts {
+                    let subset: Vec<&ProblemOutcome> = at_op
+                        .iter()
+                        .copied()
+                        .filter(|o| o.context == context)
+                        .collect();
+                    if !subset.is_empty() {
+                        let name = self.plan.contexts[context.0].name.clone();
+                        rows.push(summarise(eval, model, split, Some(op), Some(name), &subset));
+                    }
+                }
+            }
+        }
+        let all: Vec<&ProblemOutcome> = outcomes.iter().collect();
+        rows.push(summarise(eval, model, split, None, None, &all));
+        rows
+    }
+}
+
+/// Averages problems into a row.
+fn summarise(
+    eval: &EvalSpec,
+    model: &str,
+    split: &SplitSpec,
+    op: Option<u32>,
+    context: Option<String>,
+    outcomes: &[&ProblemOutcome],
+) -> Row {
+    let count = outcomes.len().max(1) as f64;
+    let mean =
+        |f: &dyn Fn(&ProblemOutcome) -> f64| outcomes.iter().map(|o| f(o)).sum::<f64>() / count;
+    let per_sample = |f: &dyn Fn(&Judgement) -> f64| {
+        mean(&|o: &ProblemOutcome| {
+            o.judgements.iter().map(f).sum::<f64>() / o.judgements.len().max(1) as f64
+        })
+    };
+    let ks = &eval.pass_at;
+    Row {
+        model: model.to_owned(),
+        split: split.name.clone(),
+        op,
+        context,
+        problems: outcomes.len(),
+        samples: eval.samples,
+        verified: ks
+            .iter()
+            .map(|&k| PassAt {
+                k,
+                value: mean(&|o: &ProblemOutcome| {
+                    let verified: Vec<bool> = o.judgements.iter().map(|j| j.verified).collect();
+                    pass_at_k_first(&verified, k as usize)
+                }),
+            })
+            .collect(),
+        answer: ks
+            .iter()
+            .map(|&k| PassAt {
+                k,
+                value: mean(&|o: &ProblemOutcome| {
+                    let correct = o.judgements.iter().filter(|j| j.answer).count() as u64;
+                    pass_at_k_unbiased(o.judgements.len() as u64, correct, u64::from(k))
+                }),
+            })
+            .collect(),
+        process_acc: per_sample(&|j: &Judgement| j.process_acc),
+        well_formed: per_sample(&|j: &Judgement| f64::from(u8::from(j.well_formed))),
+        guess_commonest: mean(&|o: &ProblemOutcome| f64::from(u8::from(o.commonest_hits))),
+        guess_sampled: ks
+            .iter()
+            .map(|&k| PassAt {
+                k,
+                value: mean(&|o: &ProblemOutcome| {
+                    1.0 - (1.0 - o.guess_probability).powi(k.try_into().unwrap_or(i32::MAX))
+                }),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,91 @@
+//! Writing run files safely: whole files through a temporary file and a rename (a crash never
+//! leaves half a file), and JSON-lines logs that a resumed stage can cut back.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::RunError;
+
+/// Writes through a temporary file in the same directory, then renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.rlp-tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Pretty JSON with a final newline.
+pub(crate) fn pretty_json(value: &impl serde::Serialize) -> Result<Vec<u8>, RunError> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| RunError::Internal(format!("serialising JSON: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// An append-only JSON-lines file.
+#[derive(Debug)]
+pub(crate) struct JsonLines {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl JsonLines {
+    /// Opens (without creating) the log at `path`.
+    pub(crate) fn open(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            file: None,
+        }
+    }
+
+    /// Keeps only the rows `keep` accepts (and drops a torn last line), rewriting atomically.
+    pub(crate) fn keep_while(
+        &mut self,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<(), RunError> {
+        self.file = None;
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(RunError::io(&self.path, &e)),
+        };
+        let mut kept = String::new();
+        for line in text.lines() {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(row) if keep(&row) => {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+                _ => {}
+            }
+        }
+        write_atomically(&self.path, kept.as_bytes()).map_err(|e| RunError::io(&self.path, &e))
+    }
+
+    /// Appends one row and flushes it.
+    pub(crate) fn push(&mut self, row: &serde_json::Value) -> Result<(), RunError> {
+        if self.file.is_none() {
+            self.file = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(|e| RunError::io(&self.path, &e))?,
+            );
+        }
+        let mut line = row.to_string();
+        line.push('\n');
+        if let Some(file) = self.file.as_mut() {
+            file.write_all(line.as_bytes())
+                .map_err(|e| RunError::io(&self.path, &e))?;
+        }
+        Ok(())
+    }
+}

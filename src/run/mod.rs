@@ -1,0 +1,638 @@
+//! `rlp run`: executing a plan into a run directory.
+//!
+//! ```text
+//! runs/<plan>/
+//!   tokenizer.json                  the plan's vocabulary
+//!   stages/<stage>-<key>/           one directory per distinct stage (cells share them)
+//!     metrics.jsonl                 one row per step: loss, lr, tokens, tok/s, held-out loss
+//!     checkpoint.safetensors        while running: weights, AdamW moments, step, stream position
+//!     model.safetensors             when finished: the weights (Qwen2 names)
+//!     done.json                     when finished: steps, tokens, losses, timing
+//!   <cell>/
+//!     plan.json                     the resolved plan
+//!     manifest.json                 version, input hash, seeds, device, timings, status
+//!     metrics.jsonl                 the cell's stage metrics, then its eval rows
+//!     eval/<eval>.json|.csv         tables: per model, split, op and context
+//!     eval/<eval>-<split>.svg       pass@k against op
+//! ```
+//!
+//! A stage's `key` hashes its content hash (spec, parent, seed) with the tokenizer, so a stage
+//! with a `done.json` is finished work and is not re-run, and an interrupted stage resumes from
+//! its checkpoint. Evaluations are skipped likewise when their table records the same key.
+
+mod files;
+mod train;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use self::files::write_atomically;
+pub use self::train::StageDone;
+use crate::eval::report;
+use crate::eval::runner::{EvalError, Evaluator, Row};
+use crate::model::{Config, Transformer};
+use crate::plan::{CellPlan, EvalSpec, Plan, StageSpec};
+use crate::tasks::GenerateError;
+use crate::tokenizer::Tokenizer;
+
+/// The version of `manifest.json`.
+pub const MANIFEST_SCHEMA: u32 = 1;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The directory run directories go under (`runs`).
+    pub out: PathBuf,
+    /// Where tensors live.
+    pub device: Device,
+    /// Threads for candle's kernels (recorded in the manifest).
+    pub threads: usize,
+    /// Set (by Ctrl-C) to stop at the next step, after a checkpoint.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+/// Progress of long steps. `rlp run` draws bars; tests stay silent.
+pub trait Observer {
+    /// A task of `total` units begins.
+    fn begin(&self, label: &str, total: u64);
+    /// `done` units of the current task are done.
+    fn advance(&self, done: u64, message: &str);
+    /// The current task ended.
+    fn end(&self, message: &str);
+    /// A line of information.
+    fn note(&self, message: &str);
+}
+
+/// An observer that reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Observer for Silent {
+    fn begin(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64, _: &str) {}
+    fn end(&self, _: &str) {}
+    fn note(&self, _: &str) {}
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RunError {
+    /// A file could not be written or read.
+    #[error("{path}: {message}")]
+    #[diagnostic(code(rlp::run::io))]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A training loss became NaN or infinite.
+    #[error("stage `{stage}`: the loss became {value} at step {step}; training stopped")]
+    #[diagnostic(
+        code(rlp::run::non_finite_loss),
+        help(
+            "the last good checkpoint is kept{}; lower the learning rate or raise warmup, then run again (it resumes from that checkpoint; delete it to start over)",
+            checkpoint.as_ref().map(|c| format!(" at {}", c.display())).unwrap_or_default()
+        )
+    )]
+    NonFiniteLoss {
+        /// The stage.
+        stage: String,
+        /// The step whose loss it was.
+        step: u64,
+        /// The loss.
+        value: f64,
+        /// The last checkpoint, if one was written.
+        checkpoint: Option<PathBuf>,
+    },
+    /// The run was interrupted (Ctrl-C) and saved a checkpoint.
+    #[error("interrupted in stage `{stage}` at step {step}; a checkpoint was saved")]
+    #[diagnostic(
+        code(rlp::run::interrupted),
+        help("run the same command again to resume where it stopped")
+    )]
+    Interrupted {
+        /// The stage.
+        stage: String,
+        /// Steps done.
+        step: u64,
+    },
+    /// The run was interrupted during an evaluation (which restarts when resumed).
+    #[error("interrupted during eval `{eval}`")]
+    #[diagnostic(
+        code(rlp::run::interrupted),
+        help("run the same command again: finished stages are kept, the evaluation restarts")
+    )]
+    EvalInterrupted {
+        /// The eval.
+        eval: String,
+    },
+    /// The plan has a stage kind this version cannot run yet.
+    #[error("stage `{stage}` is an `{kind}` stage, which `rlp run` cannot execute yet")]
+    #[diagnostic(
+        code(rlp::run::unsupported),
+        help("`rl` stages (GRPO) are the next milestone; `rlp check` and `rlp plan` accept them")
+    )]
+    Unsupported {
+        /// The stage.
+        stage: String,
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    #[diagnostic(code(rlp::run::tensor))]
+    Tensor(#[from] candle_core::Error),
+    /// A problem could not be generated.
+    #[error(transparent)]
+    #[diagnostic(code(rlp::run::generate))]
+    Generate(#[from] GenerateError),
+    /// Something that should not happen.
+    #[error("internal error: {0}")]
+    #[diagnostic(code(rlp::run::internal))]
+    Internal(String),
+}
+
+impl RunError {
+    pub(crate) fn io(path: &Path, error: &std::io::Error) -> Self {
+        RunError::Io {
+            path: path.to_owned(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// How a stage or the run ended, as the manifest records it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// In progress (or killed without a chance to say so).
+    Running,
+    /// Done in this run.
+    Finished,
+    /// Found finished in an earlier run.
+    Reused,
+    /// Stopped by Ctrl-C; resumable.
+    Interrupted,
+    /// Stopped by an error.
+    Failed,
+}
+
+/// A stage as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageRecord {
+    /// The stage's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Its content hash (from the plan).
+    pub hash: String,
+    /// Its directory, relative to the cell directory.
+    pub dir: String,
+    /// How it ended.
+    pub status: Status,
+    /// What it left, once finished.
+    pub done: Option<StageDone>,
+}
+
+/// An eval as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalRecord {
+    /// The eval's name.
+    pub name: String,
+    /// Its seed.
+    pub seed: u64,
+    /// How it ended.
+    pub status: Status,
+    /// Seconds it took in the run that computed it.
+    pub seconds: f64,
+    /// Its files, relative to the cell directory.
+    pub files: Vec<String>,
+}
+
+/// `manifest.json` of a cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Version of this structure.
+    pub schema: u32,
+    /// The rlp version that ran it.
+    pub rlp_version: String,
+    /// The experiment.
+    pub name: String,
+    /// The cell.
+    pub cell: String,
+    /// The cell's sweep bindings.
+    pub bindings: Vec<(String, String)>,
+    /// The input file as given.
+    pub input: String,
+    /// SHA-256 of the input file's bytes.
+    pub input_sha256: String,
+    /// The plan's root seed.
+    pub seed: u64,
+    /// `cpu` or `cuda`.
+    pub device: String,
+    /// Kernel threads.
+    pub threads: usize,
+    /// Unix time the run started.
+    pub started_unix: u64,
+    /// Unix time of the last update.
+    pub updated_unix: u64,
+    /// Wall seconds of this invocation, so far.
+    pub seconds: f64,
+    /// How the run ended (so far).
+    pub status: Status,
+    /// The error, if it failed.
+    pub error: Option<String>,
+    /// The cell's stages in order.
+    pub stages: Vec<StageRecord>,
+    /// The cell's evals.
+    pub evals: Vec<EvalRecord>,
+}
+
+/// What was run: the input's name and bytes' hash.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The file as given on the command line.
+    pub file: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+}
+
+/// The report of one cell.
+#[derive(Debug, Clone)]
+pub struct CellReport {
+    /// The cell's name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its eval tables, by eval.
+    pub evals: Vec<(EvalSpec, Vec<Row>)>,
+}
+
+/// SHA-256 of bytes, hex.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn create_dir(path: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(path).map_err(|e| RunError::io(path, &e))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    write_atomically(path, bytes).map_err(|e| RunError::io(path, &e))
+}
+
+/// Runs every cell of `plan` under `options.out/<plan name>/`.
+pub fn execute(
+    plan: &Plan,
+    input: &Input,
+    options: &RunOptions,
+    observer: &dyn Observer,
+) -> Result<Vec<CellReport>, RunError> {
+    if let Some(stage) = plan
+        .stages
+        .iter()
+        .find(|s| matches!(s.spec, StageSpec::Rl(_)))
+    {
+        return Err(RunError::Unsupported {
+            stage: stage.name.clone(),
+            kind: stage.spec.keyword(),
+        });
+    }
+    let root = options.out.join(&plan.name);
+    create_dir(&root.join("stages"))?;
+    let tokenizer = Tokenizer::for_plan(plan);
+    let tokenizer_json = serde_json::to_vec(&tokenizer)
+        .map_err(|e| RunError::Internal(format!("tokenizer JSON: {e}")))?;
+    write(&root.join("tokenizer.json"), &tokenizer_json)?;
+    let runner = Runner {
+        plan,
+        input,
+        options,
+        observer,
+        root,
+        tokenizer_hash: sha256_hex(&tokenizer_json),
+        tokenizer,
+    };
+    plan.cells.iter().map(|cell| runner.cell(cell)).collect()
+}
+
+/// The state shared by a run's cells.
+struct Runner<'a> {
+    plan: &'a Plan,
+    input: &'a Input,
+    options: &'a RunOptions,
+    observer: &'a dyn Observer,
+    root: PathBuf,
+    tokenizer: Tokenizer,
+    tokenizer_hash: String,
+}
+
+impl Runner<'_> {
+    /// A stage's directory name: its name and a key over its content hash and the tokenizer.
+    fn stage_dir(&self, stage: usize) -> String {
+        let stage = &self.plan.stages[stage];
+        let key = sha256_hex(format!("{}\n{}", stage.hash, self.tokenizer_hash).as_bytes());
+        format!("{}-{}", stage.name, &key[..12])
+    }
+
+    fn cell(&self, cell: &CellPlan) -> Result<CellReport, RunError> {
+        let started = Instant::now();
+        let dir = self.root.join(&cell.name);
+        create_dir(&dir.join("eval"))?;
+        write(&dir.join("plan.json"), &files::pretty_json(self.plan)?)?;
+        let mut manifest = Manifest {
+            schema: MANIFEST_SCHEMA,
+            rlp_version: env!("CARGO_PKG_VERSION").to_owned(),
+            name: self.plan.name.clone(),
+            cell: cell.name.clone(),
+            bindings: cell.bindings.clone(),
+            input: self.input.file.clone(),
+            input_sha256: self.input.sha256.clone(),
+            seed: self.plan.seed,
+            device: if self.options.device.is_cuda() {
+                "cuda"
+            } else {
+                "cpu"
+            }
+            .to_owned(),
+            threads: self.options.threads,
+            started_unix: unix_now(),
+            updated_unix: unix_now(),
+            seconds: 0.0,
+            status: Status::Running,
+            error: None,
+            stages: cell
+                .stages
+                .iter()
+                .map(|&id| {
+                    let stage = &self.plan.stages[id.0];
+                    StageRecord {
+                        name: stage.name.clone(),
+                        kind: stage.spec.keyword().to_owned(),
+                        seed: stage.seed,
+                        hash: stage.hash.clone(),
+                        dir: format!("../stages/{}", self.stage_dir(id.0)),
+                        status: Status::Running,
+                        done: None,
+                    }
+                })
+                .collect(),
+            evals: Vec::new(),
+        };
+        let save = |manifest: &mut Manifest| {
+            manifest.updated_unix = unix_now();
+            manifest.seconds = started.elapsed().as_secs_f64();
+            write(&dir.join("manifest.json"), &files::pretty_json(manifest)?)
+        };
+        save(&mut manifest)?;
+        let outcome = self.cell_work(cell, &dir, &mut manifest, &save);
+        match &outcome {
+            Ok(_) => manifest.status = Status::Finished,
+            Err(error) => {
+                manifest.status = match error {
+                    RunError::Interrupted { .. } | RunError::EvalInterrupted { .. } => {
+                        Status::Interrupted
+                    }
+                    _ => Status::Failed,
+                };
+                manifest.error = Some(error.to_string());
+                for stage in &mut manifest.stages {
+                    if stage.status == Status::Running {
+                        stage.status = manifest.status;
+                        break;
+                    }
+                }
+            }
+        }
+        save(&mut manifest)?;
+        let evals = outcome?;
+        cell_metrics(&dir, &manifest, &evals)?;
+        Ok(CellReport {
+            name: cell.name.clone(),
+            dir,
+            manifest,
+            evals,
+        })
+    }
+
+    /// The stages, then the evals, of one cell.
+    fn cell_work(
+        &self,
+        cell: &CellPlan,
+        dir: &Path,
+        manifest: &mut Manifest,
+        save: &dyn Fn(&mut Manifest) -> Result<(), RunError>,
+    ) -> Result<Vec<(EvalSpec, Vec<Row>)>, RunError> {
+        for (position, &id) in cell.stages.iter().enumerate() {
+            let stage = &self.plan.stages[id.0];
+            let stage_dir = self.root.join("stages").join(self.stage_dir(id.0));
+            let done_path = stage_dir.join("done.json");
+            let reused = std::fs::read_to_string(&done_path)
+                .ok()
+                .and_then(|text| serde_json::from_str::<StageDone>(&text).ok());
+            let (status, done) = if let Some(done) = reused {
+                self.observer.note(&format!(
+                    "stage `{}`: finished in an earlier run ({} steps), reused",
+                    stage.name, done.steps
+                ));
+                (Status::Reused, done)
+            } else {
+                create_dir(&stage_dir)?;
+                let parent = stage.parent.map(|p| {
+                    self.root
+                        .join("stages")
+                        .join(self.stage_dir(p.0))
+                        .join("model.safetensors")
+                });
+                let (StageSpec::Pretrain(spec) | StageSpec::Midtrain(spec)) = &stage.spec else {
+                    return Err(RunError::Unsupported {
+                        stage: stage.name.clone(),
+                        kind: stage.spec.keyword(),
+                    });
+                };
+                let done = train::run(self, stage, spec, parent.as_deref(), &stage_dir)?;
+                (Status::Finished, done)
+            };
+            manifest.stages[position].status = status;
+            manifest.stages[position].done = Some(done);
+            save(manifest)?;
+        }
+        let mut evals = Vec::new();
+        for eval in &cell.evals {
+            let started = Instant::now();
+            let (rows, status) = self.eval(eval, dir)?;
+            let mut files = vec![
+                format!("eval/{}.json", eval.name),
+                format!("eval/{}.csv", eval.name),
+            ];
+            files.extend(
+                eval.splits
+                    .iter()
+                    .map(|s| format!("eval/{}-{}.svg", eval.name, s.name)),
+            );
+            manifest.evals.push(EvalRecord {
+                name: eval.name.clone(),
+                seed: eval.seed,
+                status,
+                seconds: started.elapsed().as_secs_f64(),
+                files,
+            });
+            save(manifest)?;
+            evals.push((eval.clone(), rows));
+        }
+        Ok(evals)
+    }
+
+    /// The key of an eval's results: its spec and the keys of the models it evaluates.
+    fn eval_key(&self, eval: &EvalSpec) -> Result<String, RunError> {
+        let spec = serde_json::to_string(eval)
+            .map_err(|e| RunError::Internal(format!("eval JSON: {e}")))?;
+        let models: Vec<String> = eval.models.iter().map(|m| self.stage_dir(m.0)).collect();
+        Ok(sha256_hex(
+            format!("{spec}\n{}", models.join("\n")).as_bytes(),
+        ))
+    }
+
+    /// Runs one eval (or reuses its table) and writes its JSON, CSV and plots.
+    fn eval(&self, eval: &EvalSpec, dir: &Path) -> Result<(Vec<Row>, Status), RunError> {
+        let key = self.eval_key(eval)?;
+        let json_path = dir.join("eval").join(format!("{}.json", eval.name));
+        if let Some(rows) = std::fs::read_to_string(&json_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<EvalTable>(&text).ok())
+            .filter(|table| table.key == key)
+            .map(|table| table.rows)
+        {
+            self.observer.note(&format!(
+                "eval `{}`: computed in an earlier run, reused",
+                eval.name
+            ));
+            return Ok((rows, Status::Reused));
+        }
+        let mut models = Vec::new();
+        for id in &eval.models {
+            let stage = &self.plan.stages[id.0];
+            let weights = self
+                .root
+                .join("stages")
+                .join(self.stage_dir(id.0))
+                .join("model.safetensors");
+            let config = Config::from_spec(
+                &self.plan.models[stage.spec.model().0],
+                self.tokenizer.len(),
+            );
+            let (mut varmap, model) = train::build_model(&config, &self.options.device, 0)?;
+            varmap.load(&weights)?;
+            models.push((stage.name.clone(), model));
+        }
+        let refs: Vec<(String, &Transformer)> =
+            models.iter().map(|(n, m)| (n.clone(), m)).collect();
+        let evaluator = Evaluator::new(self.plan, &self.tokenizer);
+        let problems: u64 = eval
+            .splits
+            .iter()
+            .map(|s| u64::from(s.source.op_max - s.source.op_min + 1))
+            .sum::<u64>()
+            * u64::from(eval.problems_per_op)
+            * eval.models.len() as u64;
+        self.observer
+            .begin(&format!("eval {}", eval.name), problems);
+        let mut tick = |done: u64, total: u64| {
+            self.observer
+                .advance(done, &format!("{done}/{total} problems"));
+            !self.options.interrupt.load(Ordering::SeqCst)
+        };
+        let rows = match evaluator.evaluate(eval, &refs, &mut tick) {
+            Ok(rows) => rows,
+            Err(EvalError::Interrupted) => {
+                self.observer.end("interrupted");
+                return Err(RunError::EvalInterrupted {
+                    eval: eval.name.clone(),
+                });
+            }
+            Err(EvalError::Generate(e)) => return Err(e.into()),
+            Err(EvalError::Tensor(e)) => return Err(e.into()),
+        };
+        self.observer.end("done");
+        let table = EvalTable {
+            eval: eval.name.clone(),
+            key,
+            rows,
+        };
+        let eval_dir = dir.join("eval");
+        write(
+            &eval_dir.join(format!("{}.csv", eval.name)),
+            report::csv(eval, &table.rows).as_bytes(),
+        )?;
+        for split in &eval.splits {
+            let svg = report::plot_split(eval, &table.rows, &split.name)
+                .map_err(|e| RunError::Internal(format!("plot: {e}")))?;
+            write(
+                &eval_dir.join(format!("{}-{}.svg", eval.name, split.name)),
+                svg.as_bytes(),
+            )?;
+        }
+        // The JSON last: its presence with this key marks the eval as done.
+        write(&json_path, &files::pretty_json(&table)?)?;
+        Ok((table.rows, Status::Finished))
+    }
+}
+
+/// The cell's `metrics.jsonl`: its stages' step rows, then its eval rows.
+fn cell_metrics(
+    dir: &Path,
+    manifest: &Manifest,
+    evals: &[(EvalSpec, Vec<Row>)],
+) -> Result<(), RunError> {
+    let mut text = String::new();
+    for stage in &manifest.stages {
+        let path = dir.join(&stage.dir).join("metrics.jsonl");
+        let stage_rows = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, &e))?;
+        text.push_str(&stage_rows);
+    }
+    for (eval, rows) in evals {
+        for row in rows {
+            let mut value = serde_json::to_value(row)
+                .map_err(|e| RunError::Internal(format!("row JSON: {e}")))?;
+            value["eval"] = eval.name.clone().into();
+            text.push_str(&value.to_string());
+            text.push('\n');
+        }
+    }
+    write(&dir.join("metrics.jsonl"), text.as_bytes())
+}
+
+/// An eval's JSON file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalTable {
+    /// The eval's name.
+    pub eval: String,
+    /// What the results depend on (eval spec and model keys).
+    pub key: String,
+    /// The rows.
+    pub rows: Vec<Row>,
+}

@@ -1,0 +1,316 @@
+//! Running a `pretrain` or `midtrain` stage: the stage's example stream, packed into blocks,
+//! through the [`Trainer`], with held-out loss, periodic checkpoints and resume.
+//!
+//! A stage directory holds `checkpoint.safetensors` (weights, optimizer moments, step and the
+//! stream's position: the next example index and the packer's buffered tokens), the
+//! `metrics.jsonl` of its steps, and once finished `model.safetensors` and `done.json`. A
+//! resumed stage truncates the metrics to the checkpoint's step and continues the stream where
+//! the checkpoint left it, so its losses are the ones an uninterrupted run would have logged.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use super::files::{JsonLines, write_atomically};
+use super::{RunError, Runner};
+use crate::model::{Config, Transformer, seeded_init};
+use crate::plan::{DataSpec, StagePlan, TrainSpec};
+use crate::tasks::Generator;
+use crate::tasks::sample::example;
+use crate::tokenizer::{BOS, EOS, Tokenizer};
+use crate::train::data::{Block, Packer};
+use crate::train::trainer::{StepError, Trainer, evaluate_loss};
+
+/// Held-out batches of the stage's distribution (under another seed) for the held-out loss.
+const HELDOUT_BATCHES: usize = 4;
+
+/// Salt of the held-out stream's seed.
+const HELDOUT_SALT: u64 = 0x6865_6c64_5f6f_7574;
+
+/// What a finished stage left (`done.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageDone {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Tokens trained on (steps × batch × seq).
+    pub tokens: u64,
+    /// Mean training loss over the last 10 steps.
+    pub final_loss: f64,
+    /// The last held-out loss.
+    pub heldout_loss: f64,
+    /// Seconds spent training in the run that finished the stage (resumed runs: that part).
+    pub seconds: f64,
+    /// Training tokens per second in that run.
+    pub tokens_per_second: f64,
+}
+
+/// An example stream cut into blocks; its position can be saved and restored.
+pub(crate) struct BlockStream<'a> {
+    generator: &'a Generator<'a>,
+    tokenizer: &'a Tokenizer,
+    data: &'a DataSpec,
+    seed: u64,
+    packer: Packer,
+    next_example: u64,
+}
+
+impl<'a> BlockStream<'a> {
+    pub(crate) fn new(
+        generator: &'a Generator<'a>,
+        tokenizer: &'a Tokenizer,
+        data: &'a DataSpec,
+        seed: u64,
+        spec: &TrainSpec,
+    ) -> Result<Self, RunError> {
+        let solution = tokenizer
+            .encode("<solution>")
+            .ok()
+            .and_then(|ids| ids.first().copied())
+            .ok_or_else(|| RunError::Internal("the vocabulary lacks <solution>".into()))?;
+        Ok(Self {
+            generator,
+            tokenizer,
+            data,
+            seed,
+            packer: Packer::new(spec.seq_len as usize, spec.loss, solution),
+            next_example: 0,
+        })
+    }
+
+    /// The next `n` blocks.
+    pub(crate) fn blocks(&mut self, n: usize) -> Result<Vec<Block>, RunError> {
+        let mut blocks = Vec::with_capacity(n);
+        while blocks.len() < n {
+            if let Some(block) = self.packer.next_block() {
+                blocks.push(block);
+                continue;
+            }
+            let problem = example(self.generator, self.data, self.seed, self.next_example)?;
+            self.next_example += 1;
+            let mut ids = vec![BOS];
+            ids.extend(
+                self.tokenizer
+                    .encode(&problem.rendered.text())
+                    .map_err(|e| RunError::Internal(format!("generated text: {e}")))?,
+            );
+            ids.push(EOS);
+            self.packer.push(&ids);
+        }
+        Ok(blocks)
+    }
+
+    /// The position as checkpoint tensors.
+    fn state(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        let (tokens, counts) = self.packer.buffered();
+        let mut state = HashMap::new();
+        // A leading sentinel keeps the tensors non-empty.
+        let tokens: Vec<u32> = std::iter::once(0).chain(tokens.iter().copied()).collect();
+        let counts: Vec<u8> = std::iter::once(0)
+            .chain(counts.iter().map(|&c| u8::from(c)))
+            .collect();
+        let (nt, nc) = (tokens.len(), counts.len());
+        state.insert(
+            "stream.next_example".to_owned(),
+            Tensor::new(&[self.next_example as f64], &Device::Cpu)?,
+        );
+        state.insert(
+            "stream.tokens".to_owned(),
+            Tensor::from_vec(tokens, nt, &Device::Cpu)?,
+        );
+        state.insert(
+            "stream.counts".to_owned(),
+            Tensor::from_vec(counts, nc, &Device::Cpu)?,
+        );
+        Ok(state)
+    }
+
+    /// Restores a position saved by [`BlockStream::state`].
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+        let get = |key: &str| {
+            state
+                .get(key)
+                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks `{key}`")))
+        };
+        let next = get("stream.next_example")?.to_vec1::<f64>()?;
+        let tokens = get("stream.tokens")?.to_vec1::<u32>()?;
+        let counts = get("stream.counts")?.to_vec1::<u8>()?;
+        self.next_example = next.first().copied().unwrap_or(0.0) as u64;
+        self.packer.restore(
+            tokens.into_iter().skip(1).collect(),
+            counts.into_iter().skip(1).map(|c| c != 0).collect(),
+        );
+        Ok(())
+    }
+}
+
+/// A model on `device` with weights drawn under `seed`, and its variables.
+pub(crate) fn build_model(
+    config: &Config,
+    device: &Device,
+    seed: u64,
+) -> candle_core::Result<(VarMap, Transformer)> {
+    let varmap = VarMap::new();
+    let model = Transformer::load(
+        config,
+        &VarBuilder::from_varmap(&varmap, DType::F32, device),
+    )?;
+    seeded_init(&varmap, config, seed)?;
+    Ok((varmap, model))
+}
+
+/// Saves the weights of `varmap` to `path` atomically.
+pub(crate) fn save_weights(varmap: &VarMap, path: &Path) -> Result<(), RunError> {
+    let tmp = path.with_extension("safetensors.tmp");
+    varmap.save(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| RunError::io(path, &e))
+}
+
+/// Trains one stage in `dir`, starting from `parent` weights (midtrain) or from scratch.
+#[allow(clippy::too_many_lines)] // one loop, read top to bottom
+pub(super) fn run(
+    runner: &Runner<'_>,
+    stage: &StagePlan,
+    spec: &TrainSpec,
+    parent: Option<&Path>,
+    dir: &Path,
+) -> Result<StageDone, RunError> {
+    let (plan, tokenizer, options, observer) = (
+        runner.plan,
+        &runner.tokenizer,
+        runner.options,
+        runner.observer,
+    );
+    let config = Config::from_spec(&plan.models[spec.model.0], tokenizer.len());
+    let (varmap, model) = build_model(&config, &options.device, stage.seed)?;
+    if let Some(parent) = parent {
+        varmap.clone().load(parent)?;
+    }
+    let tokens_per_step = u64::from(spec.batch) * u64::from(spec.seq_len);
+    let total_steps = spec.tokens.div_ceil(tokens_per_step).max(1);
+    let mut trainer = Trainer::new(&varmap, spec, total_steps)?;
+    let generator = Generator::new(plan);
+    let mut stream = BlockStream::new(&generator, tokenizer, &spec.data, stage.seed, spec)?;
+    let heldout = BlockStream::new(
+        &generator,
+        tokenizer,
+        &spec.data,
+        stage.seed ^ HELDOUT_SALT,
+        spec,
+    )?
+    .blocks(HELDOUT_BATCHES * spec.batch as usize)?;
+
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut metrics = JsonLines::open(&metrics_path);
+    if checkpoint.exists() {
+        let state = trainer.load(&checkpoint)?;
+        stream.restore(&state)?;
+        metrics.keep_while(|row| row["step"].as_u64().is_some_and(|s| s <= trainer.step))?;
+        observer.note(&format!(
+            "stage `{}`: resuming at step {} of {total_steps}",
+            stage.name, trainer.step
+        ));
+    } else {
+        metrics.keep_while(|_| false)?;
+    }
+
+    let started = Instant::now();
+    let first_step = trainer.step;
+    let mut recent: Vec<f64> = Vec::new();
+    let mut heldout_loss = f64::NAN;
+    observer.begin(
+        &format!("{} {}", stage.spec.keyword(), stage.name),
+        total_steps,
+    );
+    observer.advance(trainer.step, "");
+    let save = |trainer: &Trainer, stream: &BlockStream<'_>| -> Result<(), RunError> {
+        trainer.save(&checkpoint, stream.state()?)?;
+        Ok(())
+    };
+    while trainer.step < total_steps {
+        if options.interrupt.load(Ordering::SeqCst) {
+            save(&trainer, &stream)?;
+            observer.end(&format!("interrupted at step {}", trainer.step));
+            return Err(RunError::Interrupted {
+                stage: stage.name.clone(),
+                step: trainer.step,
+            });
+        }
+        let blocks = stream.blocks(spec.batch as usize)?;
+        let lr = trainer.learning_rate();
+        let loss = match trainer.step(&model, &blocks) {
+            Ok(loss) => loss,
+            Err(StepError::NonFinite { step, value }) => {
+                observer.end(&format!("loss {value} at step {step}"));
+                return Err(RunError::NonFiniteLoss {
+                    stage: stage.name.clone(),
+                    step,
+                    value,
+                    checkpoint: checkpoint.exists().then(|| checkpoint.clone()),
+                });
+            }
+            Err(StepError::Tensor(e)) => return Err(e.into()),
+        };
+        let step = trainer.step;
+        recent.push(loss);
+        if recent.len() > 10 {
+            recent.remove(0);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let tokens_per_second = (step - first_step) as f64 * tokens_per_step as f64 / elapsed;
+        let mut row = serde_json::json!({
+            "stage": stage.name,
+            "step": step,
+            "loss": loss,
+            "lr": lr,
+            "tokens": step * tokens_per_step,
+            "elapsed_s": elapsed,
+            "tokens_per_s": tokens_per_second,
+        });
+        if step % u64::from(spec.eval_every) == 0 || step == total_steps {
+            heldout_loss = evaluate_loss(&model, &heldout)?;
+            row["heldout_loss"] = heldout_loss.into();
+        }
+        metrics.push(&row)?;
+        if step % u64::from(spec.checkpoint_every) == 0 && step < total_steps {
+            save(&trainer, &stream)?;
+        }
+        observer.advance(
+            step,
+            &format!(
+                "loss {loss:.3}{} · {tokens_per_second:.0} tok/s",
+                if heldout_loss.is_finite() {
+                    format!(" · held-out {heldout_loss:.3}")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    save_weights(&varmap, &dir.join("model.safetensors"))?;
+    let done = StageDone {
+        steps: total_steps,
+        tokens: total_steps * tokens_per_step,
+        final_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        heldout_loss,
+        seconds,
+        tokens_per_second: (total_steps - first_step) as f64 * tokens_per_step as f64
+            / seconds.max(1e-9),
+    };
+    let done_path = dir.join("done.json");
+    write_atomically(&done_path, &super::files::pretty_json(&done)?)
+        .map_err(|e| RunError::io(&done_path, &e))?;
+    // The checkpoint's moments are no longer needed once the weights are final.
+    let _ = std::fs::remove_file(&checkpoint);
+    observer.end(&format!(
+        "loss {:.3} · held-out {:.3} · {:.0} tok/s",
+        done.final_loss, done.heldout_loss, done.tokens_per_second
+    ));
+    Ok(done)
+}

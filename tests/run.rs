@@ -1,0 +1,267 @@
+//! `rlp run` end to end on a tiny pipeline: the run directory, reuse of finished work,
+//! resume after an interruption with the losses of an uninterrupted run, a NaN stop that keeps
+//! its checkpoint, and a clear refusal of stages it cannot run yet.
+#![allow(clippy::float_cmp)] // resumed losses must match bit for bit
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rlp::plan::{Plan, StageSpec};
+use rlp::run::{Input, Observer, RunError, RunOptions, Silent, Status, execute};
+use serde_json::Value;
+
+use crate::common::root;
+
+fn mini_plan() -> Plan {
+    let src = std::fs::read_to_string(root().join("tests/fixtures/run/mini.rlp")).unwrap();
+    rlp::compile(&rlp::syntax::SourceFile::new("mini.rlp", src))
+        .plan
+        .unwrap()
+}
+
+/// A fresh directory under the target dir (kept after the test for inspection).
+fn scratch(name: &str) -> PathBuf {
+    let dir = root()
+        .join("target/test-runs")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn options(out: &Path) -> RunOptions {
+    RunOptions {
+        out: out.to_owned(),
+        device: candle_core::Device::Cpu,
+        threads: 2,
+        interrupt: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+fn input() -> Input {
+    Input {
+        file: "mini.rlp".into(),
+        sha256: "test".into(),
+    }
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// (step, loss, held-out loss) of a stage's metrics.
+fn losses(path: &Path) -> Vec<(u64, f64, Option<f64>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            (
+                row["step"].as_u64().unwrap(),
+                row["loss"].as_f64().unwrap(),
+                row["heldout_loss"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+fn stage_metrics(cell_dir: &Path) -> PathBuf {
+    let manifest = json(&cell_dir.join("manifest.json"));
+    cell_dir
+        .join(manifest["stages"][0]["dir"].as_str().unwrap())
+        .join("metrics.jsonl")
+}
+
+#[test]
+fn a_run_trains_evaluates_and_reuses_finished_work() {
+    let out = scratch("full");
+    let plan = mini_plan();
+    let cells = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    let cell = out.join("mini/main");
+    assert_eq!(cells[0].dir, cell);
+    for file in [
+        "plan.json",
+        "manifest.json",
+        "metrics.jsonl",
+        "eval/eval.json",
+        "eval/eval.csv",
+        "eval/eval-id.svg",
+    ] {
+        assert!(cell.join(file).is_file(), "{file} missing");
+    }
+    assert!(out.join("mini/tokenizer.json").is_file());
+    let manifest = json(&cell.join("manifest.json"));
+    assert_eq!(manifest["status"], "finished");
+    assert_eq!(manifest["stages"][0]["status"], "finished");
+    assert_eq!(manifest["device"], "cpu");
+    let stage_dir = cell.join(manifest["stages"][0]["dir"].as_str().unwrap());
+    assert!(stage_dir.join("model.safetensors").is_file());
+    assert!(
+        !stage_dir.join("checkpoint.safetensors").exists(),
+        "a finished stage drops its optimizer checkpoint"
+    );
+
+    // 40k tokens / (4 x 128) = 79 steps, one metrics row each; the loss falls.
+    let rows = losses(&stage_dir.join("metrics.jsonl"));
+    assert_eq!(rows.len(), 79);
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (1..=79).collect::<Vec<_>>()
+    );
+    assert!(
+        rows[78].1 < 0.7 * rows[0].1,
+        "loss {} -> {}",
+        rows[0].1,
+        rows[78].1
+    );
+    let heldout: Vec<u64> = rows.iter().filter(|r| r.2.is_some()).map(|r| r.0).collect();
+    assert_eq!(
+        heldout,
+        [20, 40, 60, 79],
+        "held-out loss every 20 steps and at the end"
+    );
+
+    // The eval table: per op, per op and context (two contexts), and the whole split.
+    let table = json(&cell.join("eval/eval.json"));
+    let table_rows = table["rows"].as_array().unwrap();
+    let per_op: Vec<&Value> = table_rows
+        .iter()
+        .filter(|r| r["context"].is_null() && !r["op"].is_null())
+        .collect();
+    assert_eq!(per_op.len(), 2);
+    for row in &per_op {
+        assert_eq!(row["problems"], 4);
+        for family in ["verified", "answer", "guess_sampled"] {
+            let ks: Vec<u64> = row[family]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["k"].as_u64().unwrap())
+                .collect();
+            assert_eq!(ks, [1, 4], "{family}");
+        }
+        let v1 = row["verified"][0]["value"].as_f64().unwrap();
+        let v4 = row["verified"][1]["value"].as_f64().unwrap();
+        assert!(v1 <= v4, "pass@k grows with k");
+        // The guessing baseline comes from the answer distribution: positive, below 1.
+        let g = row["guess_sampled"][0]["value"].as_f64().unwrap();
+        assert!(g > 0.0 && g < 1.0, "guessing pass@1 {g}");
+    }
+    let csv = std::fs::read_to_string(cell.join("eval/eval.csv")).unwrap();
+    assert!(csv.starts_with("model,split,op,context,problems,samples,verified_pass@1,"));
+    assert_eq!(csv.lines().count(), 1 + table_rows.len());
+    let svg = std::fs::read_to_string(cell.join("eval/eval-id.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("base pass@4"));
+    // The cell's metrics: the stage's steps, then one line per eval row.
+    let cell_lines = std::fs::read_to_string(cell.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(cell_lines, 79 + table_rows.len());
+
+    // Again: nothing is recomputed.
+    let again = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    assert_eq!(again[0].manifest.stages[0].status, Status::Reused);
+    assert_eq!(again[0].manifest.evals[0].status, Status::Reused);
+    assert_eq!(again[0].evals[0].1, cells[0].evals[0].1, "same table");
+}
+
+/// Sets the interrupt flag once a stage reaches `at` steps.
+struct InterruptAt {
+    at: u64,
+    flag: Arc<AtomicBool>,
+}
+
+impl Observer for InterruptAt {
+    fn begin(&self, _: &str, _: u64) {}
+    fn advance(&self, done: u64, _: &str) {
+        if done >= self.at {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+    fn end(&self, _: &str) {}
+    fn note(&self, _: &str) {}
+}
+
+#[test]
+fn an_interrupted_run_resumes_with_the_losses_of_an_uninterrupted_one() {
+    let plan = mini_plan();
+    let straight = scratch("straight");
+    execute(&plan, &input(), &options(&straight), &Silent).unwrap();
+    let expected = losses(&stage_metrics(&straight.join("mini/main")));
+
+    let out = scratch("resumed");
+    let first = options(&out);
+    let observer = InterruptAt {
+        at: 30,
+        flag: Arc::clone(&first.interrupt),
+    };
+    let error = execute(&plan, &input(), &first, &observer).unwrap_err();
+    assert!(
+        matches!(error, RunError::Interrupted { step: 30, .. }),
+        "{error}"
+    );
+    let cell = out.join("mini/main");
+    let manifest = json(&cell.join("manifest.json"));
+    assert_eq!(manifest["status"], "interrupted");
+    let metrics = stage_metrics(&cell);
+    assert!(metrics.with_file_name("checkpoint.safetensors").is_file());
+    // As if the process had been killed after logging two more steps than it checkpointed,
+    // halfway through a line: the resumed stage drops those rows.
+    let mut text = std::fs::read_to_string(&metrics).unwrap();
+    text.push_str("{\"stage\":\"base\",\"step\":31,\"loss\":9.0}\n{\"stage\":\"base\",\"st");
+    std::fs::write(&metrics, text).unwrap();
+
+    execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    let resumed = losses(&metrics);
+    assert_eq!(
+        resumed, expected,
+        "same steps, same losses, same held-out losses"
+    );
+    assert_eq!(json(&cell.join("manifest.json"))["status"], "finished");
+}
+
+#[test]
+fn a_diverging_stage_stops_with_a_clear_error_and_keeps_its_checkpoint() {
+    let mut plan = mini_plan();
+    let StageSpec::Pretrain(spec) = &mut plan.stages[0].spec else {
+        panic!("mini pre-trains")
+    };
+    // AdamW moves every weight by about lr per step: 1e30 overflows f32 within steps.
+    spec.lr.peak = 1e30;
+    spec.lr.floor = 1e30;
+    spec.lr.warmup = 0.0;
+    spec.checkpoint_every = 1;
+    let out = scratch("nan");
+    let error = execute(&plan, &input(), &options(&out), &Silent).unwrap_err();
+    let RunError::NonFiniteLoss {
+        step, checkpoint, ..
+    } = &error
+    else {
+        panic!("expected a non-finite loss, got {error}")
+    };
+    let checkpoint = checkpoint.as_ref().expect("a checkpoint was kept");
+    assert!(checkpoint.is_file());
+    assert!(*step >= 1);
+    let manifest = json(&out.join("mini/main/manifest.json"));
+    assert_eq!(manifest["status"], "failed");
+    assert!(manifest["error"].as_str().unwrap().contains("loss became"));
+    let help = miette::Diagnostic::help(&error).unwrap().to_string();
+    assert!(help.contains("checkpoint"), "{help}");
+}
+
+#[test]
+fn rl_stages_are_refused_before_any_work() {
+    let src = std::fs::read_to_string(root().join("pipelines/edge-of-competence.rlp")).unwrap();
+    let plan = rlp::compile(&rlp::syntax::SourceFile::new("edge-of-competence.rlp", src))
+        .plan
+        .unwrap();
+    let out = scratch("rl");
+    let error = execute(&plan, &input(), &options(&out), &Silent).unwrap_err();
+    assert!(
+        matches!(error, RunError::Unsupported { kind: "rl", .. }),
+        "{error}"
+    );
+    assert!(!out.join("edge-of-competence").exists(), "nothing written");
+}
