@@ -73,26 +73,29 @@ fn cached_decoding_matches_a_full_forward() {
     let (_, model) = model();
     let ids = [1u32, 5, 7, 9, 2, 4, 11, 3];
     let full = model.forward(&tokens(&ids, 2)).unwrap();
-    let mut cache = Cache::default();
-    let prefix = model
-        .forward_cached(&tokens(&ids[..5], 2), &mut cache)
-        .unwrap();
-    assert!(max_abs_diff(&prefix, &full.narrow(1, 0, 5).unwrap()) < 1e-5);
-    for (i, id) in ids.iter().enumerate().skip(5) {
-        let step = model
-            .forward_cached(&tokens(&[*id], 2), &mut cache)
+    // A growing cache, one preallocated with room to spare, and one that fills up exactly and
+    // then has to grow.
+    for mut cache in [Cache::default(), Cache::with_capacity(32), Cache::with_capacity(6)] {
+        let prefix = model
+            .forward_cached(&tokens(&ids[..5], 2), &mut cache)
             .unwrap();
+        assert!(max_abs_diff(&prefix, &full.narrow(1, 0, 5).unwrap()) < 1e-5);
+        for (i, id) in ids.iter().enumerate().skip(5) {
+            let step = model
+                .forward_cached(&tokens(&[*id], 2), &mut cache)
+                .unwrap();
+            assert!(
+                max_abs_diff(&step, &full.narrow(1, i, 1).unwrap()) < 1e-5,
+                "position {i}"
+            );
+        }
+        assert_eq!(cache.len, ids.len());
+        let too_long = tokens(&[1; 60], 1);
         assert!(
-            max_abs_diff(&step, &full.narrow(1, i, 1).unwrap()) < 1e-5,
-            "position {i}"
+            model.forward_cached(&too_long, &mut cache).is_err(),
+            "context overflow is an error, not a panic"
         );
     }
-    assert_eq!(cache.len, ids.len());
-    let too_long = tokens(&[1; 60], 1);
-    assert!(
-        model.forward_cached(&too_long, &mut cache).is_err(),
-        "context overflow is an error, not a panic"
-    );
 }
 
 #[test]

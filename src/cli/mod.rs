@@ -15,6 +15,8 @@ use clap::Parser as _;
 
 pub use args::{Arguments, Command, OutputFormat};
 
+use crate::run::write_atomically;
+
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -104,21 +106,6 @@ fn compile_file(path: &std::path::Path, color: bool) -> Result<crate::plan::Plan
         eprint_raw(&compilation.diagnostics.render_human(color));
     }
     compilation.plan.ok_or(Status::Problems)
-}
-
-/// Writes through a temporary file in the same directory, so a crash never leaves half a file.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.rlp-tmp"));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Reads a file, or reports why it cannot be read.

@@ -11,6 +11,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use crate::plan::ModelSpec;
 
+pub mod ops;
 pub mod sample;
 
 /// A decoder's shape: the plan's [`ModelSpec`] plus the vocabulary size.
@@ -141,6 +142,9 @@ impl RmsNorm {
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return ops::rms_norm(x, &self.weight, self.eps);
+        }
         let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = x.broadcast_div(&(mean_square + self.eps)?.sqrt()?)?;
         normed.broadcast_mul(&self.weight)
@@ -152,6 +156,7 @@ impl Module for RmsNorm {
 struct Rotary {
     cos: Tensor,
     sin: Tensor,
+    tables: ops::RopeTables,
 }
 
 impl Rotary {
@@ -166,14 +171,19 @@ impl Rotary {
             .reshape((cfg.context, 1))?;
         let angles = positions.matmul(&inv_freq)?;
         let angles = Tensor::cat(&[&angles, &angles], D::Minus1)?;
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
         Ok(Self {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            tables: ops::RopeTables::new(&cos, &sin)?,
+            cos,
+            sin,
         })
     }
 
     /// Rotates `x` (batch, heads, seq, head_dim) at positions `offset..offset + seq`.
     fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        if x.device().is_cpu() {
+            return ops::rope(x, &self.tables, offset);
+        }
         let (_, _, seq, dim) = x.dims4()?;
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
@@ -232,7 +242,7 @@ impl Attention {
         x: &Tensor,
         rotary: &Rotary,
         offset: usize,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let (batch, seq, hidden) = x.dims3()?;
         let split = |t: Tensor, heads: usize| {
@@ -241,21 +251,26 @@ impl Attention {
                 .contiguous()
         };
         let q = rotary.apply(&split(self.q.forward(x)?, self.heads)?, offset)?;
-        let mut k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset)?;
-        let mut v = split(self.v.forward(x)?, self.kv_heads)?;
-        if let Some((past_k, past_v)) = cache.as_ref() {
-            k = Tensor::cat(&[past_k, &k], 2)?;
-            v = Tensor::cat(&[past_v, &v], 2)?;
+        let k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset)?;
+        let v = split(self.v.forward(x)?, self.kv_heads)?;
+        let total = offset + seq;
+        let (k, v) = cache.append(k, v, offset)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if seq == 1 && total > 1 && x.device().is_cpu() {
+            // One new token per sequence: read the cache in place instead of one tiny GEMM
+            // per (sequence, head). Sampling only (no gradient).
+            let out = ops::decode_attention(&q, &k, &v, total, scale)?;
+            return self.o.forward(&out.reshape((batch, 1, hidden))?);
         }
-        *cache = Some((k.clone(), v.clone()));
-        if seq == 1 && k.dim(2)? > 1 {
-            return self.o.forward(&self.decode_one(&q, &k, &v)?);
-        }
+        let (k, v) = (k.narrow(2, 0, total)?, v.narrow(2, 0, total)?);
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
-        let total = k.dim(2)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (self.head_dim as f64).sqrt())?;
-        let scores = scores.broadcast_add(&causal_mask(seq, total, x.device())?)?;
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let scores = q.matmul(&k.t()?.contiguous()?)?;
+        let weights = if x.device().is_cpu() {
+            ops::causal_softmax(&scores, scale)?
+        } else {
+            let scores = (scores * scale)?.broadcast_add(&causal_mask(seq, total, x.device())?)?;
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        };
         let out = weights
             .matmul(&v.contiguous()?)?
             .transpose(1, 2)?
@@ -264,25 +279,44 @@ impl Attention {
     }
 }
 
-impl Attention {
-    /// Attention of one new token per sequence over its whole cache, without batched matmuls:
-    /// with one query row, candle's batched matmul spends its time dispatching one tiny GEMM
-    /// per (sequence, head); broadcast products and sums read the cache once. No mask is
-    /// needed (the new token sees every cached position). Sampling only: it uses the fast
-    /// softmax, which has no gradient.
-    fn decode_one(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (batch, kv_heads, _, dim) = k.dims4()?;
-        let groups = self.heads / self.kv_heads;
-        // Query head h uses key/value head h / groups (as `repeat_kv` lays them out).
-        let q = q.reshape((batch, kv_heads, groups, 1, dim))?;
-        let scores =
-            (q.broadcast_mul(&k.unsqueeze(2)?)?.sum(D::Minus1)? / (self.head_dim as f64).sqrt())?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        weights
-            .unsqueeze(D::Minus1)?
-            .broadcast_mul(&v.unsqueeze(2)?)?
-            .sum(3)?
-            .reshape((batch, 1, kv_heads * groups * dim))
+/// One layer's cached keys and values, (batch, kv_heads, capacity, head_dim): positions
+/// before the current offset are valid. With a capacity, new entries are written in place (no
+/// copy of the whole cache per token, no fresh allocation); without one, the cache grows by
+/// concatenation.
+#[derive(Debug, Clone, Default)]
+struct LayerCache {
+    buffers: Option<(Tensor, Tensor)>,
+    capacity: usize,
+}
+
+impl LayerCache {
+    /// Stores `k`, `v` (batch, kv_heads, seq, d) at `offset`; returns buffers whose first
+    /// `offset + seq` positions are the keys and values so far.
+    fn append(&mut self, k: Tensor, v: Tensor, offset: usize) -> Result<(Tensor, Tensor)> {
+        let total = offset + k.dim(2)?;
+        let buffers = match self.buffers.take() {
+            Some((kb, vb)) if kb.dim(2)? >= total => {
+                kb.slice_set(&k, 2, offset)?;
+                vb.slice_set(&v, 2, offset)?;
+                (kb, vb)
+            }
+            Some((kb, vb)) => (
+                Tensor::cat(&[&kb.narrow(2, 0, offset)?, &k], 2)?,
+                Tensor::cat(&[&vb.narrow(2, 0, offset)?, &v], 2)?,
+            ),
+            None if self.capacity > total => {
+                let (b, heads, _, d) = k.dims4()?;
+                let shape = (b, heads, self.capacity, d);
+                let kb = Tensor::zeros(shape, k.dtype(), k.device())?;
+                let vb = Tensor::zeros(shape, v.dtype(), v.device())?;
+                kb.slice_set(&k, 2, offset)?;
+                vb.slice_set(&v, 2, offset)?;
+                (kb, vb)
+            }
+            None => (k, v),
+        };
+        self.buffers = Some(buffers.clone());
+        Ok(buffers)
     }
 }
 
@@ -351,7 +385,7 @@ impl Block {
         x: &Tensor,
         rotary: &Rotary,
         offset: usize,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let x = (x + self.attention.forward(
             &self.attention_norm.forward(x)?,
@@ -376,26 +410,44 @@ pub struct Transformer {
 /// Per-layer key/value caches for incremental decoding.
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<LayerCache>,
     /// Positions already in the cache.
     pub len: usize,
+    capacity: usize,
 }
 
 impl Cache {
+    /// A cache that preallocates room for `capacity` positions on first use (sampling knows
+    /// prompt length + new tokens), so decoding writes keys and values in place.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
     /// The cache of a batch of one, repeated `n` times along the batch (after a shared
     /// prompt's prefill, each sample continues from its own copy).
     pub fn repeat_batch(&self, n: usize) -> Result<Self> {
         let layers = self
             .layers
             .iter()
-            .map(|layer| match layer {
-                Some((k, v)) => Ok(Some((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))),
-                None => Ok(None),
+            .map(|layer| {
+                let buffers = match &layer.buffers {
+                    Some((k, v)) => Some((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?)),
+                    None => None,
+                };
+                Ok(LayerCache {
+                    buffers,
+                    capacity: layer.capacity,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,
             len: self.len,
+            capacity: self.capacity,
         })
     }
 }
@@ -448,7 +500,13 @@ impl Transformer {
                 self.config.context
             );
         }
-        cache.layers.resize(self.blocks.len(), None);
+        cache.layers.resize(
+            self.blocks.len(),
+            LayerCache {
+                buffers: None,
+                capacity: cache.capacity,
+            },
+        );
         let mut x = self.embedding.forward(tokens)?;
         for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
             x = block.forward(&x, &self.rotary, cache.len, layer_cache)?;

@@ -39,7 +39,7 @@ pub fn sample(
     let limit = sampling
         .max_new_tokens
         .min(model.config().context.saturating_sub(prompt.len()));
-    let mut prefill = Cache::default();
+    let mut prefill = Cache::with_capacity(prompt.len() + limit);
     let prompt_tensor = Tensor::from_slice(prompt, (1, prompt.len()), &device)?;
     let logits = model.forward_cached(&prompt_tensor, &mut prefill)?;
     let mut cache = prefill.repeat_batch(n)?;

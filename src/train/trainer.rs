@@ -16,15 +16,23 @@ use crate::model::Transformer;
 use crate::plan::TrainSpec;
 
 /// The next-token loss averaged over the positions the mask keeps.
+/// On the CPU the per-position losses come from one fused kernel ([`crate::model::ops`]).
 pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
-    let log_probs = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
-    let picked = log_probs
-        .gather(&targets.reshape((b * t, 1))?, 1)?
-        .squeeze(1)?;
+    let logits = logits.reshape((b * t, v))?;
+    let targets = targets.reshape(b * t)?;
+    let losses = if logits.device().is_cpu() {
+        crate::model::ops::cross_entropy(&logits, &targets)?
+    } else {
+        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        log_probs
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .neg()?
+    };
     let mask = mask.reshape(b * t)?.to_dtype(DType::F32)?;
     let kept = mask.sum_all()?.maximum(1.0)?;
-    (picked * &mask)?.sum_all()?.neg()?.div(&kept)
+    (losses * &mask)?.sum_all()?.div(&kept)
 }
 
 /// Why a training step failed.

@@ -1,0 +1,751 @@
+//! Fused CPU kernels with hand-written backward passes, for the ops where candle's composite
+//! versions spend most of a training step (`shared/design/candle-notes.md`, pitfall 4): each
+//! composite op allocates and walks a fresh tensor, and its backward does so again per op.
+//!
+//! - [`causal_softmax`]: scale, causal mask and softmax of attention scores in one pass.
+//! - [`rms_norm`]: `x / rms(x) * w`.
+//! - [`rope`]: rotary position embedding (rotate-half layout, as Qwen2).
+//! - [`cross_entropy`]: per-row `logsumexp(logits) - logits[target]`.
+//!
+//! Each works on contiguous f32 CPU tensors and is differentiable: its `bwd` runs another fused
+//! kernel. On other devices the model uses the composite ops instead ([`super`]). Tests compare
+//! values and gradients with the composite ops on random shapes.
+
+use std::sync::Arc;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
+use rayon::prelude::*;
+
+/// The contiguous f32 data of a storage.
+fn f32s<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("fused op: expected an f32 tensor");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fused op: input must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+/// The contiguous u32 data of a storage.
+fn u32s<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [u32]> {
+    let CpuStorage::U32(data) = storage else {
+        candle_core::bail!("fused op: expected a u32 tensor");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fused op: input must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+/// The last dimension of a layout.
+fn last_dim(layout: &Layout) -> Result<usize> {
+    layout
+        .dims()
+        .last()
+        .copied()
+        .ok_or_else(|| candle_core::Error::Msg("fused op: scalar input".into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal softmax
+
+/// softmax(scale · x + causal mask) over the last dim of scores (…, t, s): query row i (of t)
+/// sits at absolute position `s - t + i` and sees keys `0..=s - t + i`.
+struct CausalSoftmax {
+    scale: f32,
+}
+
+struct CausalSoftmaxGrad {
+    scale: f32,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32s(storage, layout)?;
+        let dims = layout.dims();
+        let (s, t) = (last_dim(layout)?, dims[dims.len().saturating_sub(2)]);
+        let offset = s.saturating_sub(t);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(s)
+            .zip(x.par_chunks(s))
+            .enumerate()
+            .for_each(|(row, (y, x))| {
+                let visible = (offset + row % t + 1).min(s);
+                let max = x[..visible]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v * self.scale));
+                let mut sum = 0f32;
+                for (y, &x) in y[..visible].iter_mut().zip(&x[..visible]) {
+                    *y = (x * self.scale - max).exp();
+                    sum += *y;
+                }
+                let inv = 1.0 / sum;
+                for y in &mut y[..visible] {
+                    *y *= inv;
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = res.apply_op2_no_bwd(
+            &grad_res.contiguous()?,
+            &CausalSoftmaxGrad { scale: self.scale },
+        )?;
+        Ok(Some(grad))
+    }
+}
+
+impl CustomOp2 for CausalSoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "causal-softmax-grad"
+    }
+
+    /// scale · y ⊙ (g − Σ y ⊙ g), row by row.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, g) = (f32s(s1, l1)?, f32s(s2, l2)?);
+        let s = last_dim(l1)?;
+        let mut out = vec![0f32; y.len()];
+        out.par_chunks_mut(s)
+            .zip(y.par_chunks(s).zip(g.par_chunks(s)))
+            .for_each(|(out, (y, g))| {
+                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                    *o = self.scale * y * (g - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Causal softmax of raw attention scores (…, t, s), scaled by `scale`; differentiable.
+pub fn causal_softmax(scores: &Tensor, scale: f64) -> Result<Tensor> {
+    scores.contiguous()?.apply_op1(CausalSoftmax {
+        scale: scale as f32,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+struct RmsNorm {
+    eps: f32,
+}
+
+struct RmsNormGradX {
+    eps: f32,
+}
+
+struct RmsNormGradW {
+    eps: f32,
+}
+
+/// 1 / sqrt(mean(x²) + eps) of one row.
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    let mean_square = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    1.0 / (mean_square + eps).sqrt()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (f32s(s1, l1)?, f32s(s2, l2)?);
+        let d = w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .for_each(|(y, x)| {
+                let r = inv_rms(x, self.eps);
+                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x * r * w;
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad_res.contiguous()?;
+        let grad_x = x.apply_op3_no_bwd(w, &g, &RmsNormGradX { eps: self.eps })?;
+        let grad_w = x.apply_op2_no_bwd(&g, &RmsNormGradW { eps: self.eps })?;
+        Ok((Some(grad_x), Some(grad_w)))
+    }
+}
+
+impl CustomOp3 for RmsNormGradX {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad-x"
+    }
+
+    /// r · (g⊙w − x̂ · mean(g⊙w⊙x̂)) with x̂ = x · r.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, g) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let d = w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(g.par_chunks(d)))
+            .for_each(|(out, (x, g))| {
+                let r = inv_rms(x, self.eps);
+                let mean: f32 = x
+                    .iter()
+                    .zip(g)
+                    .zip(w)
+                    .map(|((x, g), w)| g * w * x * r)
+                    .sum::<f32>()
+                    / d as f32;
+                for (((o, &x), &g), &w) in out.iter_mut().zip(x).zip(g).zip(w) {
+                    *o = r * (g * w - x * r * mean);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+impl CustomOp2 for RmsNormGradW {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad-w"
+    }
+
+    /// Σ over rows of g ⊙ x̂.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, g) = (f32s(s1, l1)?, f32s(s2, l2)?);
+        let d = last_dim(l1)?;
+        let rows = x.len() / d.max(1);
+        let chunk = rows.div_ceil(rayon::current_num_threads().max(1)).max(1) * d;
+        let out = x
+            .par_chunks(chunk)
+            .zip(g.par_chunks(chunk))
+            .map(|(x, g)| {
+                let mut acc = vec![0f32; d];
+                for (x, g) in x.chunks(d).zip(g.chunks(d)) {
+                    let r = inv_rms(x, self.eps);
+                    for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                        *a += g * x * r;
+                    }
+                }
+                acc
+            })
+            .reduce(
+                || vec![0f32; d],
+                |mut a, b| {
+                    for (a, b) in a.iter_mut().zip(b) {
+                        *a += b;
+                    }
+                    a
+                },
+            );
+        Ok((CpuStorage::F32(out), Shape::from(d)))
+    }
+}
+
+/// `x / rms(x) * w` over the last dim; differentiable in `x` and `w`.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(w, RmsNorm { eps: eps as f32 })
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE
+
+/// Rotary embedding of (b, h, t, d) at positions `offset..offset + t`, rotate-half layout:
+/// `y = x ⊙ cos + rotate_half(x) ⊙ sin`, tables (positions, d) with both halves equal.
+#[derive(Clone)]
+struct Rope {
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+    offset: usize,
+    /// Rotate the other way (the transpose: the backward pass).
+    inverse: bool,
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32s(storage, layout)?;
+        let dims = layout.dims();
+        let d = last_dim(layout)?;
+        let t = dims[dims.len().saturating_sub(2)];
+        let half = d / 2;
+        if (self.offset + t) * d > self.cos.len() {
+            candle_core::bail!("rope: positions beyond the table");
+        }
+        let sign = if self.inverse { -1.0 } else { 1.0 };
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .enumerate()
+            .for_each(|(row, (y, x))| {
+                let position = self.offset + row % t;
+                let cos = &self.cos[position * d..(position + 1) * d];
+                let sin = &self.sin[position * d..(position + 1) * d];
+                for k in 0..half {
+                    y[k] = x[k] * cos[k] - sign * x[k + half] * sin[k];
+                    y[k + half] = x[k + half] * cos[k + half] + sign * x[k] * sin[k + half];
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let inverse = Rope {
+            inverse: !self.inverse,
+            ..self.clone()
+        };
+        Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&inverse)?))
+    }
+}
+
+/// Precomputed tables for [`rope`].
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+}
+
+impl RopeTables {
+    /// Tables from (positions, d) cos and sin tensors.
+    pub fn new(cos: &Tensor, sin: &Tensor) -> Result<Self> {
+        let flat = |t: &Tensor| -> Result<Arc<Vec<f32>>> {
+            Ok(Arc::new(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
+        };
+        Ok(Self {
+            cos: flat(cos)?,
+            sin: flat(sin)?,
+        })
+    }
+}
+
+/// Rotates `x` (b, h, t, d) at positions `offset..offset + t`; differentiable.
+pub fn rope(x: &Tensor, tables: &RopeTables, offset: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Rope {
+        cos: Arc::clone(&tables.cos),
+        sin: Arc::clone(&tables.sin),
+        offset,
+        inverse: false,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode attention
+
+/// Attention of one new query per sequence over its cached keys and values: q (b, h, 1, d),
+/// k and v (b, kv_heads, capacity, d) of which the first `len` positions are valid → (b, h, d).
+/// Query head i reads key/value head i / (h / kv). Sampling only (no backward).
+struct DecodeAttention {
+    scale: f32,
+    len: usize,
+}
+
+impl CustomOp3 for DecodeAttention {
+    fn name(&self) -> &'static str {
+        "decode-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let &[b, h, one, d] = l1.dims() else {
+            candle_core::bail!("decode attention: q must be (b, h, 1, d)");
+        };
+        let &[kb, kv_heads, capacity, kd] = l2.dims() else {
+            candle_core::bail!("decode attention: k must be (b, kv_heads, s, d)");
+        };
+        let s = self.len;
+        if one != 1
+            || kb != b
+            || kd != d
+            || kv_heads == 0
+            || h % kv_heads != 0
+            || l3.dims() != l2.dims()
+            || s > capacity
+        {
+            candle_core::bail!(
+                "decode attention: shapes {:?} {:?} {:?}",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let groups = h / kv_heads;
+        let mut out = vec![0f32; b * h * d];
+        out.par_chunks_mut(d).enumerate().for_each_init(
+            || vec![0f32; s],
+            |scores, (row, out)| {
+                let (batch, head) = (row / h, row % h);
+                let q = &q[row * d..(row + 1) * d];
+                let base = (batch * kv_heads + head / groups) * capacity * d;
+                let (keys, values) = (&k[base..base + s * d], &v[base..base + s * d]);
+                let mut max = f32::NEG_INFINITY;
+                for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
+                    *score = q.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * self.scale;
+                    max = max.max(*score);
+                }
+                let mut sum = 0f32;
+                for score in scores.iter_mut() {
+                    *score = (*score - max).exp();
+                    sum += *score;
+                }
+                for (&p, value) in scores.iter().zip(values.chunks_exact(d)) {
+                    let p = p / sum;
+                    for (o, &v) in out.iter_mut().zip(value) {
+                        *o += p * v;
+                    }
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((b, h, d))))
+    }
+}
+
+/// One query per sequence attending over the first `len` cached positions (no mask needed:
+/// the new token sees them all); no gradient.
+pub fn decode_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    len: usize,
+    scale: f64,
+) -> Result<Tensor> {
+    q.contiguous()?.apply_op3_no_bwd(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        &DecodeAttention {
+            scale: scale as f32,
+            len,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-entropy
+
+struct CrossEntropy;
+
+struct CrossEntropyGrad;
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (logits, targets) = (f32s(s1, l1)?, u32s(s2, l2)?);
+        let v = last_dim(l1)?;
+        if targets.iter().any(|&t| t as usize >= v) {
+            candle_core::bail!("cross-entropy: a target is outside the vocabulary");
+        }
+        let losses: Vec<f32> = logits
+            .par_chunks(v)
+            .zip(targets.par_iter())
+            .map(|(row, &target)| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = row.iter().map(|&l| (l - max).exp()).sum();
+                max + sum.ln() - row[target as usize]
+            })
+            .collect();
+        let n = losses.len();
+        Ok((CpuStorage::F32(losses), Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = logits.apply_op3_no_bwd(targets, &grad_res.contiguous()?, &CrossEntropyGrad)?;
+        Ok((Some(grad), None))
+    }
+}
+
+impl CustomOp3 for CrossEntropyGrad {
+    fn name(&self) -> &'static str {
+        "cross-entropy-grad"
+    }
+
+    /// g_row · (softmax(row) − onehot(target)).
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (logits, targets, g) = (f32s(s1, l1)?, u32s(s2, l2)?, f32s(s3, l3)?);
+        let v = last_dim(l1)?;
+        let mut out = vec![0f32; logits.len()];
+        out.par_chunks_mut(v)
+            .zip(logits.par_chunks(v))
+            .zip(targets.par_iter().zip(g.par_iter()))
+            .for_each(|((out, row), (&target, &g))| {
+                if g == 0.0 {
+                    return;
+                }
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &l) in out.iter_mut().zip(row) {
+                    *o = (l - max).exp();
+                    sum += *o;
+                }
+                let scale = g / sum;
+                for o in out.iter_mut() {
+                    *o *= scale;
+                }
+                out[target as usize] -= g;
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Per-row cross-entropy of logits (n, v) against targets (n) u32; differentiable in logits.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    logits
+        .contiguous()?
+        .apply_op2(&targets.contiguous()?, CrossEntropy)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{D, Device, Var};
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    fn random(shape: &[usize], seed: u64) -> Var {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-2.0..2.0)).collect();
+        Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// Values of `fused` and `plain` on the same inputs, and the gradients of a random linear
+    /// function of each with respect to every input, agree within `tol`.
+    fn agree(
+        inputs: &[Var],
+        fused: impl Fn(&[Tensor]) -> Tensor,
+        plain: impl Fn(&[Tensor]) -> Tensor,
+        tol: f32,
+    ) {
+        let xs: Vec<Tensor> = inputs.iter().map(|v| v.as_tensor().clone()).collect();
+        let (a, b) = (fused(&xs), plain(&xs));
+        assert_eq!(a.dims(), b.dims());
+        assert!(
+            max_diff(&a, &b) < tol,
+            "values differ by {}",
+            max_diff(&a, &b)
+        );
+        let weights = random(a.dims(), 99);
+        let ga = (a * weights.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gb = (b * weights.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (i, var) in inputs.iter().enumerate() {
+            let (Some(ga), Some(gb)) = (ga.get(var.as_tensor()), gb.get(var.as_tensor())) else {
+                panic!("input {i} got no gradient");
+            };
+            assert!(
+                max_diff(ga, gb) < tol,
+                "gradient of input {i} differs by {}",
+                max_diff(ga, gb)
+            );
+        }
+    }
+
+    #[test]
+    fn causal_softmax_matches_masked_softmax() {
+        // (batch, heads, t, s): square, one query over a cache (t = 1), a prefill after a
+        // cached prefix (t < s), odd sizes.
+        for (i, shape) in [[2, 3, 7, 7], [1, 2, 1, 5], [2, 1, 3, 8], [1, 1, 1, 1]]
+            .iter()
+            .enumerate()
+        {
+            let x = random(shape, i as u64);
+            let (t, s) = (shape[2], shape[3]);
+            let mask: Vec<f32> = (0..t)
+                .flat_map(|i| {
+                    (0..s).map(move |j| {
+                        if j <= s - t + i {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                })
+                .collect();
+            let mask = Tensor::from_vec(mask, (t, s), &Device::Cpu).unwrap();
+            agree(
+                &[x],
+                |xs| causal_softmax(&xs[0], 0.3).unwrap(),
+                |xs| {
+                    let scaled = (&xs[0] * 0.3).unwrap().broadcast_add(&mask).unwrap();
+                    candle_nn::ops::softmax(&scaled, D::Minus1).unwrap()
+                },
+                1e-5,
+            );
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_the_formula() {
+        for (i, (rows, d)) in [(5, 16), (1, 7), (33, 3)].into_iter().enumerate() {
+            let x = random(&[rows, d], i as u64);
+            let w = random(&[d], 10 + i as u64);
+            agree(
+                &[x, w],
+                |xs| rms_norm(&xs[0], &xs[1], 1e-6).unwrap(),
+                |xs| {
+                    let ms = xs[0].sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+                    let normed = xs[0]
+                        .broadcast_div(&(ms + 1e-6).unwrap().sqrt().unwrap())
+                        .unwrap();
+                    normed.broadcast_mul(&xs[1]).unwrap()
+                },
+                1e-4,
+            );
+        }
+    }
+
+    #[test]
+    fn rope_matches_rotate_half() {
+        let (positions, d) = (12, 6);
+        let angles: Vec<f32> = (0..positions)
+            .flat_map(|p| (0..d).map(move |k| p as f32 * 0.37 / (1.0 + (k % (d / 2)) as f32)))
+            .collect();
+        let angles = Tensor::from_vec(angles, (positions, d), &Device::Cpu).unwrap();
+        let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+        let tables = RopeTables::new(&cos, &sin).unwrap();
+        for (i, (t, offset)) in [(5, 0), (1, 11), (3, 4)].into_iter().enumerate() {
+            let x = random(&[2, 3, t, d], i as u64);
+            agree(
+                &[x],
+                |xs| rope(&xs[0], &tables, offset).unwrap(),
+                |xs| {
+                    let x = &xs[0];
+                    let half = d / 2;
+                    let rotated = Tensor::cat(
+                        &[
+                            &x.narrow(D::Minus1, half, half).unwrap().neg().unwrap(),
+                            &x.narrow(D::Minus1, 0, half).unwrap(),
+                        ],
+                        D::Minus1,
+                    )
+                    .unwrap();
+                    let c = cos.narrow(0, offset, t).unwrap();
+                    let s = sin.narrow(0, offset, t).unwrap();
+                    (x.broadcast_mul(&c).unwrap() + rotated.broadcast_mul(&s).unwrap()).unwrap()
+                },
+                1e-5,
+            );
+        }
+    }
+
+    #[test]
+    fn cross_entropy_matches_log_softmax() {
+        for (i, (n, v)) in [(6, 11), (1, 2), (17, 64)].into_iter().enumerate() {
+            let logits = random(&[n, v], i as u64);
+            let targets: Vec<u32> = (0..n).map(|r| ((r * 7 + i) % v) as u32).collect();
+            let targets = Tensor::from_vec(targets, n, &Device::Cpu).unwrap();
+            agree(
+                &[logits],
+                |xs| cross_entropy(&xs[0], &targets).unwrap(),
+                |xs| {
+                    candle_nn::ops::log_softmax(&xs[0], D::Minus1)
+                        .unwrap()
+                        .gather(&targets.unsqueeze(1).unwrap(), 1)
+                        .unwrap()
+                        .squeeze(1)
+                        .unwrap()
+                        .neg()
+                        .unwrap()
+                },
+                1e-5,
+            );
+        }
+        let logits = random(&[2, 3], 5);
+        let bad = Tensor::new(&[0u32, 3], &Device::Cpu).unwrap();
+        assert!(
+            cross_entropy(logits.as_tensor(), &bad).is_err(),
+            "target out of range"
+        );
+    }
+}
