@@ -75,7 +75,11 @@ fn cached_decoding_matches_a_full_forward() {
     let full = model.forward(&tokens(&ids, 2)).unwrap();
     // A growing cache, one preallocated with room to spare, and one that fills up exactly and
     // then has to grow.
-    for mut cache in [Cache::default(), Cache::with_capacity(32), Cache::with_capacity(6)] {
+    for mut cache in [
+        Cache::default(),
+        Cache::with_capacity(32),
+        Cache::with_capacity(6),
+    ] {
         let prefix = model
             .forward_cached(&tokens(&ids[..5], 2), &mut cache)
             .unwrap();

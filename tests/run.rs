@@ -13,11 +13,15 @@ use serde_json::Value;
 
 use crate::common::root;
 
-fn mini_plan() -> Plan {
-    let src = std::fs::read_to_string(root().join("tests/fixtures/run/mini.rlp")).unwrap();
-    rlp::compile(&rlp::syntax::SourceFile::new("mini.rlp", src))
+fn fixture_plan(name: &str) -> Plan {
+    let src = std::fs::read_to_string(root().join("tests/fixtures/run").join(name)).unwrap();
+    rlp::compile(&rlp::syntax::SourceFile::new(name, src))
         .plan
         .unwrap()
+}
+
+fn mini_plan() -> Plan {
+    fixture_plan("mini.rlp")
 }
 
 /// A fresh directory under the target dir (kept after the test for inspection).
@@ -249,6 +253,38 @@ fn a_diverging_stage_stops_with_a_clear_error_and_keeps_its_checkpoint() {
     assert!(manifest["error"].as_str().unwrap().contains("loss became"));
     let help = miette::Diagnostic::help(&error).unwrap().to_string();
     assert!(help.contains("checkpoint"), "{help}");
+}
+
+#[test]
+fn sweep_cells_share_their_common_stage() {
+    let plan = fixture_plan("sweep.rlp");
+    let out = scratch("sweep");
+    let cells = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    assert_eq!(cells.len(), 2);
+    let stages = |i: usize| cells[i].manifest.stages.clone();
+    let (first, second) = (stages(0), stages(1));
+    assert_eq!(
+        [first[0].status, first[1].status],
+        [Status::Finished, Status::Finished]
+    );
+    assert_eq!(
+        [second[0].status, second[1].status],
+        [Status::Reused, Status::Finished],
+        "the shared pre-training ran once"
+    );
+    assert_eq!(first[0].dir, second[0].dir);
+    assert_ne!(first[1].dir, second[1].dir, "mid-training differs per cell");
+    for cell in &cells {
+        let models: std::collections::BTreeSet<&str> =
+            cell.evals[0].1.iter().map(|r| r.model.as_str()).collect();
+        assert_eq!(models, ["base", "mid"].into_iter().collect());
+        assert!(cell.dir.join("eval/eval.json").is_file());
+    }
+    assert_eq!(
+        cells[0].evals[0].1.iter().find(|r| r.model == "base"),
+        cells[1].evals[0].1.iter().find(|r| r.model == "base"),
+        "the same base model on the same problems gives the same row"
+    );
 }
 
 #[test]

@@ -29,8 +29,7 @@ fn setup(batches: usize) -> (TrainSpec, Vec<Block>, Config) {
     };
     let tokenizer = Tokenizer::for_plan(&plan);
     let generator = rlp::tasks::Generator::new(&plan);
-    let solution = tokenizer.encode("<solution>").unwrap()[0];
-    let mut packer = Packer::new(64, LossTarget::Full, solution);
+    let mut packer = Packer::new(64, LossTarget::Full, &tokenizer.tag_ids("<solution>"));
     let mut blocks = Vec::new();
     let mut i = 0;
     while blocks.len() < 8 * batches {
@@ -128,4 +127,44 @@ fn a_resumed_run_takes_exactly_the_next_steps() {
     );
     assert!(resumed.load(&dir.join("missing.safetensors")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_solution_target_counts_exactly_the_solution_tokens() {
+    let src =
+        std::fs::read_to_string(crate::common::root().join("pipelines/quickstart.rlp")).unwrap();
+    let plan = rlp::compile(&rlp::syntax::SourceFile::new("quickstart.rlp", src))
+        .plan
+        .unwrap();
+    let tokenizer = Tokenizer::for_plan(&plan);
+    let generator = rlp::tasks::Generator::new(&plan);
+    let problem =
+        rlp::tasks::sample::example(&generator, plan.stages[0].spec.data(), 5, 0).unwrap();
+    let mut ids = vec![BOS];
+    ids.extend(tokenizer.encode(&problem.rendered.text()).unwrap());
+    ids.push(EOS);
+    // One block holding exactly this example.
+    let mut packer = Packer::new(
+        ids.len() - 1,
+        LossTarget::Solution,
+        &tokenizer.tag_ids("<solution>"),
+    );
+    packer.push(&ids);
+    let block = packer.next_block().unwrap();
+    let counted: Vec<u32> = block
+        .tokens
+        .iter()
+        .skip(1)
+        .zip(&block.mask)
+        .filter(|(_, m)| **m)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(
+        tokenizer.decode(&counted),
+        format!(
+            " {} </solution> <answer> {} </answer>",
+            problem.rendered.body, problem.rendered.answer
+        ) + &tokenizer.decode(&[EOS]),
+        "the loss covers what follows <solution>, through EOS"
+    );
 }

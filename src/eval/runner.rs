@@ -233,15 +233,8 @@ impl<'p> Evaluator<'p> {
         models: &[(String, &Transformer)],
         tick: Tick<'_>,
     ) -> Result<Vec<Row>, EvalError> {
-        let stop: Vec<u32> = [EOS]
-            .into_iter()
-            .chain(
-                self.tokenizer
-                    .encode("</answer>")
-                    .ok()
-                    .into_iter()
-                    .flatten(),
-            )
+        let stop: Vec<u32> = std::iter::once(EOS)
+            .chain(self.tokenizer.tag_ids("</answer>"))
             .collect();
         let sampling = Sampling {
             temperature: eval.temperature,

@@ -11,6 +11,9 @@
 //! kernel. On other devices the model uses the composite ops instead ([`super`]). Tests compare
 //! values and gradients with the composite ops on random shapes.
 
+// Kernels read best with the formulas' own one-letter names (x, w, g, q, k, v, d, s, ...).
+#![allow(clippy::many_single_char_names)]
+
 use std::sync::Arc;
 
 use candle_core::{

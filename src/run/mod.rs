@@ -559,11 +559,15 @@ impl Runner<'_> {
             .sum::<u64>()
             * u64::from(eval.problems_per_op)
             * eval.models.len() as u64;
-        self.observer
-            .begin(&format!("eval {}", eval.name), problems);
-        let mut tick = |done: u64, total: u64| {
-            self.observer
-                .advance(done, &format!("{done}/{total} problems"));
+        // "eval eval" for an unnamed block reads badly.
+        let label = if eval.name == "eval" {
+            "eval".to_owned()
+        } else {
+            format!("eval {}", eval.name)
+        };
+        self.observer.begin(&label, problems);
+        let mut tick = |done: u64, _total: u64| {
+            self.observer.advance(done, "problems");
             !self.options.interrupt.load(Ordering::SeqCst)
         };
         let rows = match evaluator.evaluate(eval, &refs, &mut tick) {

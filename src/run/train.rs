@@ -67,17 +67,16 @@ impl<'a> BlockStream<'a> {
         seed: u64,
         spec: &TrainSpec,
     ) -> Result<Self, RunError> {
-        let solution = tokenizer
-            .encode("<solution>")
-            .ok()
-            .and_then(|ids| ids.first().copied())
-            .ok_or_else(|| RunError::Internal("the vocabulary lacks <solution>".into()))?;
+        let solution = tokenizer.tag_ids("<solution>");
+        if solution.is_empty() {
+            return Err(RunError::Internal("the vocabulary lacks <solution>".into()));
+        }
         Ok(Self {
             generator,
             tokenizer,
             data,
             seed,
-            packer: Packer::new(spec.seq_len as usize, spec.loss, solution),
+            packer: Packer::new(spec.seq_len as usize, spec.loss, &solution),
             next_example: 0,
         })
     }

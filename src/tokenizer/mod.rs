@@ -181,6 +181,16 @@ impl Tokenizer {
         }
     }
 
+    /// The ids of a tag such as `<solution>`: on its own and with its leading space (the form
+    /// it has after other text). Empty if the tag is not in the vocabulary.
+    #[must_use]
+    pub fn tag_ids(&self, tag: &str) -> Vec<u32> {
+        [tag.to_owned(), format!(" {tag}")]
+            .iter()
+            .filter_map(|t| self.ids.get(t).copied())
+            .collect()
+    }
+
     /// Reads a tokenizer saved as JSON.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         let saved: Self = serde_json::from_str(json)?;

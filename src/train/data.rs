@@ -20,19 +20,20 @@ pub struct Block {
 pub struct Packer {
     seq_len: usize,
     target: LossTarget,
-    solution_token: u32,
+    solution_tokens: Vec<u32>,
     tokens: Vec<u32>,
     counts: Vec<bool>,
 }
 
 impl Packer {
-    /// A packer for blocks of `seq_len` inputs; `solution_token` is the id of `<solution>`.
+    /// A packer for blocks of `seq_len` inputs; `solution_tokens` are the ids of `<solution>`
+    /// (with and without its leading space: see [`crate::tokenizer::Tokenizer::tag_ids`]).
     #[must_use]
-    pub fn new(seq_len: usize, target: LossTarget, solution_token: u32) -> Self {
+    pub fn new(seq_len: usize, target: LossTarget, solution_tokens: &[u32]) -> Self {
         Self {
             seq_len,
             target,
-            solution_token,
+            solution_tokens: solution_tokens.to_vec(),
             tokens: Vec::new(),
             counts: Vec::new(),
         }
@@ -42,7 +43,8 @@ impl Packer {
     pub fn push(&mut self, example: &[u32]) {
         let mut in_solution = false;
         for &token in example {
-            if token == self.solution_token {
+            let marker = self.solution_tokens.contains(&token);
+            if marker {
                 in_solution = true;
             }
             self.tokens.push(token);
@@ -50,7 +52,7 @@ impl Packer {
             // prompt, so counting starts with the token after it.
             let counts = match self.target {
                 LossTarget::Full => true,
-                LossTarget::Solution => in_solution && token != self.solution_token,
+                LossTarget::Solution => in_solution && !marker,
             };
             self.counts.push(counts);
         }
@@ -88,7 +90,7 @@ mod tests {
 
     #[test]
     fn blocks_cover_every_target_once() {
-        let mut packer = Packer::new(4, LossTarget::Full, 99);
+        let mut packer = Packer::new(4, LossTarget::Full, &[99]);
         packer.push(&[1, 2, 3, 2]);
         packer.push(&[1, 5, 6, 2]);
         let a = packer.next_block().unwrap();
@@ -108,7 +110,7 @@ mod tests {
     #[test]
     fn solution_target_masks_the_prompt() {
         // 10 = <solution>: targets count from the token after it to EOS (2).
-        let mut packer = Packer::new(6, LossTarget::Solution, 10);
+        let mut packer = Packer::new(6, LossTarget::Solution, &[10, 11]);
         packer.push(&[1, 4, 10, 5, 6, 2]);
         packer.push(&[1]);
         let block = packer.next_block().unwrap();

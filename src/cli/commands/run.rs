@@ -60,7 +60,7 @@ impl Observer for Bars {
             *last = 0;
         }
         if self.hidden {
-            eprint_line(&format!("{label}: {total} steps"));
+            eprint_line(&format!("{label}: 0/{total}"));
         }
     }
 
