@@ -274,6 +274,19 @@ fn sweep_cells_share_their_common_stage() {
     );
     assert_eq!(first[0].dir, second[0].dir);
     assert_ne!(first[1].dir, second[1].dir, "mid-training differs per cell");
+    // Mid-training starts from the base's final weights, not from scratch: its first loss is
+    // about the base's last one, far below the base's first (about ln V at initialisation).
+    let base_losses = losses(&cells[0].dir.join(&first[0].dir).join("metrics.jsonl"));
+    let mid_losses = losses(&cells[0].dir.join(&first[1].dir).join("metrics.jsonl"));
+    let (base_first, base_last, mid_first) = (
+        base_losses[0].1,
+        base_losses[base_losses.len() - 1].1,
+        mid_losses[0].1,
+    );
+    assert!(
+        base_first - mid_first > 0.5 * (base_first - base_last),
+        "base {base_first:.3} -> {base_last:.3}, mid starts at {mid_first:.3}"
+    );
     for cell in &cells {
         let models: std::collections::BTreeSet<&str> =
             cell.evals[0].1.iter().map(|r| r.model.as_str()).collect();
