@@ -8,10 +8,9 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use rlp::model::sample::{Sampling, sample};
-use rlp::model::{Config, Transformer, seeded_init};
+use rlp::model::{Config, build};
 use rlp::plan::{DataSpec, Decay, LossTarget, LrSchedule, TrainSpec};
 use rlp::train::data::Block;
 use rlp::train::trainer::Trainer;
@@ -82,13 +81,7 @@ fn main() {
     }
     for name in names {
         let (config, seq, batch) = config(&name);
-        let varmap = VarMap::new();
-        let model = Transformer::load(
-            &config,
-            &VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
-        seeded_init(&varmap, &config, 0).unwrap();
+        let (varmap, model) = build(&config, &Device::Cpu, Some(0)).unwrap();
         let mut trainer = Trainer::new(&varmap, &spec(seq, batch), 1000).unwrap();
         let blocks: Vec<Block> = (0..batch)
             .map(|b| Block {

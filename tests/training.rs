@@ -164,7 +164,12 @@ fn the_solution_target_counts_exactly_the_solution_tokens() {
         format!(
             " {} </solution> <answer> {} </answer>",
             problem.rendered.body, problem.rendered.answer
-        ) + &tokenizer.decode(&[EOS]),
-        "the loss covers what follows <solution>, through EOS"
+        ),
+        "the loss covers what follows <solution>"
+    );
+    assert_eq!(
+        counted.last(),
+        Some(&EOS),
+        "and the EOS that ends the example"
     );
 }

@@ -250,8 +250,7 @@ impl<'p> Evaluator<'p> {
             .iter()
             .map(|split| self.split_problems(eval, split))
             .collect::<Result<Vec<_>, _>>()?;
-        let total: u64 =
-            models.len() as u64 * splits.iter().map(|(p, _)| p.len() as u64).sum::<u64>();
+        let total = problem_count(eval, models.len());
         let mut done = 0;
         let mut rows = Vec::new();
         for (name, model) in models {
@@ -314,11 +313,11 @@ impl<'p> Evaluator<'p> {
         let mut rows = Vec::new();
         let contexts = &split.source.contexts;
         for op in split.source.op_min..=split.source.op_max {
-            let at_op: Vec<&ProblemOutcome> = outcomes.iter().filter(|o| o.op == op).collect();
-            rows.push(summarise(eval, model, split, Some(op), None, &at_op));
+            let of_op: Vec<&ProblemOutcome> = outcomes.iter().filter(|o| o.op == op).collect();
+            rows.push(summarise(eval, model, split, Some(op), None, &of_op));
             if contexts.len() > 1 {
                 for &context in contexts {
-                    let subset: Vec<&ProblemOutcome> = at_op
+                    let subset: Vec<&ProblemOutcome> = of_op
                         .iter()
                         .copied()
                         .filter(|o| o.context == context)
@@ -334,6 +333,17 @@ impl<'p> Evaluator<'p> {
         rows.push(summarise(eval, model, split, None, None, &all));
         rows
     }
+}
+
+/// Problems an eval samples from: models × ops × `problems_per_op`, over its splits.
+#[must_use]
+pub fn problem_count(eval: &EvalSpec, models: usize) -> u64 {
+    let ops: u64 = eval
+        .splits
+        .iter()
+        .map(|s| u64::from(s.source.op_max - s.source.op_min + 1))
+        .sum();
+    ops * u64::from(eval.problems_per_op) * models as u64
 }
 
 /// Averages problems into a row.

@@ -72,11 +72,9 @@ fn init(cfg: &Config) -> Init {
     }
 }
 
-/// Draws every matrix of `varmap` (projections and the embedding) afresh from N(0, init_std)
-/// under `seed`; vectors (norm gains, biases) keep their constant initial values. candle's own
-/// random init cannot be seeded on the CPU, and a run must be reproducible from its seed.
-pub fn seeded_init(varmap: &candle_nn::VarMap, config: &Config, seed: u64) -> Result<()> {
-    use rand::{Rng, SeedableRng};
+/// The variables of `varmap` in name order: the deterministic order of initialisation,
+/// optimizer state and checkpoints.
+pub fn sorted_vars(varmap: &candle_nn::VarMap) -> Result<Vec<(String, candle_core::Var)>> {
     let mut vars: Vec<(String, candle_core::Var)> = varmap
         .data()
         .lock()
@@ -85,6 +83,32 @@ pub fn seeded_init(varmap: &candle_nn::VarMap, config: &Config, seed: u64) -> Re
         .map(|(name, var)| (name.clone(), var.clone()))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
+}
+
+/// A model on `device` and its variables: with weights drawn under `seed`, or, with `None`,
+/// with candle's placeholder init for a caller that loads weights next (skipping the seeded
+/// draw, which would be overwritten).
+pub fn build(
+    config: &Config,
+    device: &Device,
+    seed: Option<u64>,
+) -> Result<(candle_nn::VarMap, Transformer)> {
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let model = Transformer::load(config, &vb)?;
+    if let Some(seed) = seed {
+        seeded_init(&varmap, config, seed)?;
+    }
+    Ok((varmap, model))
+}
+
+/// Draws every matrix of `varmap` (projections and the embedding) afresh from N(0, init_std)
+/// under `seed`; vectors (norm gains, biases) keep their constant initial values. candle's own
+/// random init cannot be seeded on the CPU, and a run must be reproducible from its seed.
+pub fn seeded_init(varmap: &candle_nn::VarMap, config: &Config, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let vars = sorted_vars(varmap)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     for (_, var) in vars {
         if var.rank() != 2 {

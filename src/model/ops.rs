@@ -43,6 +43,15 @@ fn u32s<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [u32]> {
     Ok(&data[start..end])
 }
 
+/// The last two dimensions of a layout, (rows per matrix, columns): (t, s) of scores, (t, d)
+/// of a (b, h, t, d) tensor.
+fn last_two_dims(layout: &Layout) -> Result<(usize, usize)> {
+    match layout.dims() {
+        [.., rows, cols] => Ok((*rows, *cols)),
+        _ => candle_core::bail!("fused op: expected at least two dimensions"),
+    }
+}
+
 /// The last dimension of a layout.
 fn last_dim(layout: &Layout) -> Result<usize> {
     layout
@@ -72,8 +81,7 @@ impl CustomOp1 for CausalSoftmax {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32s(storage, layout)?;
-        let dims = layout.dims();
-        let (s, t) = (last_dim(layout)?, dims[dims.len().saturating_sub(2)]);
+        let (t, s) = last_two_dims(layout)?;
         let offset = s.saturating_sub(t);
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(s)
@@ -308,9 +316,7 @@ impl CustomOp1 for Rope {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32s(storage, layout)?;
-        let dims = layout.dims();
-        let d = last_dim(layout)?;
-        let t = dims[dims.len().saturating_sub(2)];
+        let (t, d) = last_two_dims(layout)?;
         let half = d / 2;
         if (self.offset + t) * d > self.cos.len() {
             candle_core::bail!("rope: positions beyond the table");

@@ -545,20 +545,14 @@ impl Runner<'_> {
                 &self.plan.models[stage.spec.model().0],
                 self.tokenizer.len(),
             );
-            let (mut varmap, model) = train::build_model(&config, &self.options.device, 0)?;
+            let (mut varmap, model) = crate::model::build(&config, &self.options.device, None)?;
             varmap.load(&weights)?;
             models.push((stage.name.clone(), model));
         }
         let refs: Vec<(String, &Transformer)> =
             models.iter().map(|(n, m)| (n.clone(), m)).collect();
         let evaluator = Evaluator::new(self.plan, &self.tokenizer);
-        let problems: u64 = eval
-            .splits
-            .iter()
-            .map(|s| u64::from(s.source.op_max - s.source.op_min + 1))
-            .sum::<u64>()
-            * u64::from(eval.problems_per_op)
-            * eval.models.len() as u64;
+        let problems = crate::eval::runner::problem_count(eval, eval.models.len());
         // "eval eval" for an unnamed block reads badly.
         let label = if eval.name == "eval" {
             "eval".to_owned()

@@ -12,13 +12,13 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::files::{JsonLines, write_atomically};
 use super::{RunError, Runner};
-use crate::model::{Config, Transformer, seeded_init};
+use crate::model::Config;
 use crate::plan::{DataSpec, StagePlan, TrainSpec};
 use crate::tasks::Generator;
 use crate::tasks::sample::example;
@@ -147,21 +147,6 @@ impl<'a> BlockStream<'a> {
     }
 }
 
-/// A model on `device` with weights drawn under `seed`, and its variables.
-pub(crate) fn build_model(
-    config: &Config,
-    device: &Device,
-    seed: u64,
-) -> candle_core::Result<(VarMap, Transformer)> {
-    let varmap = VarMap::new();
-    let model = Transformer::load(
-        config,
-        &VarBuilder::from_varmap(&varmap, DType::F32, device),
-    )?;
-    seeded_init(&varmap, config, seed)?;
-    Ok((varmap, model))
-}
-
 /// Saves the weights of `varmap` to `path` atomically.
 pub(crate) fn save_weights(varmap: &VarMap, path: &Path) -> Result<(), RunError> {
     let tmp = path.with_extension("safetensors.tmp");
@@ -185,9 +170,11 @@ pub(super) fn run(
         runner.observer,
     );
     let config = Config::from_spec(&plan.models[spec.model.0], tokenizer.len());
-    let (varmap, model) = build_model(&config, &options.device, stage.seed)?;
+    // A mid-training stage loads its parent's weights; only a fresh one draws its own.
+    let seed = parent.is_none().then_some(stage.seed);
+    let (mut varmap, model) = crate::model::build(&config, &options.device, seed)?;
     if let Some(parent) = parent {
-        varmap.clone().load(parent)?;
+        varmap.load(parent)?;
     }
     let tokens_per_step = u64::from(spec.batch) * u64::from(spec.seq_len);
     let total_steps = spec.tokens.div_ceil(tokens_per_step).max(1);

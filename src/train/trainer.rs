@@ -104,16 +104,7 @@ impl Trainer {
     /// A trainer for the variables of `varmap`, taking `total_steps` steps under `spec`.
     pub fn new(varmap: &VarMap, spec: &TrainSpec, total_steps: u64) -> Result<Self> {
         // Variables in name order, so checkpoints and updates are deterministic.
-        let mut vars: Vec<(String, candle_core::Var)> = {
-            let data = varmap
-                .data()
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("variable map poisoned".into()))?;
-            data.iter()
-                .map(|(name, var)| (name.clone(), var.clone()))
-                .collect()
-        };
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars = crate::model::sorted_vars(varmap)?;
         let optimizer = AdamW::new(vars, lr_at(&spec.lr, 0, total_steps), spec.weight_decay)?;
         Ok(Self {
             optimizer,
