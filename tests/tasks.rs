@@ -23,7 +23,7 @@ proptest! {
 
     #[test]
     fn generated_problems_verify_against_themselves(
-        task in 0usize..4, context in 0usize..3, reverse in any::<bool>(), op in 1u32..=20, seed in any::<u64>(),
+        task in 0usize..5, context in 0usize..3, reverse in any::<bool>(), op in 1u32..=20, seed in any::<u64>(),
     ) {
         let plan = plan();
         let task_id = TaskId(task);
@@ -279,4 +279,47 @@ fn mixture_weights_are_honoured_and_streams_are_reproducible() {
     let other_seed =
         rlp::tasks::sample::example(&generator, stage.spec.data(), stage.seed + 1, 1234).unwrap();
     assert_ne!(other_seed.rendered, again.rendered);
+}
+
+/// Where each variable's sentence stands in a compact problem (`B = 3 . D = B + 2 . ...`).
+fn sentence_positions(problem: &str) -> std::collections::HashMap<char, usize> {
+    problem
+        .split(" . ")
+        .enumerate()
+        .filter_map(|(i, sentence)| Some((sentence.trim().chars().next()?, i)))
+        .collect()
+}
+
+#[test]
+fn ordered_sentences_follow_the_solution_and_shuffled_ones_do_not() {
+    let plan = plan();
+    let task = |name: &str| TaskId(plan.tasks.iter().position(|t| t.name == name).unwrap());
+    let in_solution_order = |task: TaskId, mode: Mode, op: u32, seed: u64| {
+        let context = plan.tasks[task.0].contexts[0];
+        let problem = rlp::tasks::generate(&plan, task, context, mode, op, seed).unwrap();
+        let positions = sentence_positions(&problem.rendered.problem);
+        let stated: Vec<usize> = problem
+            .graph
+            .order
+            .iter()
+            .filter_map(|&n| positions.get(&problem.rendered.vars[n]).copied())
+            .collect();
+        assert!(stated.len() >= 2, "{}", problem.rendered.problem);
+        stated.windows(2).all(|w| w[0] < w[1])
+    };
+    let (ordered, shuffled) = (task("ordered"), task("symbols"));
+    let mut shuffled_in_order = 0;
+    for seed in 0..100 {
+        for (op, mode) in [(3, Mode::Forward), (6, Mode::Forward), (9, Mode::Reverse)] {
+            assert!(
+                in_solution_order(ordered, mode, op, seed),
+                "seed {seed} op {op}"
+            );
+            shuffled_in_order += usize::from(in_solution_order(shuffled, mode, op, seed));
+        }
+    }
+    assert!(
+        shuffled_in_order < 100,
+        "{shuffled_in_order} of 300 shuffled problems were in order"
+    );
 }

@@ -4,7 +4,7 @@
 use super::fields::{self, Env, Fields, Reader};
 use super::symbols::{DefKind, Symbols};
 use crate::diagnostics::{AnalysisError, Problem};
-use crate::plan::{BudgetSpec, BudgetUnit, ModeWeights, ModelSpec};
+use crate::plan::{BudgetSpec, BudgetUnit, ModeWeights, ModelSpec, SentenceOrder};
 use crate::syntax::ast::{Atom, Block, BudgetItem, Line};
 
 /// Model fields, in canonical order.
@@ -193,6 +193,7 @@ pub(crate) struct TaskSettings {
     pub(crate) max_value: i64,
     pub(crate) modes: ModeWeights,
     pub(crate) distractors: bool,
+    pub(crate) sentences: SentenceOrder,
     pub(crate) max_op: u32,
 }
 
@@ -205,6 +206,7 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "max_value",
     "modes",
     "distractors",
+    "sentences",
     "max_op",
 ];
 
@@ -251,6 +253,19 @@ pub(crate) fn task_settings(fields: &Fields<'_>, sink: &mut Vec<Problem>) -> Opt
         }),
     };
     let distractors = switch(fields.get("distractors"), sink).map(|v| v.unwrap_or(true));
+    let sentences = match fields.get("sentences") {
+        Some(line) => {
+            Reader::new(line, Env::Fixed, "sentences shuffled", sink).and_then(|mut r| {
+                let order = match r.word("`shuffled` or `ordered`", &["shuffled", "ordered"])? {
+                    "ordered" => SentenceOrder::Ordered,
+                    _ => SentenceOrder::Shuffled,
+                };
+                r.finish();
+                Some(order)
+            })
+        }
+        None => Some(SentenceOrder::Shuffled),
+    };
     if sink.len() > before {
         return None;
     }
@@ -260,6 +275,7 @@ pub(crate) fn task_settings(fields: &Fields<'_>, sink: &mut Vec<Problem>) -> Opt
         max_value: max_value?,
         modes: modes?,
         distractors: distractors?,
+        sentences: sentences?,
         max_op: max_op?,
     })
 }

@@ -498,6 +498,7 @@ impl<'a> Analyzer<'a> {
                 max_value: settings.max_value,
                 modes: settings.modes,
                 distractors: settings.distractors,
+                sentences: settings.sentences,
                 max_op: settings.max_op,
             },
         })

@@ -116,8 +116,25 @@ pub struct TaskSpec {
     pub modes: ModeWeights,
     /// Whether problems carry distractor sentences.
     pub distractors: bool,
+    /// The order of the problem sentences.
+    #[serde(default)]
+    pub sentences: SentenceOrder,
     /// Largest op(G) the task generates.
     pub max_op: u32,
+}
+
+/// The order of a problem's sentences.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SentenceOrder {
+    /// In random order, as the reference renders them: finding what the question needs is
+    /// part of the problem.
+    #[default]
+    Shuffled,
+    /// The necessary sentences in the order the solution computes them, with distractors
+    /// (and reverse mode's stated total) at random places between them: an easier form for
+    /// models too small to search the problem first.
+    Ordered,
 }
 
 /// Forward or reverse problems.

@@ -106,8 +106,16 @@ impl<'p> Generator<'p> {
         for attempt in 1..=MAX_ATTEMPTS {
             let outcome =
                 generate::attempt(task_spec, context_spec, mode, op, &mut rng).and_then(|g| {
-                    render::render(&g, context_spec, phrasing, compiled, mode, &mut rng)
-                        .map(|r| (g, r))
+                    render::render(
+                        &g,
+                        context_spec,
+                        phrasing,
+                        compiled,
+                        mode,
+                        task_spec.sentences,
+                        &mut rng,
+                    )
+                    .map(|r| (g, r))
                 });
             match outcome {
                 Ok((generated, rendered)) => {

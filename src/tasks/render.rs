@@ -11,7 +11,7 @@ use super::linear::Linear;
 use std::fmt::Write as _;
 
 use crate::analysis::templates::{Template, fill};
-use crate::plan::{ContextSpec, Mode, PhrasingSpec};
+use crate::plan::{ContextSpec, Mode, PhrasingSpec, SentenceOrder};
 
 /// A rendered problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,7 @@ pub fn render(
     phrasing: &PhrasingSpec,
     compiled: &[Template],
     mode: Mode,
+    order: SentenceOrder,
     rng: &mut impl Rng,
 ) -> Result<Rendered, Rejection> {
     let graph = &generated.graph;
@@ -161,19 +162,37 @@ pub fn render(
         .is_some_and(|t| t.contains("{name}"));
     // Sentences in random order, written straight into one buffer; `None` is the extra
     // sentence of reverse mode stating the target's value.
+    // A total needs no sentence where its name says what it is ("total number of ... in
+    // E"); where quantities are letters, it is stated like any other quantity.
+    let needs_sentence =
+        |n: &&usize| matches!(graph.nodes[**n].kind, NodeKind::Instance { .. }) || !totals_named;
     let mut stated: Vec<Option<usize>> = graph
         .order
         .iter()
-        .chain(&graph.distractors)
-        // A total needs no sentence where its name says what it is ("total number of ... in
-        // E"); where quantities are letters, it is stated like any other quantity.
-        .filter(|&&n| matches!(graph.nodes[n].kind, NodeKind::Instance { .. }) || !totals_named)
+        .filter(needs_sentence)
+        .map(|&n| Some(n))
+        .collect();
+    let mut extra: Vec<Option<usize>> = graph
+        .distractors
+        .iter()
+        .filter(needs_sentence)
         .map(|&n| Some(n))
         .collect();
     if graph.unknown.is_some() {
-        stated.push(None);
+        extra.push(None);
     }
-    stated.shuffle(r.rng);
+    match order {
+        SentenceOrder::Shuffled => {
+            stated.append(&mut extra);
+            stated.shuffle(r.rng);
+        }
+        SentenceOrder::Ordered => {
+            for sentence in extra {
+                let at = r.rng.random_range(0..=stated.len());
+                stated.insert(at, sentence);
+            }
+        }
+    }
     let target = graph.target();
     let asked = graph.unknown.unwrap_or(target);
     let mut problem = String::with_capacity(stated.len() * 96);

@@ -51,7 +51,8 @@ pub(crate) fn plan_for_snapshot(plan: &Plan) -> Value {
 }
 
 /// Tasks over every kind of phrasing: the user-defined `terse` of a fixture (with its own
-/// context), the reference's `english` and `compact`, and an english task without distractors.
+/// context), the reference's `english` and `compact`, an english task without distractors, and a
+/// compact one whose sentences come in solution order.
 pub(crate) fn phrasings_plan() -> Plan {
     let custom = std::fs::read_to_string(
         root().join("tests/fixtures/analysis/ok/custom-context-phrasing.rlp"),
@@ -61,7 +62,8 @@ pub(crate) fn phrasings_plan() -> Plan {
         + "use prelude\n\
            task words {\n    contexts zoo, teacher, movie\n    phrasing english\n}\n\
            task symbols {\n    contexts zoo, teacher, movie\n    phrasing compact\n}\n\
-           task plain {\n    contexts zoo, teacher\n    phrasing english\n    distractors off\n    max_value 100\n}\n";
+           task plain {\n    contexts zoo, teacher\n    phrasing english\n    distractors off\n    max_value 100\n}\n\
+           task ordered {\n    contexts zoo, movie\n    phrasing compact\n    sentences ordered\n}\n";
     let compilation = rlp::compile(&rlp::syntax::SourceFile::new("phrasings.rlp", src));
     compilation
         .plan
