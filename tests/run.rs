@@ -1,6 +1,6 @@
 //! `rlp run` end to end on a tiny pipeline: the run directory, reuse of finished work,
 //! resume after an interruption with the losses of an uninterrupted run, a NaN stop that keeps
-//! its checkpoint, and a clear refusal of stages it cannot run yet.
+//! its checkpoint, and GRPO raising its reward and resuming where it stopped.
 #![allow(clippy::float_cmp)] // resumed losses must match bit for bit
 
 use std::path::{Path, PathBuf};
@@ -300,17 +300,106 @@ fn sweep_cells_share_their_common_stage() {
     );
 }
 
+/// Sets the interrupt flag once an `rl` stage reaches `at` steps.
+struct InterruptRlAt {
+    at: u64,
+    flag: Arc<AtomicBool>,
+    in_rl: AtomicBool,
+}
+
+impl Observer for InterruptRlAt {
+    fn begin(&self, label: &str, _: u64) {
+        self.in_rl.store(label.starts_with("rl "), Ordering::SeqCst);
+    }
+    fn advance(&self, done: u64, _: &str) {
+        if self.in_rl.load(Ordering::SeqCst) && done >= self.at {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+    fn end(&self, _: &str) {}
+    fn note(&self, _: &str) {}
+}
+
+/// A column of an `rl` stage's metrics, by step.
+fn column(path: &Path, key: &str) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()[key]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
-fn rl_stages_are_refused_before_any_work() {
-    let src = std::fs::read_to_string(root().join("pipelines/edge-of-competence.rlp")).unwrap();
-    let plan = rlp::compile(&rlp::syntax::SourceFile::new("edge-of-competence.rlp", src))
-        .plan
-        .unwrap();
-    let out = scratch("rl");
-    let error = execute(&plan, &input(), &options(&out), &Silent).unwrap_err();
+fn grpo_raises_the_reward_and_resumes_where_it_stopped() {
+    let plan = fixture_plan("rl.rlp");
+    let straight = scratch("rl-straight");
+    let cells = execute(&plan, &input(), &options(&straight), &Silent).unwrap();
+    let stages = &cells[0].manifest.stages;
+    assert_eq!(stages[1].kind, "rl");
+    let done = stages[1].done.as_ref().unwrap();
+    assert_eq!(done.steps, 10);
+    let filter = done.filter.as_ref().unwrap();
     assert!(
-        matches!(error, RunError::Unsupported { kind: "rl", .. }),
+        filter.iter().all(|f| f.tried == f.kept)
+            && filter.iter().map(|f| f.tried).sum::<u64>() >= 40,
+        "a 0..=1 band keeps every candidate: {filter:?}"
+    );
+    let metrics = cells[0].dir.join(&stages[1].dir).join("metrics.jsonl");
+    let reward = column(&metrics, "reward/mean");
+    assert_eq!(reward.len(), 10);
+    let (first, last) = (
+        reward[..3].iter().sum::<f64>() / 3.0,
+        reward[7..].iter().sum::<f64>() / 3.0,
+    );
+    assert!(
+        last > first + 0.1,
+        "shorter completions earn more, and GRPO finds them: {reward:?}"
+    );
+    for key in [
+        "actor/pg_clipfrac",
+        "actor/kl_loss",
+        "actor/entropy",
+        "rollout/zero_std_frac",
+    ] {
+        assert!(
+            column(&metrics, key)
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0),
+            "{key}"
+        );
+    }
+    assert!(
+        column(&metrics, "actor/kl_loss")[9] > 0.0,
+        "the policy moved away from its start"
+    );
+    let models: std::collections::BTreeSet<&str> = cells[0].evals[0]
+        .1
+        .iter()
+        .map(|r| r.model.as_str())
+        .collect();
+    assert_eq!(models, ["base", "post"].into_iter().collect());
+
+    // Interrupted after its fourth step (the checkpoint), then resumed: the same rewards.
+    let out = scratch("rl-resumed");
+    let first_try = options(&out);
+    let observer = InterruptRlAt {
+        at: 4,
+        flag: Arc::clone(&first_try.interrupt),
+        in_rl: AtomicBool::new(false),
+    };
+    let error = execute(&plan, &input(), &first_try, &observer).unwrap_err();
+    assert!(
+        matches!(error, RunError::Interrupted { step: 4, .. }),
         "{error}"
     );
-    assert!(!out.join("edge-of-competence").exists(), "nothing written");
+    let cells = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    let resumed = cells[0]
+        .dir
+        .join(&cells[0].manifest.stages[1].dir)
+        .join("metrics.jsonl");
+    assert_eq!(column(&resumed, "reward/mean"), reward);
 }

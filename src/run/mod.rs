@@ -21,6 +21,7 @@
 //! its checkpoint. Evaluations are skipped likewise when their table records the same key.
 
 mod files;
+mod rl;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -132,18 +133,6 @@ pub enum RunError {
     EvalInterrupted {
         /// The eval.
         eval: String,
-    },
-    /// The plan has a stage kind this version cannot run yet.
-    #[error("stage `{stage}` is an `{kind}` stage, which `rlp run` cannot execute yet")]
-    #[diagnostic(
-        code(rlp::run::unsupported),
-        help("`rl` stages (GRPO) are the next milestone; `rlp check` and `rlp plan` accept them")
-    )]
-    Unsupported {
-        /// The stage.
-        stage: String,
-        /// Its kind.
-        kind: &'static str,
     },
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
@@ -312,16 +301,6 @@ pub fn execute(
     options: &RunOptions,
     observer: &dyn Observer,
 ) -> Result<Vec<CellReport>, RunError> {
-    if let Some(stage) = plan
-        .stages
-        .iter()
-        .find(|s| matches!(s.spec, StageSpec::Rl(_)))
-    {
-        return Err(RunError::Unsupported {
-            stage: stage.name.clone(),
-            kind: stage.spec.keyword(),
-        });
-    }
     let root = options.out.join(&plan.name);
     create_dir(&root.join("stages"))?;
     let tokenizer = Tokenizer::for_plan(plan);
@@ -468,13 +447,17 @@ impl Runner<'_> {
                         .join(self.stage_dir(p.0))
                         .join("model.safetensors")
                 });
-                let (StageSpec::Pretrain(spec) | StageSpec::Midtrain(spec)) = &stage.spec else {
-                    return Err(RunError::Unsupported {
-                        stage: stage.name.clone(),
-                        kind: stage.spec.keyword(),
-                    });
+                let done = match &stage.spec {
+                    StageSpec::Pretrain(spec) | StageSpec::Midtrain(spec) => {
+                        train::run(self, stage, spec, parent.as_deref(), &stage_dir)?
+                    }
+                    StageSpec::Rl(spec) => {
+                        let parent = parent.ok_or_else(|| {
+                            RunError::Internal(format!("`rl {}` has no parent", stage.name))
+                        })?;
+                        rl::run(self, stage, spec, &parent, &stage_dir)?
+                    }
                 };
-                let done = train::run(self, stage, spec, parent.as_deref(), &stage_dir)?;
                 (Status::Finished, done)
             };
             manifest.stages[position].status = status;

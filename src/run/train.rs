@@ -39,14 +39,21 @@ pub struct StageDone {
     pub steps: u64,
     /// Tokens trained on (steps × batch × seq).
     pub tokens: u64,
-    /// Mean training loss over the last 10 steps.
+    /// Mean training loss over the last 10 steps (`rl`: the policy loss).
     pub final_loss: f64,
-    /// The last held-out loss.
-    pub heldout_loss: f64,
+    /// The last held-out loss (none for `rl`).
+    #[serde(default)]
+    pub heldout_loss: Option<f64>,
     /// Seconds spent training in the run that finished the stage (resumed runs: that part).
     pub seconds: f64,
-    /// Training tokens per second in that run.
+    /// Training tokens per second in that run (`rl`: response tokens sampled).
     pub tokens_per_second: f64,
+    /// `rl`: the mean reward of the last 10 steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<f64>,
+    /// `rl` with a competence filter: candidates tried and kept, per op.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Vec<super::rl::FilterRecord>>,
 }
 
 /// An example stream cut into blocks; its position can be saved and restored.
@@ -284,10 +291,12 @@ pub(super) fn run(
         steps: total_steps,
         tokens: total_steps * tokens_per_step,
         final_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
-        heldout_loss,
+        heldout_loss: Some(heldout_loss),
         seconds,
         tokens_per_second: (total_steps - first_step) as f64 * tokens_per_step as f64
             / seconds.max(1e-9),
+        reward: None,
+        filter: None,
     };
     let done_path = dir.join("done.json");
     write_atomically(&done_path, &super::files::pretty_json(&done)?)
@@ -296,7 +305,7 @@ pub(super) fn run(
     let _ = std::fs::remove_file(&checkpoint);
     observer.end(&format!(
         "loss {:.3} · held-out {:.3} · {:.0} tok/s",
-        done.final_loss, done.heldout_loss, done.tokens_per_second
+        done.final_loss, heldout_loss, done.tokens_per_second
     ));
     Ok(done)
 }

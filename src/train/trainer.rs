@@ -16,23 +16,28 @@ use crate::model::Transformer;
 use crate::plan::TrainSpec;
 
 /// The next-token loss averaged over the positions the mask keeps.
-/// On the CPU the per-position losses come from one fused kernel ([`crate::model::ops`]).
 pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let (b, t, v) = logits.dims3()?;
-    let logits = logits.reshape((b * t, v))?;
-    let targets = targets.reshape(b * t)?;
-    let losses = if logits.device().is_cpu() {
-        crate::model::ops::cross_entropy(&logits, &targets)?
-    } else {
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        log_probs
-            .gather(&targets.unsqueeze(1)?, 1)?
-            .squeeze(1)?
-            .neg()?
-    };
+    let (b, t, _) = logits.dims3()?;
+    let losses = token_log_probs(logits, targets)?.neg()?.reshape(b * t)?;
     let mask = mask.reshape(b * t)?.to_dtype(DType::F32)?;
     let kept = mask.sum_all()?.maximum(1.0)?;
     (losses * &mask)?.sum_all()?.div(&kept)
+}
+
+/// The log-probability of each target token, (rows, tokens), differentiable. On the CPU it
+/// comes from one fused kernel ([`crate::model::ops::cross_entropy`]).
+pub fn token_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    let logits = logits.reshape((b * t, v))?;
+    let targets = targets.reshape(b * t)?;
+    let log_probs = if logits.device().is_cpu() {
+        crate::model::ops::cross_entropy(&logits, &targets)?.neg()?
+    } else {
+        candle_nn::ops::log_softmax(&logits, D::Minus1)?
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+    };
+    log_probs.reshape((b, t))
 }
 
 /// Why a training step failed.

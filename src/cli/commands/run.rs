@@ -108,18 +108,24 @@ fn summary(cell: &CellReport) -> String {
     let mut out = format!("cell `{}` → {}\n", cell.name, cell.dir.display());
     for stage in &cell.manifest.stages {
         if let Some(done) = &stage.done {
+            let outcome = match (done.reward, done.heldout_loss) {
+                (Some(reward), _) => format!(
+                    "reward {reward:.3}, {} response tokens, {:.0} s at {:.0} tok/s",
+                    done.tokens, done.seconds, done.tokens_per_second
+                ),
+                (None, heldout) => format!(
+                    "{} tokens, loss {:.3}, held-out {}, {:.0} s at {:.0} tok/s",
+                    done.tokens,
+                    done.final_loss,
+                    heldout.map_or_else(|| "-".to_owned(), |h| format!("{h:.3}")),
+                    done.seconds,
+                    done.tokens_per_second
+                ),
+            };
             let _ = writeln!(
                 out,
-                "  {} {:<12} {:?}: {} steps, {} tokens, loss {:.3}, held-out {:.3}, {:.0} s at {:.0} tok/s",
-                stage.kind,
-                stage.name,
-                stage.status,
-                done.steps,
-                done.tokens,
-                done.final_loss,
-                done.heldout_loss,
-                done.seconds,
-                done.tokens_per_second
+                "  {} {:<12} {:?}: {} steps, {outcome}",
+                stage.kind, stage.name, stage.status, done.steps
             );
         }
     }

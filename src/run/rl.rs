@@ -1,0 +1,416 @@
+//! Running an `rl` stage: GRPO from the parent stage's weights. Each step draws
+//! `prompts_per_step` prompts from the stage's source (through the competence filter when one
+//! is declared), samples a group of rollouts per prompt with the KV-cache sampler, scores them
+//! with the stage's reward, and applies [`crate::rl::update`].
+//!
+//! Every random draw is a function of the stage seed and a counter (the step, the candidate
+//! prompt's index), and the checkpoint holds the weights, the optimizer moments, the step and
+//! the next candidate prompt, so a resumed stage takes exactly the steps it would have taken.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+
+use super::files::{JsonLines, write_atomically};
+use super::train::{StageDone, save_weights};
+use super::{RunError, Runner};
+use crate::model::Config;
+use crate::model::sample::{Sampling, sample};
+use crate::plan::{RewardSpec, RlSpec, StagePlan};
+use crate::rl::{Rollout, grpo, update};
+use crate::tasks::reward::Primitives;
+use crate::tasks::sample::{example, example_seed};
+use crate::tasks::trace::TraceFormat;
+use crate::tasks::verify::score;
+use crate::tasks::{Generator, Problem, trace_format};
+use crate::tokenizer::{BOS, EOS, Tokenizer};
+use crate::train::optim::AdamW;
+
+/// Salts of the rollout and filter sampling seeds.
+const ROLLOUT_SALT: u64 = 0x726f_6c6c_6f75_7473;
+const FILTER_SALT: u64 = 0x6669_6c74_6572_7321;
+
+/// At most this many candidates per kept prompt are tried in one step before the step trains
+/// on what it has.
+const FILTER_TRIES_PER_PROMPT: u64 = 8;
+
+/// A rollout whose reward is at least this counts as a pass for the competence filter.
+const PASS: f64 = 1.0 - 1e-9;
+
+/// One scored rollout.
+struct Scored {
+    rollout: Rollout,
+    reward: f64,
+    primitives: Primitives,
+    verified: bool,
+}
+
+/// What the stage needs to draw and score rollouts.
+struct Scorer<'a> {
+    tokenizer: &'a Tokenizer,
+    reward: &'a RewardSpec,
+    formats: Vec<TraceFormat>,
+    sampling: Sampling,
+}
+
+impl Scorer<'_> {
+    fn prompt_ids(&self, problem: &Problem) -> Vec<u32> {
+        let mut ids = vec![BOS];
+        ids.extend(self.tokenizer.encode_lossy(&problem.rendered.prompt()));
+        ids
+    }
+
+    /// `n` rollouts of `problem`, scored.
+    fn rollouts(
+        &self,
+        model: &crate::model::Transformer,
+        problem: &Problem,
+        n: usize,
+        seed: u64,
+    ) -> candle_core::Result<Vec<Scored>> {
+        let prompt = self.prompt_ids(problem);
+        let format = &self.formats[problem.task.0];
+        let gold = problem.gold_graph();
+        let completions = sample(model, &prompt, n, &self.sampling, seed)?;
+        Ok(completions
+            .into_iter()
+            .map(|completion| {
+                let text = self.tokenizer.decode(&completion);
+                let primitives = Primitives::of(
+                    &problem.rendered.solution,
+                    &problem.rendered.answer,
+                    &text,
+                    format,
+                    self.sampling.max_new_tokens as u32,
+                );
+                let verified =
+                    score(&gold, &crate::tasks::trace::parse(&text, format)).verified_correct;
+                Scored {
+                    rollout: Rollout {
+                        prompt: prompt.clone(),
+                        completion,
+                    },
+                    reward: primitives.reward(self.reward),
+                    primitives,
+                    verified,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Per-op counts of the competence filter: candidates tried and kept.
+type FilterCounts = BTreeMap<u32, (u64, u64)>;
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// Runs one `rl` stage in `dir` from the `parent` weights.
+#[allow(clippy::too_many_lines)] // one loop, read top to bottom
+pub(super) fn run(
+    runner: &Runner<'_>,
+    stage: &StagePlan,
+    spec: &RlSpec,
+    parent: &Path,
+    dir: &Path,
+) -> Result<StageDone, RunError> {
+    let (plan, tokenizer, options, observer) = (
+        runner.plan,
+        &runner.tokenizer,
+        runner.options,
+        runner.observer,
+    );
+    let config = Config::from_spec(&plan.models[spec.model.0], tokenizer.len());
+    let (mut varmap, model) = crate::model::build(&config, &options.device, None)?;
+    varmap.load(parent)?;
+    // The frozen starting model, for the KL term.
+    let reference = if spec.kl > 0.0 {
+        let (mut frozen, reference) = crate::model::build(&config, &options.device, None)?;
+        frozen.load(parent)?;
+        Some(reference)
+    } else {
+        None
+    };
+    let mut optimizer = AdamW::new(
+        crate::model::sorted_vars(&varmap)?,
+        spec.lr,
+        spec.weight_decay,
+    )?;
+    let generator = Generator::new(plan);
+    let scorer = Scorer {
+        tokenizer,
+        reward: &plan.rewards[spec.reward.0],
+        formats: (0..plan.tasks.len())
+            .map(|t| trace_format(plan, crate::plan::TaskId(t)))
+            .collect(),
+        sampling: Sampling {
+            temperature: spec.temperature,
+            top_p: spec.top_p,
+            max_new_tokens: spec.max_new_tokens as usize,
+            stop: std::iter::once(EOS)
+                .chain(tokenizer.tag_ids("</answer>"))
+                .collect(),
+        },
+    };
+    let total_steps = u64::from(spec.steps);
+    let group = spec.group as usize;
+
+    let checkpoint = dir.join("checkpoint.safetensors");
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut metrics = JsonLines::open(&metrics_path);
+    let mut step = 0u64;
+    let mut next_candidate = 0u64;
+    let mut filter_counts = FilterCounts::new();
+    if checkpoint.exists() {
+        let state = candle_core::safetensors::load(&checkpoint, model.device())?;
+        let scalar = |key: &str| -> candle_core::Result<u64> {
+            let t = state
+                .get(key)
+                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks `{key}`")))?;
+            Ok(t.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64)
+        };
+        step = scalar("trainer.step")?;
+        next_candidate = scalar("rl.next_candidate")?;
+        if let Some(counts) = state.get("rl.filter_counts") {
+            for row in counts.to_vec2::<f64>()? {
+                filter_counts.insert(row[0] as u32, (row[1] as u64, row[2] as u64));
+            }
+        }
+        optimizer.restore(&state, step)?;
+        metrics.keep_while(|row| row["step"].as_u64().is_some_and(|s| s <= step))?;
+        observer.note(&format!(
+            "stage `{}`: resuming at step {step} of {total_steps}",
+            stage.name
+        ));
+    } else {
+        metrics.keep_while(|_| false)?;
+    }
+    let save = |step: u64,
+                next_candidate: u64,
+                counts: &FilterCounts,
+                optimizer: &AdamW|
+     -> Result<(), RunError> {
+        let mut state = optimizer.state();
+        state.insert(
+            "trainer.step".to_owned(),
+            Tensor::new(&[step as f64], &Device::Cpu)?,
+        );
+        state.insert(
+            "rl.next_candidate".to_owned(),
+            Tensor::new(&[next_candidate as f64], &Device::Cpu)?,
+        );
+        // A sentinel row keeps the tensor non-empty.
+        let rows: Vec<f64> = std::iter::once([0.0; 3])
+            .chain(
+                counts
+                    .iter()
+                    .map(|(&op, &(seen, kept))| [f64::from(op), seen as f64, kept as f64]),
+            )
+            .flatten()
+            .collect();
+        let n = rows.len() / 3;
+        state.insert(
+            "rl.filter_counts".to_owned(),
+            Tensor::from_vec(rows, (n, 3), &Device::Cpu)?,
+        );
+        let tmp = checkpoint.with_extension("safetensors.tmp");
+        candle_core::safetensors::save(&state, &tmp)?;
+        std::fs::rename(&tmp, &checkpoint).map_err(|e| RunError::io(&checkpoint, &e))
+    };
+
+    let started = Instant::now();
+    let mut response_tokens = 0u64;
+    let mut recent_rewards: Vec<f64> = Vec::new();
+    let mut recent_losses: Vec<f64> = Vec::new();
+    observer.begin(&format!("rl {}", stage.name), total_steps);
+    observer.advance(step, "");
+    while step < total_steps {
+        if options.interrupt.load(Ordering::SeqCst) {
+            save(step, next_candidate, &filter_counts, &optimizer)?;
+            observer.end(&format!("interrupted at step {step}"));
+            return Err(RunError::Interrupted {
+                stage: stage.name.clone(),
+                step,
+            });
+        }
+        let step_started = Instant::now();
+        // Prompts, through the competence filter when there is one.
+        let wanted = spec.prompts_per_step as usize;
+        let mut prompts: Vec<Problem> = Vec::with_capacity(wanted);
+        let mut tries = 0u64;
+        while prompts.len() < wanted {
+            if spec.filter.is_some() && tries >= FILTER_TRIES_PER_PROMPT * wanted as u64 {
+                break;
+            }
+            let index = next_candidate;
+            next_candidate += 1;
+            tries += 1;
+            let problem = example(&generator, &spec.prompts, stage.seed, index)?;
+            if let Some(filter) = &spec.filter {
+                let estimate = scorer.rollouts(
+                    &model,
+                    &problem,
+                    filter.samples as usize,
+                    example_seed(stage.seed ^ FILTER_SALT, index),
+                )?;
+                let rate = mean(
+                    estimate
+                        .iter()
+                        .map(|s| f64::from(u8::from(s.reward >= PASS))),
+                );
+                let keep = (filter.min_pass_rate..=filter.max_pass_rate).contains(&rate);
+                let counts = filter_counts.entry(problem.op).or_default();
+                counts.0 += 1;
+                counts.1 += u64::from(keep);
+                if !keep {
+                    continue;
+                }
+            }
+            prompts.push(problem);
+        }
+        let mut scored: Vec<Scored> = Vec::with_capacity(prompts.len() * group);
+        for (j, problem) in prompts.iter().enumerate() {
+            let seed = example_seed(stage.seed ^ ROLLOUT_SALT, (step << 32) | j as u64);
+            scored.extend(scorer.rollouts(&model, problem, group, seed)?);
+        }
+        let rewards: Vec<f64> = scored.iter().map(|s| s.reward).collect();
+        let advantages = grpo::group_advantages(&rewards, group);
+        let zero_std = grpo::zero_std_groups(&rewards, group);
+        let rollouts: Vec<Rollout> = scored.iter().map(|s| s.rollout.clone()).collect();
+        let stats = if rollouts.is_empty() {
+            None
+        } else {
+            Some(
+                update(
+                    &model,
+                    reference.as_ref(),
+                    &mut optimizer,
+                    &rollouts,
+                    &advantages,
+                    spec,
+                )
+                .map_err(|e| match e {
+                    candle_core::Error::Msg(m) if m.contains("gradient norm") => {
+                        RunError::NonFiniteLoss {
+                            stage: stage.name.clone(),
+                            step,
+                            value: f64::NAN,
+                            checkpoint: checkpoint.exists().then(|| checkpoint.clone()),
+                        }
+                    }
+                    e => e.into(),
+                })?,
+            )
+        };
+        step += 1;
+        let lengths: Vec<f64> = scored
+            .iter()
+            .map(|s| s.rollout.completion.len() as f64)
+            .collect();
+        response_tokens += lengths.iter().sum::<f64>() as u64;
+        let reward_mean = mean(rewards.iter().copied());
+        let reward_std = if rewards.len() > 1 {
+            (rewards
+                .iter()
+                .map(|r| (r - reward_mean).powi(2))
+                .sum::<f64>()
+                / (rewards.len() - 1) as f64)
+                .sqrt()
+        } else {
+            0.0
+        };
+        let step_seconds = step_started.elapsed().as_secs_f64();
+        let mut row = serde_json::json!({
+            "stage": stage.name,
+            "step": step,
+            "reward/mean": reward_mean,
+            "reward/std": reward_std,
+            "reward/answer": mean(scored.iter().map(|s| s.primitives.answer)),
+            "reward/process": mean(scored.iter().map(|s| s.primitives.process)),
+            "reward/format": mean(scored.iter().map(|s| s.primitives.format)),
+            "reward/length": mean(scored.iter().map(|s| s.primitives.length)),
+            "rollout/verified_acc": mean(scored.iter().map(|s| f64::from(u8::from(s.verified)))),
+            "rollout/answer_right_process_wrong": mean(scored.iter().map(|s| {
+                f64::from(u8::from(s.primitives.answer >= 1.0 && !s.verified))
+            })),
+            "rollout/zero_std_frac": mean(zero_std.iter().map(|&z| f64::from(u8::from(z)))),
+            "rollout/prompts": prompts.len(),
+            "response_length/mean": mean(lengths.iter().copied()),
+            "lr": spec.lr,
+            "elapsed_s": started.elapsed().as_secs_f64(),
+            "rollouts_per_s": scored.len() as f64 / step_seconds.max(1e-9),
+        });
+        if let Some(stats) = stats {
+            row["actor/pg_loss"] = stats.policy_loss.into();
+            row["actor/pg_clipfrac"] = stats.clip_fraction.into();
+            row["actor/kl_loss"] = stats.kl.into();
+            row["actor/entropy"] = stats.entropy.into();
+            row["actor/grad_norm"] = stats.grad_norm.into();
+            recent_losses.push(stats.policy_loss);
+        }
+        if spec.filter.is_some() {
+            row["filter/tried"] = tries.into();
+            row["filter/kept"] = prompts.len().into();
+        }
+        metrics.push(&row)?;
+        recent_rewards.push(reward_mean);
+        for recent in [&mut recent_rewards, &mut recent_losses] {
+            if recent.len() > 10 {
+                recent.remove(0);
+            }
+        }
+        if step % u64::from(spec.checkpoint_every) == 0 && step < total_steps {
+            save(step, next_candidate, &filter_counts, &optimizer)?;
+        }
+        observer.advance(
+            step,
+            &format!(
+                "reward {reward_mean:.3} · verified {:.2} · {:.1} rollouts/s",
+                row["rollout/verified_acc"].as_f64().unwrap_or(0.0),
+                row["rollouts_per_s"].as_f64().unwrap_or(0.0)
+            ),
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    save_weights(&varmap, &dir.join("model.safetensors"))?;
+    let done = StageDone {
+        steps: total_steps,
+        tokens: response_tokens,
+        final_loss: mean(recent_losses.iter().copied()),
+        heldout_loss: None,
+        seconds,
+        tokens_per_second: response_tokens as f64 / seconds.max(1e-9),
+        reward: Some(mean(recent_rewards.iter().copied())),
+        filter: spec.filter.as_ref().map(|_| {
+            filter_counts
+                .iter()
+                .map(|(&op, &(tried, kept))| FilterRecord { op, tried, kept })
+                .collect()
+        }),
+    };
+    let done_path = dir.join("done.json");
+    write_atomically(&done_path, &super::files::pretty_json(&done)?)
+        .map_err(|e| RunError::io(&done_path, &e))?;
+    let _ = std::fs::remove_file(&checkpoint);
+    observer.end(&format!(
+        "reward {:.3} (mean of the last 10 steps)",
+        done.reward.unwrap_or(0.0)
+    ));
+    Ok(done)
+}
+
+/// How many candidate prompts of one op the competence filter tried and kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilterRecord {
+    /// The op.
+    pub op: u32,
+    /// Candidates whose pass rate was estimated.
+    pub tried: u64,
+    /// Candidates inside the band.
+    pub kept: u64,
+}
