@@ -277,7 +277,7 @@ fn data_writes_reproducible_jsonl_and_verify_scores_it() {
         "--stage",
         "post",
         "--cell",
-        "range=6..=8",
+        "range=4..=5",
         "--out",
         path,
         "-n",
