@@ -24,7 +24,6 @@ use crate::rl::{Rollout, grpo, update};
 use crate::tasks::reward::Primitives;
 use crate::tasks::sample::{example, example_seed};
 use crate::tasks::trace::TraceFormat;
-use crate::tasks::verify::score;
 use crate::tasks::{Generator, Problem, trace_format};
 use crate::tokenizer::{BOS, EOS, Tokenizer};
 use crate::train::optim::AdamW;
@@ -79,15 +78,13 @@ impl Scorer<'_> {
             .into_iter()
             .map(|completion| {
                 let text = self.tokenizer.decode(&completion);
-                let primitives = Primitives::of(
-                    &problem.rendered.solution,
+                let (primitives, score) = Primitives::scored(
+                    &gold,
                     &problem.rendered.answer,
                     &text,
                     format,
                     self.sampling.max_new_tokens as u32,
                 );
-                let verified =
-                    score(&gold, &crate::tasks::trace::parse(&text, format)).verified_correct;
                 Scored {
                     rollout: Rollout {
                         prompt: prompt.clone(),
@@ -95,7 +92,7 @@ impl Scorer<'_> {
                     },
                     reward: primitives.reward(self.reward),
                     primitives,
-                    verified,
+                    verified: score.verified_correct,
                 }
             })
             .collect())

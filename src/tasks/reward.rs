@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::trace::{TraceFormat, parse};
-use super::verify::{outcome, score, well_formed};
+use super::trace::{ParsedSolution, TraceFormat, parse};
+use super::verify::{Score, outcome, score, well_formed};
 use crate::analysis::templates::count_tokens;
 use crate::plan::{Primitive, RewardSpec};
 
@@ -32,8 +32,21 @@ impl Primitives {
         max_new_tokens: u32,
     ) -> Self {
         let gold = parse(gold_solution, format);
-        let s = score(&gold, &parse(completion, format));
-        Self {
+        Self::scored(&gold, gold_answer, completion, format, max_new_tokens).0
+    }
+
+    /// The primitives and the step-by-step score of `completion` against an already parsed
+    /// gold solution (parse it once for a group of completions of one problem).
+    #[must_use]
+    pub fn scored(
+        gold: &ParsedSolution,
+        gold_answer: &str,
+        completion: &str,
+        format: &TraceFormat,
+        max_new_tokens: u32,
+    ) -> (Self, Score) {
+        let s = score(gold, &parse(completion, format));
+        let primitives = Self {
             answer: f64::from(u8::from(outcome(
                 completion,
                 gold_answer,
@@ -42,7 +55,8 @@ impl Primitives {
             process: s.r_pv,
             format: f64::from(u8::from(well_formed(completion))),
             length: (count_tokens(completion) as f64 / f64::from(max_new_tokens.max(1))).min(1.0),
-        }
+        };
+        (primitives, s)
     }
 
     /// One primitive's value.
