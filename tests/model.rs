@@ -208,3 +208,86 @@ fn sampling_is_seeded_bounded_and_stops() {
         "each sequence ends at its first stop token"
     );
 }
+
+#[test]
+fn left_padded_batches_decode_like_each_prompt_alone() {
+    let (_, model) = model();
+    let prompts: [&[u32]; 3] = [&[1, 5, 7], &[1, 9, 9, 4, 12, 30], &[1, 2]];
+    let longest = 6;
+    let mut prefills = Vec::new();
+    for prompt in prompts {
+        let mut cache = Cache::shifted(prompt.len(), longest - prompt.len());
+        model
+            .forward_cached(&tokens(prompt, 1), &mut cache)
+            .unwrap();
+        prefills.push(cache);
+    }
+    let parts: Vec<(&Cache, usize)> = prefills.iter().map(|c| (c, 2)).collect();
+    let mut batch = Cache::join(&parts, longest + 4).unwrap();
+    // Each prompt's two copies continue with different tokens, twice.
+    let next = [[3u32, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14]];
+    for step in 0..2 {
+        let input: Vec<u32> = next.iter().map(|pair| pair[step]).collect();
+        let logits = model
+            .forward_cached(
+                &Tensor::from_vec(input, (6, 1), &Device::Cpu).unwrap(),
+                &mut batch,
+            )
+            .unwrap();
+        for (row, pair) in next.iter().enumerate() {
+            let mut sequence = prompts[row / 2].to_vec();
+            sequence.extend(&pair[..=step]);
+            let alone = model.forward(&tokens(&sequence, 1)).unwrap();
+            let alone = alone
+                .narrow(1, sequence.len() - 1, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap();
+            let batched = logits.get(row).unwrap().flatten_all().unwrap();
+            let diff = max_abs_diff(&alone, &batched);
+            assert!(
+                diff < 1e-5,
+                "row {row} step {step}: logits differ by {diff}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_batch_of_prompts_samples_what_each_prompt_samples_alone() {
+    use rlp::model::sample::{Request, sample, sample_batch};
+    let (_, model) = model();
+    let prompts: [&[u32]; 2] = [&[1, 5, 7], &[1, 9, 9, 4, 12, 30, 2]];
+    // A quarter of the vocabulary stops a sequence, so rows finish at different steps and the
+    // batch is compacted along the way (16 rows, compaction from 8 live).
+    let stop: Vec<u32> = (0..10).collect();
+    let sampling = sampling(1.0, 12, stop);
+    let requests: Vec<Request<'_>> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, prompt)| Request {
+            prompt,
+            n: 8,
+            seed: 40 + i as u64,
+        })
+        .collect();
+    let together = sample_batch(&model, &requests, &sampling).unwrap();
+    let lengths: Vec<usize> = together.iter().flatten().map(Vec::len).collect();
+    assert!(
+        lengths.iter().min() < lengths.iter().max(),
+        "rows finish at different steps: {lengths:?}"
+    );
+    for (request, batched) in requests.iter().zip(&together) {
+        let alone = sample(&model, request.prompt, request.n, &sampling, request.seed).unwrap();
+        assert_eq!(&alone, batched);
+    }
+    // Rows are split across one worker per thread; the output does not depend on how many.
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let split = pool.install(|| sample_batch(&model, &requests, &sampling).unwrap());
+        assert_eq!(split, together, "{threads} threads");
+    }
+}

@@ -11,13 +11,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{pass_at_k_first, pass_at_k_unbiased};
 use crate::model::Transformer;
-use crate::model::sample::{Sampling, sample};
+use crate::model::sample::{Request, Sampling, sample_batch};
 use crate::plan::{ContextId, EvalSpec, Plan, SourceSpec, SplitSpec};
 use crate::tasks::sample::{example_seed, from_source};
 use crate::tasks::trace::{TraceFormat, parse};
 use crate::tasks::verify::{outcome, score, well_formed};
 use crate::tasks::{GenerateError, Generator, trace_format};
 use crate::tokenizer::{BOS, EOS, Tokenizer};
+
+/// Sequences per sampler call (problems × samples), at least one problem.
+const BATCH_ROWS: usize = 256;
 
 /// Problems drawn per (split, op) to estimate the answer distribution the guessing baselines
 /// guess from. Drawn under a different seed than the evaluated problems.
@@ -87,6 +90,44 @@ pub struct Row {
     pub guess_commonest: f64,
     /// Answer-only pass@k of k answers drawn from the answer distribution.
     pub guess_sampled: Vec<PassAt>,
+}
+
+/// One problem as a model answered it: its first completion in full, and how all its samples
+/// scored. Written one per line to `eval/<eval>-samples.jsonl` so that a table's numbers can be
+/// read back to the texts behind them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleRecord {
+    /// The evaluated stage.
+    pub model: String,
+    /// The split.
+    pub split: String,
+    /// op(G).
+    pub op: u32,
+    /// The problem's context.
+    pub context: String,
+    /// The prompt as the model saw it (decoded, BOS left out).
+    pub prompt: String,
+    /// The gold answer.
+    pub gold_answer: String,
+    /// The first sample's completion.
+    pub completion: String,
+    /// The first sample's judgement.
+    pub judgement: Judgement,
+    /// How many of the problem's samples verified.
+    pub verified_samples: usize,
+    /// How many of them had the right answer.
+    pub answer_samples: usize,
+    /// Samples drawn.
+    pub samples: usize,
+}
+
+/// What an evaluation produced: its table, and one [`SampleRecord`] per model and problem.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The table's rows.
+    pub rows: Vec<Row>,
+    /// The problems, as each model answered them.
+    pub samples: Vec<SampleRecord>,
 }
 
 /// One evaluated problem, with its prompt: what [`evaluate`] samples from.
@@ -232,7 +273,7 @@ impl<'p> Evaluator<'p> {
         eval: &EvalSpec,
         models: &[(String, &Transformer)],
         tick: Tick<'_>,
-    ) -> Result<Vec<Row>, EvalError> {
+    ) -> Result<Evaluation, EvalError> {
         let stop: Vec<u32> = std::iter::once(EOS)
             .chain(self.tokenizer.tag_ids("</answer>"))
             .collect();
@@ -253,44 +294,52 @@ impl<'p> Evaluator<'p> {
         let total = problem_count(eval, models.len());
         let mut done = 0;
         let mut rows = Vec::new();
+        let mut samples = Vec::new();
         for (name, model) in models {
             for (split, (problems, distributions)) in eval.splits.iter().zip(&splits) {
                 let mut outcomes = Vec::with_capacity(problems.len());
-                for problem in problems {
-                    let completions = sample(
-                        model,
-                        &problem.prompt,
-                        eval.samples as usize,
-                        &sampling,
-                        problem.seed,
-                    )?;
-                    let judgements = completions
+                // Several problems per sampler call, so that small sample counts still make
+                // batches worth splitting across workers.
+                let per_call = (BATCH_ROWS / (eval.samples as usize).max(1)).max(1);
+                for chunk in problems.chunks(per_call) {
+                    let requests: Vec<Request<'_>> = chunk
                         .iter()
-                        .map(|ids| {
-                            judge(
-                                &problem.gold,
-                                &problem.answer,
-                                &self.tokenizer.decode(ids),
-                                &formats[problem.format_task],
-                            )
+                        .map(|p| Request {
+                            prompt: &p.prompt,
+                            n: eval.samples as usize,
+                            seed: p.seed,
                         })
                         .collect();
-                    let distribution = &distributions[&problem.op];
-                    let commonest = distribution
-                        .iter()
-                        .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
-                        .map(|(a, _)| a.as_str());
-                    outcomes.push(ProblemOutcome {
-                        op: problem.op,
-                        context: problem.context,
-                        judgements,
-                        commonest_hits: commonest == Some(problem.answer.as_str()),
-                        guess_probability: distribution
-                            .get(&problem.answer)
-                            .copied()
-                            .unwrap_or(0.0),
-                    });
-                    done += 1;
+                    let sampled = sample_batch(model, &requests, &sampling)?;
+                    for (problem, completions) in chunk.iter().zip(sampled) {
+                        let (outcome, record) = self.judge_problem(
+                            problem,
+                            &completions,
+                            &formats[problem.format_task],
+                            &distributions[&problem.op],
+                        );
+                        let count = |test: fn(&Judgement) -> bool| {
+                            outcome.judgements.iter().filter(|j| test(j)).count()
+                        };
+                        let (verified, answered) = (count(|j| j.verified), count(|j| j.answer));
+                        outcomes.push(outcome);
+                        samples.extend(record.map(|(prompt, completion, judgement)| {
+                            SampleRecord {
+                                model: name.clone(),
+                                split: split.name.clone(),
+                                op: problem.op,
+                                context: self.plan.contexts[problem.context.0].name.clone(),
+                                prompt,
+                                gold_answer: problem.answer.clone(),
+                                completion,
+                                judgement,
+                                verified_samples: verified,
+                                answer_samples: answered,
+                                samples: completions.len(),
+                            }
+                        }));
+                    }
+                    done += chunk.len() as u64;
                     if !tick(done, total) {
                         return Err(EvalError::Interrupted);
                     }
@@ -298,7 +347,46 @@ impl<'p> Evaluator<'p> {
                 rows.extend(self.rows(eval, name, split, &outcomes));
             }
         }
-        Ok(rows)
+        Ok(Evaluation { rows, samples })
+    }
+
+    /// Scores one problem's completions; with the first completion's text and judgement for
+    /// the samples file.
+    fn judge_problem(
+        &self,
+        problem: &EvalProblem,
+        completions: &[Vec<u32>],
+        format: &TraceFormat,
+        distribution: &BTreeMap<String, f64>,
+    ) -> (ProblemOutcome, Option<(String, String, Judgement)>) {
+        let texts: Vec<String> = completions
+            .iter()
+            .map(|ids| self.tokenizer.decode(ids))
+            .collect();
+        let judgements: Vec<Judgement> = texts
+            .iter()
+            .map(|text| judge(&problem.gold, &problem.answer, text, format))
+            .collect();
+        let first = texts.into_iter().next().zip(judgements.first().copied());
+        let commonest = distribution
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(a, _)| a.as_str());
+        let outcome = ProblemOutcome {
+            op: problem.op,
+            context: problem.context,
+            judgements,
+            commonest_hits: commonest == Some(problem.answer.as_str()),
+            guess_probability: distribution.get(&problem.answer).copied().unwrap_or(0.0),
+        };
+        let record = first.map(|(completion, judgement)| {
+            (
+                self.tokenizer.decode(&problem.prompt[1..]),
+                completion,
+                judgement,
+            )
+        });
+        (outcome, record)
     }
 
     /// The rows of one model on one split: per op, per op and context (when the split has

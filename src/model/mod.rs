@@ -261,11 +261,15 @@ impl Attention {
             .reshape((b, kv * groups, seq, dim))
     }
 
+    /// `x` (batch, seq, hidden) at cache slots `offset..offset + seq`, rotated as positions
+    /// `position..position + seq`; `starts` (empty, or one per sequence) is each sequence's
+    /// first valid cache slot (left-padded prompts of a batch).
     fn forward(
         &self,
         x: &Tensor,
         rotary: &Rotary,
-        offset: usize,
+        (offset, position): (usize, usize),
+        starts: &[usize],
         cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let (batch, seq, hidden) = x.dims3()?;
@@ -274,17 +278,21 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = rotary.apply(&split(self.q.forward(x)?, self.heads)?, offset)?;
-        let k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset)?;
+        let q = rotary.apply(&split(self.q.forward(x)?, self.heads)?, position)?;
+        let k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, position)?;
         let v = split(self.v.forward(x)?, self.kv_heads)?;
         let total = offset + seq;
         let (k, v) = cache.append(k, v, offset)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let padded = starts.iter().any(|&s| s > 0);
         if seq == 1 && total > 1 && x.device().is_cpu() {
             // One new token per sequence: read the cache in place instead of one tiny GEMM
             // per (sequence, head). Sampling only (no gradient).
-            let out = ops::decode_attention(&q, &k, &v, total, scale)?;
+            let out = ops::decode_attention(&q, &k, &v, total, starts, scale)?;
             return self.o.forward(&out.reshape((batch, 1, hidden))?);
+        }
+        if padded && seq > 1 {
+            candle_core::bail!("left-padded sequences take one new token at a time");
         }
         let (k, v) = (k.narrow(2, 0, total)?, v.narrow(2, 0, total)?);
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
@@ -292,7 +300,11 @@ impl Attention {
         let weights = if x.device().is_cpu() {
             ops::causal_softmax(&scores, scale)?
         } else {
-            let scores = (scores * scale)?.broadcast_add(&causal_mask(seq, total, x.device())?)?;
+            let mut scores =
+                (scores * scale)?.broadcast_add(&causal_mask(seq, total, x.device())?)?;
+            if padded {
+                scores = scores.broadcast_add(&padding_mask(starts, total, x.device())?)?;
+            }
             candle_nn::ops::softmax(&scores, D::Minus1)?
         };
         let out = weights
@@ -362,6 +374,15 @@ fn causal_mask(seq: usize, total: usize, device: &Device) -> Result<Tensor> {
     Tensor::from_vec(values, (seq, total), device)
 }
 
+/// Additive mask (batch, 1, 1, total) hiding each sequence's cache slots before its start.
+fn padding_mask(starts: &[usize], total: usize, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = starts
+        .iter()
+        .flat_map(|&start| (0..total).map(move |j| if j < start { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (starts.len(), 1, 1, total), device)
+}
+
 #[derive(Debug, Clone)]
 struct Mlp {
     gate: Linear,
@@ -408,13 +429,15 @@ impl Block {
         &self,
         x: &Tensor,
         rotary: &Rotary,
-        offset: usize,
+        at: (usize, usize),
+        starts: &[usize],
         cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let x = (x + self.attention.forward(
             &self.attention_norm.forward(x)?,
             rotary,
-            offset,
+            at,
+            starts,
             cache,
         )?)?;
         &x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?
@@ -432,12 +455,21 @@ pub struct Transformer {
 }
 
 /// Per-layer key/value caches for incremental decoding.
+///
+/// A batch of prompts of different lengths is decoded left-padded: prompt r of length p_r sits
+/// in slots `P - p_r..P` (P the longest), its keys rotated at those same positions (rotary
+/// embeddings depend only on the distance between positions, so a shift changes nothing), and
+/// `starts` hides the slots before each prompt.
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
     layers: Vec<LayerCache>,
     /// Positions already in the cache.
     pub len: usize,
     capacity: usize,
+    /// Added to the slot of each new token to give its rotary position.
+    shift: usize,
+    /// Each sequence's first valid slot (empty: all 0).
+    starts: Vec<usize>,
 }
 
 impl Cache {
@@ -472,7 +504,90 @@ impl Cache {
             layers,
             len: self.len,
             capacity: self.capacity,
+            shift: self.shift,
+            starts: self.starts.repeat(n),
         })
+    }
+
+    /// A cache for one prompt whose tokens will be rotated as positions `shift..`: its
+    /// prefill is then ready to sit at slots `shift..` of a left-padded batch ([`Cache::join`]).
+    #[must_use]
+    pub fn shifted(capacity: usize, shift: usize) -> Self {
+        Self {
+            capacity,
+            shift,
+            ..Self::default()
+        }
+    }
+
+    /// One batch from prefilled single-prompt caches, each given as (cache, copies):
+    /// left-padded to the longest (every cache must have been built with
+    /// [`Cache::shifted`] by `longest - len`), each repeated `copies` times, with room for
+    /// `capacity` slots.
+    pub fn join(parts: &[(&Cache, usize)], capacity: usize) -> Result<Self> {
+        let longest = parts
+            .iter()
+            .map(|(c, _)| c.shift + c.len)
+            .max()
+            .unwrap_or(0);
+        let layers = parts.first().map_or(0, |(c, _)| c.layers.len());
+        let mut starts = Vec::new();
+        for (cache, copies) in parts {
+            if cache.shift + cache.len != longest || cache.starts.iter().any(|&s| s > 0) {
+                candle_core::bail!("joined caches must be single prompts shifted to the end");
+            }
+            starts.extend(std::iter::repeat_n(cache.shift, *copies));
+        }
+        let joined = (0..layers)
+            .map(|l| {
+                let mut ks = Vec::with_capacity(parts.len());
+                let mut vs = Vec::with_capacity(parts.len());
+                for (cache, copies) in parts {
+                    let Some((k, v)) = cache.layers.get(l).and_then(|c| c.buffers.as_ref()) else {
+                        candle_core::bail!("joined caches must be prefilled");
+                    };
+                    for (src, out) in [(k, &mut ks), (v, &mut vs)] {
+                        let (_, heads, _, d) = src.dims4()?;
+                        let padded =
+                            Tensor::zeros((1, heads, capacity, d), src.dtype(), src.device())?;
+                        padded.slice_set(&src.narrow(2, 0, cache.len)?, 2, cache.shift)?;
+                        out.push(padded.repeat((*copies, 1, 1, 1))?);
+                    }
+                }
+                Ok(LayerCache {
+                    buffers: Some((Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)),
+                    capacity,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers: joined,
+            len: longest,
+            capacity,
+            shift: 0,
+            starts,
+        })
+    }
+
+    /// Keeps only the sequences at `rows` (in that order): finished sequences leave the batch.
+    pub fn select(&mut self, rows: &[u32]) -> Result<()> {
+        let Some(device) = self
+            .layers
+            .iter()
+            .find_map(|l| l.buffers.as_ref().map(|(k, _)| k.device().clone()))
+        else {
+            return Ok(());
+        };
+        let index = Tensor::new(rows, &device)?;
+        for layer in &mut self.layers {
+            if let Some((k, v)) = layer.buffers.take() {
+                layer.buffers = Some((k.index_select(&index, 0)?, v.index_select(&index, 0)?));
+            }
+        }
+        if !self.starts.is_empty() {
+            self.starts = rows.iter().map(|&r| self.starts[r as usize]).collect();
+        }
+        Ok(())
     }
 }
 
@@ -517,10 +632,10 @@ impl Transformer {
     /// Logits for `tokens` continuing the sequences in `cache`, which it extends.
     pub fn forward_cached(&self, tokens: &Tensor, cache: &mut Cache) -> Result<Tensor> {
         let (_, seq) = tokens.dims2()?;
-        if cache.len + seq > self.config.context {
+        if cache.len + cache.shift + seq > self.config.context {
             candle_core::bail!(
                 "sequence of {} tokens exceeds the model's context of {}",
-                cache.len + seq,
+                cache.len + cache.shift + seq,
                 self.config.context
             );
         }
@@ -532,8 +647,9 @@ impl Transformer {
             },
         );
         let mut x = self.embedding.forward(tokens)?;
+        let at = (cache.len, cache.len + cache.shift);
         for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(&x, &self.rotary, cache.len, layer_cache)?;
+            x = block.forward(&x, &self.rotary, at, &cache.starts, layer_cache)?;
         }
         cache.len += seq;
         let x = self.norm.forward(&x)?;

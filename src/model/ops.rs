@@ -382,10 +382,12 @@ pub fn rope(x: &Tensor, tables: &RopeTables, offset: usize) -> Result<Tensor> {
 
 /// Attention of one new query per sequence over its cached keys and values: q (b, h, 1, d),
 /// k and v (b, kv_heads, capacity, d) of which the first `len` positions are valid → (b, h, d).
-/// Query head i reads key/value head i / (h / kv). Sampling only (no backward).
+/// Query head i reads key/value head i / (h / kv); sequence b reads from slot `starts[b]`
+/// (left-padded batches; empty `starts`: from 0). Sampling only (no backward).
 struct DecodeAttention {
     scale: f32,
     len: usize,
+    starts: Vec<usize>,
 }
 
 impl CustomOp3 for DecodeAttention {
@@ -417,6 +419,8 @@ impl CustomOp3 for DecodeAttention {
             || h % kv_heads != 0
             || l3.dims() != l2.dims()
             || s > capacity
+            || !(self.starts.is_empty() || self.starts.len() == b)
+            || self.starts.iter().any(|&start| start >= s)
         {
             candle_core::bail!(
                 "decode attention: shapes {:?} {:?} {:?}",
@@ -431,9 +435,14 @@ impl CustomOp3 for DecodeAttention {
             || vec![0f32; s],
             |scores, (row, out)| {
                 let (batch, head) = (row / h, row % h);
+                let start = self.starts.get(batch).copied().unwrap_or(0);
+                let scores = &mut scores[start..];
                 let q = &q[row * d..(row + 1) * d];
                 let base = (batch * kv_heads + head / groups) * capacity * d;
-                let (keys, values) = (&k[base..base + s * d], &v[base..base + s * d]);
+                let (keys, values) = (
+                    &k[base + start * d..base + s * d],
+                    &v[base + start * d..base + s * d],
+                );
                 let mut max = f32::NEG_INFINITY;
                 for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
                     *score = q.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * self.scale;
@@ -456,13 +465,14 @@ impl CustomOp3 for DecodeAttention {
     }
 }
 
-/// One query per sequence attending over the first `len` cached positions (no mask needed:
-/// the new token sees them all); no gradient.
+/// One query per sequence attending over the cached positions `starts[b]..len` (no causal
+/// mask needed: the new token sees them all; `starts` empty: from 0); no gradient.
 pub fn decode_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     len: usize,
+    starts: &[usize],
     scale: f64,
 ) -> Result<Tensor> {
     q.contiguous()?.apply_op3_no_bwd(
@@ -471,6 +481,7 @@ pub fn decode_attention(
         &DecodeAttention {
             scale: scale as f32,
             len,
+            starts: starts.to_vec(),
         },
     )
 }

@@ -1,10 +1,16 @@
-//! Batched sampling with a KV cache: n continuations of one prompt (an eval problem's samples,
-//! or an RL prompt's group), with temperature and nucleus (top-p) sampling under a seed.
-//! A sequence stops at a stop token (EOS, `</answer>`) or after `max_new_tokens`.
+//! Batched sampling with a KV cache: continuations of one or many prompts (an eval problem's
+//! samples, an RL step's groups), with temperature and nucleus (top-p) sampling under a seed
+//! per prompt. A sequence stops at a stop token (EOS, `</answer>`) or after `max_new_tokens`.
+//!
+//! Prompts of different lengths are decoded together, left-padded (see [`Cache`]): each prompt
+//! is prefilled once, its cache copied to its samples, and every decoding step runs the whole
+//! batch. When half the batch has finished, the finished sequences leave it, so a long tail
+//! does not pay for the short ones.
 
 use candle_core::{Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::{Cache, Transformer};
 
@@ -21,9 +27,23 @@ pub struct Sampling {
     pub stop: Vec<u32>,
 }
 
-/// `n` continuations of `prompt` (token ids, BOS included if wanted), each without the
-/// prompt and ending at its stop token or length limit. Same model, prompt and seed, same
-/// output.
+/// One prompt's share of a batch: `n` continuations of `prompt`, drawn under `seed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Token ids, BOS included if wanted.
+    pub prompt: &'a [u32],
+    /// Continuations wanted.
+    pub n: usize,
+    /// Seed of this prompt's draws.
+    pub seed: u64,
+}
+
+/// Below this many live sequences a batch is not compacted (copying the cache would cost
+/// more than the rows it saves).
+const COMPACT_MIN: usize = 8;
+
+/// `n` continuations of `prompt`, each without the prompt and ending at its stop token or
+/// length limit. Same model, prompt and seed, same output, whatever the thread count.
 pub fn sample(
     model: &Transformer,
     prompt: &[u32],
@@ -31,43 +51,146 @@ pub fn sample(
     sampling: &Sampling,
     seed: u64,
 ) -> Result<Vec<Vec<u32>>> {
+    let mut out = sample_batch(model, &[Request { prompt, n, seed }], sampling)?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// The continuations of every request, decoded as one batch: `result[r][i]` is request r's
+/// i-th continuation. Every sequence may grow to `max_new_tokens` or until the longest prompt
+/// fills the model's context.
+///
+/// Each continuation draws from its own generator, seeded by its request's seed and its index,
+/// so the output does not depend on how rows are batched or split across threads. The rows are
+/// split across one worker per thread of the pool: decoding gains nothing from a second thread
+/// inside one matrix product at these sizes, but two independent decoders run twice as fast
+/// (`shared/design/candle-notes.md`). Inside a worker, candle's parallel kernels run on the
+/// worker's own thread unless another worker is idle and steals their work.
+pub fn sample_batch(
+    model: &Transformer,
+    requests: &[Request<'_>],
+    sampling: &Sampling,
+) -> Result<Vec<Vec<Vec<u32>>>> {
     let device = model.device().clone();
-    let mut outputs = vec![Vec::new(); n];
-    if n == 0 || prompt.is_empty() {
+    let mut outputs: Vec<Vec<Vec<u32>>> = requests.iter().map(|r| vec![Vec::new(); r.n]).collect();
+    let live: Vec<usize> = (0..requests.len())
+        .filter(|&r| requests[r].n > 0 && !requests[r].prompt.is_empty())
+        .collect();
+    let Some(longest) = live.iter().map(|&r| requests[r].prompt.len()).max() else {
         return Ok(outputs);
-    }
+    };
     let limit = sampling
         .max_new_tokens
-        .min(model.config().context.saturating_sub(prompt.len()));
-    let mut prefill = Cache::with_capacity(prompt.len() + limit);
-    let prompt_tensor = Tensor::from_slice(prompt, (1, prompt.len()), &device)?;
-    let logits = model.forward_cached(&prompt_tensor, &mut prefill)?;
-    let mut cache = prefill.repeat_batch(n)?;
-    let mut last = logits
-        .narrow(1, prompt.len() - 1, 1)?
-        .squeeze(1)?
-        .repeat((n, 1))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut done = vec![false; n];
+        .min(model.config().context.saturating_sub(longest));
+    if limit == 0 {
+        return Ok(outputs);
+    }
+    // Prefill each prompt once, rotated at the slots it takes in the left-padded batch.
+    let mut prefills: Vec<Option<(Cache, Tensor)>> = vec![None; requests.len()];
+    for &r in &live {
+        let prompt = requests[r].prompt;
+        let mut cache = Cache::shifted(prompt.len(), longest - prompt.len());
+        let tokens = Tensor::from_slice(prompt, (1, prompt.len()), &device)?;
+        let logits = model.forward_cached(&tokens, &mut cache)?;
+        let last = logits.narrow(1, prompt.len() - 1, 1)?.squeeze(1)?;
+        prefills[r] = Some((cache, last));
+    }
+    let rows: Vec<(usize, usize)> = live
+        .iter()
+        .flat_map(|&r| (0..requests[r].n).map(move |i| (r, i)))
+        .collect();
+    let workers = rayon::current_num_threads()
+        .min(rows.len() / ROWS_PER_WORKER)
+        .max(1);
+    let chunk = rows.len().div_ceil(workers);
+    let decoded = rows
+        .par_chunks(chunk)
+        .map(|rows| decode(model, requests, &prefills, rows, longest + limit, sampling))
+        .collect::<Result<Vec<_>>>()?;
+    for ((r, i), tokens) in decoded.into_iter().flatten() {
+        outputs[r][i] = tokens;
+    }
+    Ok(outputs)
+}
+
+/// A continuation: (request, index among the request's continuations).
+type Row = (usize, usize);
+
+/// Fewest rows worth a worker of their own.
+const ROWS_PER_WORKER: usize = 8;
+
+/// The seed of one continuation's generator.
+fn row_seed(seed: u64, row: usize) -> u64 {
+    // splitmix64 of the pair: neighbouring rows get unrelated streams.
+    let mut z = seed
+        ^ (row as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Decodes `rows` ((request, index), grouped by request) from their prompts' prefills into a
+/// cache of `capacity` slots; returns each row's continuation.
+fn decode(
+    model: &Transformer,
+    requests: &[Request<'_>],
+    prefills: &[Option<(Cache, Tensor)>],
+    rows: &[(usize, usize)],
+    capacity: usize,
+    sampling: &Sampling,
+) -> Result<Vec<(Row, Vec<u32>)>> {
+    let device = model.device().clone();
+    let mut parts: Vec<(&Cache, usize)> = Vec::new();
+    let mut last = Vec::new();
+    for group in rows.chunk_by(|a, b| a.0 == b.0) {
+        let Some((cache, logits)) = &prefills[group[0].0] else {
+            candle_core::bail!("a sampled request has no prefill");
+        };
+        parts.push((cache, group.len()));
+        last.push(logits.repeat((group.len(), 1))?);
+    }
+    let mut cache = Cache::join(&parts, capacity)?;
+    let mut last = Tensor::cat(&last, 0)?;
+    let limit = capacity - cache.len;
+    let mut outputs: Vec<(Row, Vec<u32>)> = rows.iter().map(|&row| (row, Vec::new())).collect();
+    let mut rngs: Vec<ChaCha8Rng> = rows
+        .iter()
+        .map(|&(r, i)| ChaCha8Rng::seed_from_u64(row_seed(requests[r].seed, i)))
+        .collect();
+    // Batch row j is output `live[j]`.
+    let mut live: Vec<usize> = (0..rows.len()).collect();
+    let mut done = vec![false; rows.len()];
+    let filler = sampling.stop.first().copied().unwrap_or(0);
     for step in 0..limit {
-        let rows: Vec<Vec<f32>> = last.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-        let mut next = Vec::with_capacity(n);
-        for (i, row) in rows.iter().enumerate() {
-            let token = if done[i] {
-                sampling.stop.first().copied().unwrap_or(0)
-            } else {
-                pick(row, sampling, &mut rng)
-            };
-            if !done[i] {
-                outputs[i].push(token);
-                done[i] = sampling.stop.contains(&token);
+        let logits: Vec<Vec<f32>> = last.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+        let mut next = Vec::with_capacity(live.len());
+        for (j, row) in logits.iter().enumerate() {
+            if done[j] {
+                next.push(filler);
+                continue;
             }
+            let out = live[j];
+            let token = pick(row, sampling, &mut rngs[out]);
+            outputs[out].1.push(token);
+            done[j] = sampling.stop.contains(&token);
             next.push(token);
         }
-        if done.iter().all(|d| *d) || step + 1 == limit {
+        let running = done.iter().filter(|d| !**d).count();
+        if running == 0 || step + 1 == limit {
             break;
         }
-        let input = Tensor::from_vec(next, (n, 1), &device)?;
+        let mut input = Tensor::from_vec(next, (live.len(), 1), &device)?;
+        if running >= COMPACT_MIN && running * 2 <= live.len() {
+            let keep: Vec<u32> = (0..live.len())
+                .filter(|&j| !done[j])
+                .map(|j| j as u32)
+                .collect();
+            cache.select(&keep)?;
+            input = input.index_select(&Tensor::new(keep.as_slice(), &device)?, 0)?;
+            live = keep.iter().map(|&j| live[j as usize]).collect();
+            done = vec![false; live.len()];
+        }
         last = model.forward_cached(&input, &mut cache)?.squeeze(1)?;
     }
     Ok(outputs)

@@ -13,6 +13,7 @@
 //!     manifest.json                 version, input hash, seeds, device, timings, status
 //!     metrics.jsonl                 the cell's stage metrics, then its eval rows
 //!     eval/<eval>.json|.csv         tables: per model, split, op and context
+//!     eval/<eval>-samples.jsonl     per model and problem: prompt, first completion, scores
 //!     eval/<eval>-<split>.svg       pass@k against op
 //! ```
 //!
@@ -471,6 +472,7 @@ impl Runner<'_> {
             let mut files = vec![
                 format!("eval/{}.json", eval.name),
                 format!("eval/{}.csv", eval.name),
+                format!("eval/{}-samples.jsonl", eval.name),
             ];
             files.extend(
                 eval.splits
@@ -547,8 +549,8 @@ impl Runner<'_> {
             self.observer.advance(done, "problems");
             !self.options.interrupt.load(Ordering::SeqCst)
         };
-        let rows = match evaluator.evaluate(eval, &refs, &mut tick) {
-            Ok(rows) => rows,
+        let evaluation = match evaluator.evaluate(eval, &refs, &mut tick) {
+            Ok(evaluation) => evaluation,
             Err(EvalError::Interrupted) => {
                 self.observer.end("interrupted");
                 return Err(RunError::EvalInterrupted {
@@ -562,9 +564,20 @@ impl Runner<'_> {
         let table = EvalTable {
             eval: eval.name.clone(),
             key,
-            rows,
+            rows: evaluation.rows,
         };
         let eval_dir = dir.join("eval");
+        let mut samples = String::new();
+        for record in &evaluation.samples {
+            let line = serde_json::to_string(record)
+                .map_err(|e| RunError::Internal(format!("sample JSON: {e}")))?;
+            samples.push_str(&line);
+            samples.push('\n');
+        }
+        write(
+            &eval_dir.join(format!("{}-samples.jsonl", eval.name)),
+            samples.as_bytes(),
+        )?;
         write(
             &eval_dir.join(format!("{}.csv", eval.name)),
             report::csv(eval, &table.rows).as_bytes(),

@@ -18,7 +18,7 @@ use super::files::{JsonLines, write_atomically};
 use super::train::{StageDone, save_weights};
 use super::{RunError, Runner};
 use crate::model::Config;
-use crate::model::sample::{Sampling, sample};
+use crate::model::sample::{Request, Sampling, sample_batch};
 use crate::plan::{RewardSpec, RlSpec, StagePlan};
 use crate::rl::{Rollout, grpo, update};
 use crate::tasks::reward::Primitives;
@@ -62,38 +62,49 @@ impl Scorer<'_> {
         ids
     }
 
-    /// `n` rollouts of `problem`, scored.
+    /// `n` rollouts of each problem (with its seed), scored, sampled as one batch.
     fn rollouts(
         &self,
         model: &crate::model::Transformer,
-        problem: &Problem,
+        problems: &[(&Problem, u64)],
         n: usize,
-        seed: u64,
-    ) -> candle_core::Result<Vec<Scored>> {
-        let prompt = self.prompt_ids(problem);
-        let format = &self.formats[problem.task.0];
-        let gold = problem.gold_graph();
-        let completions = sample(model, &prompt, n, &self.sampling, seed)?;
-        Ok(completions
-            .into_iter()
-            .map(|completion| {
-                let text = self.tokenizer.decode(&completion);
-                let (primitives, score) = Primitives::scored(
-                    &gold,
-                    &problem.rendered.answer,
-                    &text,
-                    format,
-                    self.sampling.max_new_tokens as u32,
-                );
-                Scored {
-                    rollout: Rollout {
-                        prompt: prompt.clone(),
-                        completion,
-                    },
-                    reward: primitives.reward(self.reward),
-                    primitives,
-                    verified: score.verified_correct,
-                }
+    ) -> candle_core::Result<Vec<Vec<Scored>>> {
+        let prompts: Vec<Vec<u32>> = problems.iter().map(|(p, _)| self.prompt_ids(p)).collect();
+        let requests: Vec<Request<'_>> = prompts
+            .iter()
+            .zip(problems)
+            .map(|(prompt, &(_, seed))| Request { prompt, n, seed })
+            .collect();
+        let completions = sample_batch(model, &requests, &self.sampling)?;
+        Ok(problems
+            .iter()
+            .zip(prompts)
+            .zip(completions)
+            .map(|((&(problem, _), prompt), completions)| {
+                let format = &self.formats[problem.task.0];
+                let gold = problem.gold_graph();
+                completions
+                    .into_iter()
+                    .map(|completion| {
+                        let text = self.tokenizer.decode(&completion);
+                        let (primitives, score) = Primitives::scored(
+                            &gold,
+                            &problem.rendered.answer,
+                            &text,
+                            format,
+                            self.sampling.max_new_tokens as u32,
+                        );
+                        Scored {
+                            rollout: Rollout {
+                                prompt: prompt.clone(),
+                                completion,
+                            },
+                            reward: primitives.reward(self.reward),
+                            primitives,
+                            verified: score.verified_correct,
+                        }
+                    })
+                    .collect()
             })
             .collect())
     }
@@ -236,45 +247,90 @@ pub(super) fn run(
             });
         }
         let step_started = Instant::now();
-        // Prompts, through the competence filter when there is one.
+        // Prompts and their groups, through the competence filter when there is one.
         let wanted = spec.prompts_per_step as usize;
-        let mut prompts: Vec<Problem> = Vec::with_capacity(wanted);
-        let mut tries = 0u64;
-        while prompts.len() < wanted {
-            if spec.filter.is_some() && tries >= FILTER_TRIES_PER_PROMPT * wanted as u64 {
-                break;
-            }
-            let index = next_candidate;
-            next_candidate += 1;
-            tries += 1;
-            let problem = example(&generator, &spec.prompts, stage.seed, index)?;
-            if let Some(filter) = &spec.filter {
-                let estimate = scorer.rollouts(
-                    &model,
-                    &problem,
-                    filter.samples as usize,
-                    example_seed(stage.seed ^ FILTER_SALT, index),
-                )?;
-                let rate = mean(
-                    estimate
-                        .iter()
-                        .map(|s| f64::from(u8::from(s.reward >= PASS))),
-                );
-                let keep = (filter.min_pass_rate..=filter.max_pass_rate).contains(&rate);
-                let counts = filter_counts.entry(problem.op).or_default();
-                counts.0 += 1;
-                counts.1 += u64::from(keep);
-                if !keep {
-                    continue;
+        let (prompts, scored, tries, in_band, candidate_rate) = if let Some(filter) = &spec.filter {
+            // Dynamic sampling: a candidate's pass rate is estimated from its first
+            // `filter.samples` samples, and a kept candidate's first `group` samples are its
+            // rollouts, so every kept group carries the signal the filter saw in it.
+            let draws = (filter.samples as usize).max(group);
+            let budget = FILTER_TRIES_PER_PROMPT * wanted as u64;
+            let mut prompts: Vec<Problem> = Vec::with_capacity(wanted);
+            let mut scored: Vec<Scored> = Vec::with_capacity(wanted * group);
+            let (mut tries, mut in_band, mut rate_sum) = (0u64, 0u64, 0.0);
+            while prompts.len() < wanted && tries < budget {
+                // Enough candidates for the prompts still wanted at the rate kept so far,
+                // sampled as one batch.
+                let (tried_all, kept_all) = filter_counts
+                    .values()
+                    .fold((0, 0), |(t, k), &(ti, ki)| (t + ti, k + ki));
+                let rate = ((kept_all + 1) as f64 / (tried_all + 2) as f64)
+                    .max(1.0 / FILTER_TRIES_PER_PROMPT as f64);
+                let round = (((wanted - prompts.len()) as f64 / rate).ceil() as u64)
+                    .clamp(1, budget - tries);
+                let candidates = (next_candidate..next_candidate + round)
+                    .map(|index| {
+                        let problem = example(&generator, &spec.prompts, stage.seed, index)?;
+                        Ok((problem, example_seed(stage.seed ^ FILTER_SALT, index)))
+                    })
+                    .collect::<Result<Vec<_>, RunError>>()?;
+                next_candidate += round;
+                tries += round;
+                let items: Vec<(&Problem, u64)> = candidates.iter().map(|(p, s)| (p, *s)).collect();
+                let groups = scorer.rollouts(&model, &items, draws)?;
+                for ((problem, _), mut samples) in candidates.into_iter().zip(groups) {
+                    let rate = mean(
+                        samples[..filter.samples as usize]
+                            .iter()
+                            .map(|s| f64::from(u8::from(s.reward >= PASS))),
+                    );
+                    // Counted as kept when inside the band, even when the step already has
+                    // its prompts: the counts measure the band, not the batch.
+                    rate_sum += rate;
+                    let keep = (filter.min_pass_rate..=filter.max_pass_rate).contains(&rate);
+                    let counts = filter_counts.entry(problem.op).or_default();
+                    counts.0 += 1;
+                    counts.1 += u64::from(keep);
+                    in_band += u64::from(keep);
+                    if keep && prompts.len() < wanted {
+                        samples.truncate(group);
+                        scored.extend(samples);
+                        prompts.push(problem);
+                    }
                 }
             }
-            prompts.push(problem);
-        }
-        let mut scored: Vec<Scored> = Vec::with_capacity(prompts.len() * group);
-        for (j, problem) in prompts.iter().enumerate() {
-            let seed = example_seed(stage.seed ^ ROLLOUT_SALT, (step << 32) | j as u64);
-            scored.extend(scorer.rollouts(&model, problem, group, seed)?);
-        }
+            (
+                prompts,
+                scored,
+                tries,
+                in_band,
+                rate_sum / tries.max(1) as f64,
+            )
+        } else {
+            let prompts = (0..wanted as u64)
+                .map(|_| {
+                    let problem = example(&generator, &spec.prompts, stage.seed, next_candidate);
+                    next_candidate += 1;
+                    problem
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let items: Vec<(&Problem, u64)> = prompts
+                .iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    (
+                        p,
+                        example_seed(stage.seed ^ ROLLOUT_SALT, (step << 32) | j as u64),
+                    )
+                })
+                .collect();
+            let scored = scorer
+                .rollouts(&model, &items, group)?
+                .into_iter()
+                .flatten()
+                .collect();
+            (prompts, scored, wanted as u64, wanted as u64, f64::NAN)
+        };
         let rewards: Vec<f64> = scored.iter().map(|s| s.reward).collect();
         let advantages = grpo::group_advantages(&rewards, group);
         let zero_std = grpo::zero_std_groups(&rewards, group);
@@ -352,7 +408,8 @@ pub(super) fn run(
         }
         if spec.filter.is_some() {
             row["filter/tried"] = tries.into();
-            row["filter/kept"] = prompts.len().into();
+            row["filter/kept"] = in_band.into();
+            row["filter/pass_rate"] = candidate_rate.into();
         }
         metrics.push(&row)?;
         recent_rewards.push(reward_mean);
