@@ -7,7 +7,7 @@
 //! prompt's index), and the checkpoint holds the weights, the optimizer moments, the step and
 //! the next candidate prompt, so a resumed stage takes exactly the steps it would have taken.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,7 +26,7 @@ use crate::tasks::sample::{example, example_seed};
 use crate::tasks::trace::TraceFormat;
 use crate::tasks::{Generator, Problem, trace_format};
 use crate::tokenizer::{BOS, EOS, Tokenizer};
-use crate::train::optim::AdamW;
+use crate::train::optim::{AdamW, checkpoint_scalar, scalar_tensor};
 
 /// Salts of the rollout and filter sampling seeds.
 const ROLLOUT_SALT: u64 = 0x726f_6c6c_6f75_7473;
@@ -175,21 +175,14 @@ pub(super) fn run(
     let mut next_candidate = 0u64;
     let mut filter_counts = FilterCounts::new();
     if checkpoint.exists() {
-        let state = candle_core::safetensors::load(&checkpoint, model.device())?;
-        let scalar = |key: &str| -> candle_core::Result<u64> {
-            let t = state
-                .get(key)
-                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks `{key}`")))?;
-            Ok(t.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64)
-        };
-        step = scalar("trainer.step")?;
-        next_candidate = scalar("rl.next_candidate")?;
+        let state;
+        (step, state) = optimizer.load_checkpoint(&checkpoint)?;
+        next_candidate = checkpoint_scalar(&state, "rl.next_candidate")?;
         if let Some(counts) = state.get("rl.filter_counts") {
             for row in counts.to_vec2::<f64>()? {
                 filter_counts.insert(row[0] as u32, (row[1] as u64, row[2] as u64));
             }
         }
-        optimizer.restore(&state, step)?;
         metrics.keep_while(|row| row["step"].as_u64().is_some_and(|s| s <= step))?;
         observer.note(&format!(
             "stage `{}`: resuming at step {step} of {total_steps}",
@@ -203,14 +196,10 @@ pub(super) fn run(
                 counts: &FilterCounts,
                 optimizer: &AdamW|
      -> Result<(), RunError> {
-        let mut state = optimizer.state();
-        state.insert(
-            "trainer.step".to_owned(),
-            Tensor::new(&[step as f64], &Device::Cpu)?,
-        );
+        let mut state = HashMap::new();
         state.insert(
             "rl.next_candidate".to_owned(),
-            Tensor::new(&[next_candidate as f64], &Device::Cpu)?,
+            scalar_tensor(next_candidate)?,
         );
         // A sentinel row keeps the tensor non-empty.
         let rows: Vec<f64> = std::iter::once([0.0; 3])
@@ -226,9 +215,7 @@ pub(super) fn run(
             "rl.filter_counts".to_owned(),
             Tensor::from_vec(rows, (n, 3), &Device::Cpu)?,
         );
-        let tmp = checkpoint.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&state, &tmp)?;
-        std::fs::rename(&tmp, &checkpoint).map_err(|e| RunError::io(&checkpoint, &e))
+        Ok(optimizer.save_checkpoint(&checkpoint, step, state)?)
     };
 
     let started = Instant::now();

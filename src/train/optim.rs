@@ -93,3 +93,57 @@ impl AdamW {
         Ok(())
     }
 }
+
+/// The checkpoint key of the optimizer-step counter.
+const STEP_KEY: &str = "trainer.step";
+
+impl AdamW {
+    /// Saves weights, moments, the step counter `step` and `extra` tensors to one safetensors
+    /// file, atomically (a crash leaves the previous checkpoint intact).
+    pub fn save_checkpoint(
+        &self,
+        path: &std::path::Path,
+        step: u64,
+        extra: HashMap<String, Tensor>,
+    ) -> Result<()> {
+        let mut state = self.state();
+        state.extend(extra);
+        state.insert(STEP_KEY.to_owned(), scalar_tensor(step)?);
+        let tmp = path.with_extension("safetensors.tmp");
+        candle_core::safetensors::save(&state, &tmp)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Restores a checkpoint written by [`AdamW::save_checkpoint`]; returns its step and
+    /// everything the file holds, so the caller can read back its extra tensors.
+    pub fn load_checkpoint(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<(u64, HashMap<String, Tensor>)> {
+        let device = self
+            .vars
+            .first()
+            .map_or(candle_core::Device::Cpu, |(_, v)| v.device().clone());
+        let state = candle_core::safetensors::load(path, &device)?;
+        let step = checkpoint_scalar(&state, STEP_KEY)?;
+        self.restore(&state, step)?;
+        Ok((step, state))
+    }
+}
+
+/// A counter as a checkpoint tensor (f64 holds every count a run reaches exactly).
+pub fn scalar_tensor(value: u64) -> Result<Tensor> {
+    Tensor::new(&[value as f64], &candle_core::Device::Cpu)
+}
+
+/// A counter saved with [`scalar_tensor`].
+pub fn checkpoint_scalar<S: std::hash::BuildHasher>(
+    state: &HashMap<String, Tensor, S>,
+    key: &str,
+) -> Result<u64> {
+    let tensor = state
+        .get(key)
+        .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint lacks `{key}`")))?;
+    Ok(tensor.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64)
+}

@@ -122,32 +122,13 @@ impl Trainer {
     /// Saves weights, optimizer moments, the step counter and `extra` tensors to one
     /// safetensors file, atomically (a crash leaves the previous checkpoint intact).
     pub fn save(&self, path: &std::path::Path, extra: HashMap<String, Tensor>) -> Result<()> {
-        let mut state = self.optimizer.state();
-        state.extend(extra);
-        state.insert(
-            "trainer.step".to_owned(),
-            Tensor::new(&[self.step as f64], &Device::Cpu)?,
-        );
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&state, &tmp)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        self.optimizer.save_checkpoint(path, self.step, extra)
     }
 
     /// Restores a checkpoint written by [`Trainer::save`] into this trainer's variables;
     /// returns everything the file holds, so the caller can read back its extra tensors.
     pub fn load(&mut self, path: &std::path::Path) -> Result<HashMap<String, Tensor>> {
-        let device = self
-            .optimizer
-            .vars()
-            .first()
-            .map_or(Device::Cpu, |v| v.device().clone());
-        let state = candle_core::safetensors::load(path, &device)?;
-        let step = state
-            .get("trainer.step")
-            .ok_or_else(|| candle_core::Error::Msg("checkpoint lacks its step".into()))?;
-        let step = step.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64;
-        self.optimizer.restore(&state, step)?;
+        let (step, state) = self.optimizer.load_checkpoint(path)?;
         self.step = step;
         Ok(state)
     }
