@@ -294,6 +294,15 @@ impl Attention {
         if padded && seq > 1 {
             candle_core::bail!("left-padded sequences take one new token at a time");
         }
+        if offset == 0 && x.device().is_cpu() {
+            // Training and prefill: the fused blockwise attention, grouped-query heads read in
+            // place, no (t × t) scores.
+            let out =
+                ops::causal_attention(&q, &k.narrow(2, 0, total)?, &v.narrow(2, 0, total)?, scale)?;
+            return self
+                .o
+                .forward(&out.transpose(1, 2)?.reshape((batch, seq, hidden))?);
+        }
         let (k, v) = (k.narrow(2, 0, total)?, v.narrow(2, 0, total)?);
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
         let scores = q.matmul(&k.t()?.contiguous()?)?;
