@@ -3,9 +3,12 @@
 //! configuration: training tokens/s (forward, masked loss, backward, clipping, AdamW) and
 //! KV-cache sampling tokens/s (64 continuations of one 64-token prompt, 192 new tokens).
 //!
-//! `cargo bench --bench model -- A B` (configurations as arguments; default both).
+//! `cargo bench --bench model -- A A8 B [train|sample]` (configurations as arguments, default A
+//! and B; one measure or both); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
+//! a 1024³ product through candle. Each line reports the process's peak memory.
 #![allow(clippy::print_stdout, clippy::unwrap_used)] // a benchmark reports and fails loudly
 
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use candle_core::Device;
@@ -21,11 +24,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The quickstart's vocabulary size, as the PyTorch script uses.
 const VOCAB: usize = 2459;
 
-fn config(name: &str) -> (Config, usize, usize) {
+fn config(name: &str) -> Option<(Config, usize, usize)> {
     let (hidden, layers, heads, kv_heads, ffn, seq, batch) = match name {
         "A" => (128, 4, 4, 4, 384, 256, 32),
+        "A8" => (128, 4, 4, 4, 384, 256, 8),
         "B" => (256, 6, 8, 4, 768, 512, 16),
-        other => panic!("unknown configuration {other} (A or B)"),
+        _ => return None,
     };
     let config = Config {
         vocab: VOCAB,
@@ -40,7 +44,7 @@ fn config(name: &str) -> (Config, usize, usize) {
         norm_eps: 1e-6,
         init_std: 0.02,
     };
-    (config, seq, batch)
+    Some((config, seq, batch))
 }
 
 fn spec(seq: usize, batch: usize) -> TrainSpec {
@@ -67,50 +71,92 @@ fn spec(seq: usize, batch: usize) -> TrainSpec {
     }
 }
 
+/// This process's peak resident memory in MiB (`VmHWM`), or 0 where /proc is missing.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// fp32 GFLOP/s of a 1024³ matrix product through candle (the GEMM peak rlp can reach).
+fn gemm_rate() -> f64 {
+    let n = 1024;
+    let a = candle_core::Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).unwrap();
+    let b = candle_core::Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).unwrap();
+    a.matmul(&b).unwrap();
+    let reps = 10;
+    let start = Instant::now();
+    for _ in 0..reps {
+        a.matmul(&b).unwrap();
+    }
+    2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
 fn main() {
     let steps: usize = std::env::var("RLP_BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let mut names: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a == "A" || a == "B")
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "gemm") {
+        println!("{{\"impl\": \"rlp\", \"gemm_gflops\": {:.2}}}", gemm_rate());
+        return;
+    }
+    let (train, sample_too) = match args.iter().find(|a| *a == "train" || *a == "sample") {
+        Some(m) if m == "train" => (true, false),
+        Some(_) => (false, true),
+        None => (true, true),
+    };
+    let mut names: Vec<&String> = args.iter().filter(|a| config(a).is_some()).collect();
+    let defaults = ["A".to_owned(), "B".to_owned()];
     if names.is_empty() {
-        names = vec!["A".into(), "B".into()];
+        names = defaults.iter().collect();
     }
     for name in names {
-        let (config, seq, batch) = config(&name);
-        let (varmap, model) = build(&config, &Device::Cpu, Some(0)).unwrap();
-        let mut trainer = Trainer::new(&varmap, &spec(seq, batch), 1000).unwrap();
-        let blocks: Vec<Block> = (0..batch)
-            .map(|b| Block {
-                tokens: (0..=seq)
-                    .map(|i| ((b * 131 + i * 17) % VOCAB) as u32)
-                    .collect(),
-                mask: vec![true; seq],
-            })
-            .collect();
-        trainer.step(&model, &blocks).unwrap();
-        let start = Instant::now();
-        for _ in 0..steps {
-            trainer.step(&model, &blocks).unwrap();
-        }
-        let train = (steps * batch * seq) as f64 / start.elapsed().as_secs_f64();
-
-        let prompt: Vec<u32> = (0..64).map(|i| ((i * 29) % VOCAB) as u32).collect();
-        let sampling = Sampling {
-            temperature: 0.8,
-            top_p: 1.0,
-            max_new_tokens: 192,
-            stop: Vec::new(),
+        let Some((config, seq, batch)) = config(name) else {
+            continue;
         };
-        let start = Instant::now();
-        let out = sample(&model, &prompt, 64, &sampling, 0).unwrap();
-        let generated: usize = out.iter().map(Vec::len).sum();
-        let rate = generated as f64 / start.elapsed().as_secs_f64();
-        println!(
-            "{{\"impl\": \"rlp\", \"config\": \"{name}\", \"train_tokens_per_s\": {train:.1}, \"sample_tokens_per_s\": {rate:.1}}}"
-        );
+        let (varmap, model) = build(&config, &Device::Cpu, Some(0)).unwrap();
+        let mut row = format!("{{\"impl\": \"rlp\", \"config\": \"{name}\"");
+        if train {
+            let mut trainer = Trainer::new(&varmap, &spec(seq, batch), 1000).unwrap();
+            let blocks: Vec<Block> = (0..batch)
+                .map(|b| Block {
+                    tokens: (0..=seq)
+                        .map(|i| ((b * 131 + i * 17) % VOCAB) as u32)
+                        .collect(),
+                    mask: vec![true; seq],
+                })
+                .collect();
+            trainer.step(&model, &blocks).unwrap();
+            let start = Instant::now();
+            for _ in 0..steps {
+                trainer.step(&model, &blocks).unwrap();
+            }
+            let rate = (steps * batch * seq) as f64 / start.elapsed().as_secs_f64();
+            write!(row, ", \"train_tokens_per_s\": {rate:.1}").unwrap();
+        }
+        if sample_too {
+            let prompt: Vec<u32> = (0..64).map(|i| ((i * 29) % VOCAB) as u32).collect();
+            let sampling = Sampling {
+                temperature: 0.8,
+                top_p: 1.0,
+                max_new_tokens: 192,
+                stop: Vec::new(),
+            };
+            let start = Instant::now();
+            let out = sample(&model, &prompt, 64, &sampling, 0).unwrap();
+            let generated: usize = out.iter().map(Vec::len).sum();
+            let rate = generated as f64 / start.elapsed().as_secs_f64();
+            write!(row, ", \"sample_tokens_per_s\": {rate:.1}").unwrap();
+        }
+        println!("{row}, \"peak_rss_mb\": {:.1}}}", peak_rss_mb());
     }
 }

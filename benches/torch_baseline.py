@@ -3,7 +3,8 @@ RoPE rotate-half, grouped-query attention with q/k/v biases, SwiGLU, tied embedd
 0.02), the same shapes, the same AdamW step with global-norm clipping, and KV-cache sampling of
 64 continuations of one 64-token prompt (one shared prefill), 192 new tokens, temperature 0.8.
 
-Run by benches/compare.sh; prints one JSON line per measurement. Eager mode, CPU, fp32,
+Run by benches/compare.sh; prints one JSON line per measurement (`--measure train|sample|gemm`,
+one per process so that `peak_rss_mb` is the measurement's own). Eager mode, CPU, fp32,
 `--threads` threads (2 on the reference machine). `--attention sdpa` uses PyTorch's fused
 scaled_dot_product_attention; `--attention eager` the plain matmul-softmax-matmul.
 """
@@ -11,6 +12,7 @@ scaled_dot_product_attention; `--attention eager` the plain matmul-softmax-matmu
 import argparse
 import json
 import math
+import resource
 import time
 
 import torch
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 CONFIGS = {
     # name: (hidden, layers, heads, kv_heads, ffn, seq, batch)
     "A": (128, 4, 4, 4, 384, 256, 32),
+    "A8": (128, 4, 4, 4, 384, 256, 8),
     "B": (256, 6, 8, 4, 768, 512, 16),
 }
 
@@ -149,26 +152,44 @@ def sample_rate(model, vocab, n=64, prompt_len=64, new=192):
     return n * new / (time.perf_counter() - start)
 
 
+def gemm_rate(n=1024, reps=10):
+    """fp32 GFLOP/s of an n x n x n matrix product (the machine's GEMM peak, as torch sees it)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def peak_rss_mb():
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="A")
+    ap.add_argument("--measure", choices=["train", "sample", "both", "gemm"], default="both")
     ap.add_argument("--attention", choices=["sdpa", "eager"], default="sdpa")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=2459)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--no-sample", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.measure == "gemm":
+        out = {"impl": "torch", "gemm_gflops": gemm_rate()}
+        print(json.dumps(out), flush=True)
+        return
     d, layers, heads, kv, ffn, seq, batch = CONFIGS[args.config]
     model = Model(args.vocab, d, layers, heads, kv, ffn, 1024, args.attention)
-    out = {
-        "impl": f"torch-{args.attention}",
-        "config": args.config,
-        "train_tokens_per_s": train_rate(model, args.vocab, seq, batch, args.steps),
-    }
-    if not args.no_sample:
+    out = {"impl": f"torch-{args.attention}", "config": args.config}
+    if args.measure in ("train", "both"):
+        out["train_tokens_per_s"] = train_rate(model, args.vocab, seq, batch, args.steps)
+    if args.measure in ("sample", "both"):
         out["sample_tokens_per_s"] = sample_rate(model.eval(), args.vocab)
+    out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out), flush=True)
 
 
