@@ -151,6 +151,8 @@ fn main() {
                 max_new_tokens: 192,
                 stop: Vec::new(),
             };
+            // The second of two runs, as the PyTorch script times it (warm allocator and pools).
+            sample(&model, &prompt, 64, &sampling, 0).unwrap();
             let start = Instant::now();
             let out = sample(&model, &prompt, 64, &sampling, 0).unwrap();
             let generated: usize = out.iter().map(Vec::len).sum();
