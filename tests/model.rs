@@ -291,3 +291,59 @@ fn a_batch_of_prompts_samples_what_each_prompt_samples_alone() {
         assert_eq!(split, together, "{threads} threads");
     }
 }
+
+#[test]
+fn the_full_model_gradient_matches_finite_differences() {
+    // Seeded weights, large enough (std 0.3) that attention is far from uniform and every
+    // parameter's gradient is well above float noise; a sequence long enough for two
+    // attention blocks of rows.
+    let wide = Config {
+        context: 128,
+        init_std: 0.3,
+        ..config()
+    };
+    let (varmap, model) = rlp::model::build(&wide, &Device::Cpu, Some(3)).unwrap();
+    let ids: Vec<u32> = (0..70).map(|i| (i * 7 + 3) % 40).collect();
+    let inputs = tokens(&ids[..69], 1);
+    let targets = tokens(&ids[1..], 1).flatten_all().unwrap();
+    let loss = || {
+        let logits = model.forward(&inputs).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits.squeeze(0).unwrap(), &targets).unwrap();
+        f64::from(loss.to_scalar::<f32>().unwrap())
+    };
+    let logits = model.forward(&inputs).unwrap();
+    let grads = candle_nn::loss::cross_entropy(&logits.squeeze(0).unwrap(), &targets)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let norm = |t: &Tensor| {
+        f64::from(
+            t.sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+        )
+        .sqrt()
+    };
+    // Each parameter tensor, moved by 0.1% of its norm (at least 1e-3) along its own gradient:
+    // the loss changes at the rate |g| of that tensor.
+    for (name, var) in rlp::model::sorted_vars(&varmap).unwrap() {
+        let grad = grads.get(var.as_tensor()).unwrap().clone();
+        let (g, w) = (norm(&grad), norm(var.as_tensor()));
+        let epsilon = 1e-3 * w.max(1.0);
+        let original = var.as_tensor().copy().unwrap();
+        let at = |e: f64| {
+            var.set(&(&original + (&grad * (e / g)).unwrap()).unwrap())
+                .unwrap();
+            loss()
+        };
+        let numeric = (at(epsilon) - at(-epsilon)) / (2.0 * epsilon);
+        var.set(&original).unwrap();
+        assert!(
+            (numeric - g).abs() < 0.05 * g,
+            "{name}: directional derivative {numeric} against |g| = {g}"
+        );
+    }
+}
