@@ -492,32 +492,6 @@ impl Cache {
         }
     }
 
-    /// The cache of a batch of one, repeated `n` times along the batch (after a shared
-    /// prompt's prefill, each sample continues from its own copy).
-    pub fn repeat_batch(&self, n: usize) -> Result<Self> {
-        let layers = self
-            .layers
-            .iter()
-            .map(|layer| {
-                let buffers = match &layer.buffers {
-                    Some((k, v)) => Some((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?)),
-                    None => None,
-                };
-                Ok(LayerCache {
-                    buffers,
-                    capacity: layer.capacity,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            layers,
-            len: self.len,
-            capacity: self.capacity,
-            shift: self.shift,
-            starts: self.starts.repeat(n),
-        })
-    }
-
     /// A cache for one prompt whose tokens will be rotated as positions `shift..`: its
     /// prefill is then ready to sit at slots `shift..` of a left-padded batch ([`Cache::join`]).
     #[must_use]

@@ -271,9 +271,9 @@ pub(super) fn run(
                             .iter()
                             .map(|s| f64::from(u8::from(s.reward >= PASS))),
                     );
+                    rate_sum += rate;
                     // Counted as kept when inside the band, even when the step already has
                     // its prompts: the counts measure the band, not the batch.
-                    rate_sum += rate;
                     let keep = (filter.min_pass_rate..=filter.max_pass_rate).contains(&rate);
                     let counts = filter_counts.entry(problem.op).or_default();
                     counts.0 += 1;
