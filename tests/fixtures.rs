@@ -139,3 +139,36 @@ fn stage_hash_depends_on_content_and_seed() {
     assert_ne!(reseeded.0, h);
     assert_ne!(reseeded.1, seed);
 }
+
+#[test]
+fn a_stage_seed_makes_replicas_sharing_their_parent() {
+    let src = "seed 7\nuse prelude\ntask t { contexts zoo\n phrasing compact }\n\
+        pretrain base { model tiny\n data t[op 2..=3]\n tokens 1M }\n\
+        sweep rep = [0, 1, 2]\n\
+        midtrain more from base { data t[op 2..=3]\n tokens 1M\n seed $rep }\n";
+    let plan = rlp::compile(&rlp::syntax::SourceFile::new("r.rlp", src))
+        .plan
+        .unwrap();
+    let stage = |cell: usize, i: usize| &plan.stages[plan.cells[cell].stages[i].0];
+    assert_eq!(plan.cells.len(), 3);
+    assert!(
+        (0..3).all(|c| stage(c, 0).id == stage(0, 0).id),
+        "one shared base"
+    );
+    let seeds: std::collections::BTreeSet<u64> = (0..3).map(|c| stage(c, 1).seed).collect();
+    assert_eq!(seeds.len(), 3, "each replica has its own seed");
+    let hashes: std::collections::BTreeSet<&str> =
+        (0..3).map(|c| stage(c, 1).hash.as_str()).collect();
+    assert_eq!(hashes.len(), 3, "and its own stage instance");
+    let unseeded = src
+        .replace("sweep rep = [0, 1, 2]\n", "")
+        .replace("\n seed $rep", "");
+    let plain = rlp::compile(&rlp::syntax::SourceFile::new("r.rlp", unseeded))
+        .plan
+        .unwrap();
+    assert_eq!(
+        plain.stages[plain.cells[0].stages[1].0].seed,
+        stage(0, 1).seed,
+        "`seed 0` is the default seed"
+    );
+}

@@ -36,6 +36,7 @@ const PRETRAIN_FIELDS: &[&str] = &[
     "loss",
     "eval_every",
     "checkpoint_every",
+    "seed",
 ];
 const MIDTRAIN_FIELDS: &[&str] = &[
     "data",
@@ -47,6 +48,7 @@ const MIDTRAIN_FIELDS: &[&str] = &[
     "loss",
     "eval_every",
     "checkpoint_every",
+    "seed",
 ];
 const RL_FIELDS: &[&str] = &[
     "prompts",
@@ -65,6 +67,7 @@ const RL_FIELDS: &[&str] = &[
     "epochs",
     "filter",
     "checkpoint_every",
+    "seed",
 ];
 const EVAL_FIELDS: &[&str] = &[
     "models",
@@ -419,10 +422,14 @@ impl<'a> Analyzer<'a> {
                 ),
                 _ => self.lower_rl(stage.block, env, parent_info.map(|p| p.1), &mut shares),
             };
-            let Some(spec) = result else {
+            let Some((spec, replica)) = result else {
                 continue;
             };
-            let seed = derive_seed(self.plan.seed, stage.name);
+            // `seed N` makes a replica: same spec, its own stream of data and samples.
+            let seed = match replica {
+                0 => derive_seed(self.plan.seed, stage.name),
+                n => derive_seed(self.plan.seed, &format!("{}/seed {n}", stage.name)),
+            };
             let parent_id = parent_info.map(|p| p.0);
             let id = self.intern_stage(stage.name, parent_id, seed, spec.clone(), index);
             cell_stages.push(id);
@@ -647,7 +654,7 @@ impl<'a> Analyzer<'a> {
         parent_model: Option<ModelId>,
         pretrain: bool,
         shares: &mut BTreeMap<String, f64>,
-    ) -> Option<StageSpec> {
+    ) -> Option<(StageSpec, u64)> {
         let allowed = if pretrain {
             PRETRAIN_FIELDS
         } else {
@@ -708,6 +715,7 @@ impl<'a> Analyzer<'a> {
         };
         let eval_every = self.int_field(&fields, "eval_every", env, 1, 1 << 30, 200);
         let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 500);
+        let replica = self.int_field(&fields, "seed", env, 0, 1 << 30, 0);
         let model = model?;
         let (batch, seq_len) = batch?;
         let (lr, weight_decay, grad_clip, loss) = (lr?, weight_decay?, grad_clip?, loss?);
@@ -771,7 +779,7 @@ impl<'a> Analyzer<'a> {
         } else {
             StageSpec::Midtrain(spec)
         };
-        Some(spec)
+        Some((spec, replica? as u64))
     }
 
     /// Lowers an `rl` stage.
@@ -781,7 +789,7 @@ impl<'a> Analyzer<'a> {
         env: Env<'_>,
         parent_model: Option<ModelId>,
         shares: &mut BTreeMap<String, f64>,
-    ) -> Option<StageSpec> {
+    ) -> Option<(StageSpec, u64)> {
         let fields = Fields::collect(block, RL_FIELDS, &[], &mut self.sink);
         let before = self.sink.len();
         let prompts = fields
@@ -826,6 +834,7 @@ impl<'a> Analyzer<'a> {
         let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256);
         let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1);
         let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 20);
+        let replica = self.int_field(&fields, "seed", env, 0, 1 << 30, 0);
         let filter = match fields.get("filter") {
             Some(line) => self.filter(line, env).map(Some),
             None => Some(None),
@@ -937,7 +946,7 @@ impl<'a> Analyzer<'a> {
             filter,
             checkpoint_every,
         };
-        Some(StageSpec::Rl(spec))
+        Some((StageSpec::Rl(spec), replica? as u64))
     }
 
     fn filter(&mut self, line: &Line, env: Env<'_>) -> Option<FilterSpec> {
