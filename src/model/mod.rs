@@ -153,6 +153,7 @@ fn linear(
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
+    fused: bool,
 }
 
 impl RmsNorm {
@@ -160,13 +161,14 @@ impl RmsNorm {
         Ok(Self {
             weight: vb.get_with_hints(cfg.hidden, "weight", Init::Const(1.0))?,
             eps: cfg.norm_eps,
+            fused: true,
         })
     }
 }
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() {
+        if self.fused && x.device().is_cpu() {
             return ops::rms_norm(x, &self.weight, self.eps);
         }
         let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -181,6 +183,7 @@ struct Rotary {
     cos: Tensor,
     sin: Tensor,
     tables: ops::RopeTables,
+    fused: bool,
 }
 
 impl Rotary {
@@ -200,12 +203,13 @@ impl Rotary {
             tables: ops::RopeTables::new(&cos, &sin)?,
             cos,
             sin,
+            fused: true,
         })
     }
 
     /// Rotates `x` (batch, heads, seq, head_dim) at positions `offset..offset + seq`.
     fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        if x.device().is_cpu() {
+        if self.fused && x.device().is_cpu() {
             return ops::rope(x, &self.tables, offset);
         }
         let (_, _, seq, dim) = x.dims4()?;
@@ -232,6 +236,7 @@ struct Attention {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    fused: bool,
 }
 
 impl Attention {
@@ -246,6 +251,7 @@ impl Attention {
             heads: cfg.heads,
             kv_heads: cfg.kv_heads,
             head_dim,
+            fused: true,
         })
     }
 
@@ -285,7 +291,8 @@ impl Attention {
         let (k, v) = cache.append(k, v, offset)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let padded = starts.iter().any(|&s| s > 0);
-        if seq == 1 && total > 1 && x.device().is_cpu() {
+        let fused = self.fused && x.device().is_cpu();
+        if seq == 1 && total > 1 && fused {
             // One new token per sequence: read the cache in place instead of one tiny GEMM
             // per (sequence, head). Sampling only (no gradient).
             let out = ops::decode_attention(&q, &k, &v, total, starts, scale)?;
@@ -294,7 +301,7 @@ impl Attention {
         if padded && seq > 1 {
             candle_core::bail!("left-padded sequences take one new token at a time");
         }
-        if offset == 0 && x.device().is_cpu() {
+        if offset == 0 && fused {
             // Training and prefill: the fused blockwise attention, grouped-query heads read in
             // place, no (t × t) scores.
             let out =
@@ -306,7 +313,7 @@ impl Attention {
         let (k, v) = (k.narrow(2, 0, total)?, v.narrow(2, 0, total)?);
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
         let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let weights = if x.device().is_cpu() {
+        let weights = if fused {
             ops::causal_softmax(&scores, scale)?
         } else {
             let mut scores =
@@ -397,6 +404,7 @@ struct Mlp {
     gate: Linear,
     up: Linear,
     down: Linear,
+    fused: bool,
 }
 
 impl Mlp {
@@ -405,14 +413,18 @@ impl Mlp {
             gate: linear(cfg, cfg.hidden, cfg.ffn, false, &vb.pp("gate_proj"))?,
             up: linear(cfg, cfg.hidden, cfg.ffn, false, &vb.pp("up_proj"))?,
             down: linear(cfg, cfg.ffn, cfg.hidden, false, &vb.pp("down_proj"))?,
+            fused: true,
         })
     }
 }
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down
-            .forward(&(self.gate.forward(x)?.silu()? * self.up.forward(x)?)?)
+        let (gate, up) = (self.gate.forward(x)?, self.up.forward(x)?);
+        if self.fused && x.device().is_cpu() {
+            return self.down.forward(&ops::swiglu(&gate, &up)?);
+        }
+        self.down.forward(&(gate.silu()? * up)?)
     }
 }
 
@@ -604,6 +616,27 @@ impl Transformer {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether the fused CPU kernels of [`ops`] run (on by default; they exist for the CPU
+    /// only). Off, the model computes the same functions with candle's composite ops: the
+    /// plain path the fused one is tested against.
+    pub fn set_fused_kernels(&mut self, on: bool) {
+        self.norm.fused = on;
+        self.rotary.fused = on;
+        for block in &mut self.blocks {
+            block.attention_norm.fused = on;
+            block.mlp_norm.fused = on;
+            block.attention.fused = on;
+            block.mlp.fused = on;
+        }
+    }
+
+    /// Whether this model's forward pass, and the losses computed from its logits, use the
+    /// fused CPU kernels.
+    #[must_use]
+    pub fn fused_kernels(&self) -> bool {
+        self.norm.fused && self.device().is_cpu()
     }
 
     /// Logits (batch, seq, vocab) for `tokens` (batch, seq), without a cache.

@@ -85,7 +85,11 @@ pub fn update(
     let logp_ref = match reference {
         Some(reference) if spec.kl > 0.0 => {
             let logits = reference.forward(&inputs)?.detach();
-            Some(token_log_probs(&logits, &targets)?)
+            Some(token_log_probs(
+                &logits,
+                &targets,
+                reference.fused_kernels(),
+            )?)
         }
         _ => None,
     };
@@ -102,7 +106,7 @@ pub fn update(
         if epoch == 0 {
             stats.entropy = grpo::entropy(&logits.detach(), &mask)?;
         }
-        let logp = token_log_probs(&logits, &targets)?;
+        let logp = token_log_probs(&logits, &targets, model.fused_kernels())?;
         let old = logp_old.get_or_insert_with(|| logp.detach()).clone();
         let (policy, clip_fraction) = grpo::policy_loss(
             &logp,

@@ -15,22 +15,31 @@ use super::schedule::lr_at;
 use crate::model::Transformer;
 use crate::plan::TrainSpec;
 
-/// The next-token loss averaged over the positions the mask keeps.
-pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+/// The next-token loss averaged over the positions the mask keeps; `fused` as
+/// [`token_log_probs`].
+pub fn masked_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+    fused: bool,
+) -> Result<Tensor> {
     let (b, t, _) = logits.dims3()?;
-    let losses = token_log_probs(logits, targets)?.neg()?.reshape(b * t)?;
+    let losses = token_log_probs(logits, targets, fused)?
+        .neg()?
+        .reshape(b * t)?;
     let mask = mask.reshape(b * t)?.to_dtype(DType::F32)?;
     let kept = mask.sum_all()?.maximum(1.0)?;
     (losses * &mask)?.sum_all()?.div(&kept)
 }
 
-/// The log-probability of each target token, (rows, tokens), differentiable. On the CPU it
-/// comes from one fused kernel ([`crate::model::ops::cross_entropy`]).
-pub fn token_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+/// The log-probability of each target token, (rows, tokens), differentiable. With `fused` (the
+/// model's [`Transformer::fused_kernels`]) it comes from one CPU kernel
+/// ([`crate::model::ops::cross_entropy`]).
+pub fn token_log_probs(logits: &Tensor, targets: &Tensor, fused: bool) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
     let logits = logits.reshape((b * t, v))?;
     let targets = targets.reshape(b * t)?;
-    let log_probs = if logits.device().is_cpu() {
+    let log_probs = if fused && logits.device().is_cpu() {
         crate::model::ops::cross_entropy(&logits, &targets)?.neg()?
     } else {
         candle_nn::ops::log_softmax(&logits, D::Minus1)?
@@ -83,7 +92,7 @@ pub fn batch_tensors(blocks: &[Block], device: &Device) -> Result<(Tensor, Tenso
 pub fn evaluate_loss(model: &Transformer, blocks: &[Block]) -> Result<f64> {
     let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
     let logits = model.forward(&inputs)?.detach();
-    let loss = masked_cross_entropy(&logits, &targets, &mask)?;
+    let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
     Ok(f64::from(loss.to_scalar::<f32>()?))
 }
 
@@ -148,7 +157,7 @@ impl Trainer {
     ) -> std::result::Result<f64, StepError> {
         let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
         let logits = model.forward(&inputs)?;
-        let loss = masked_cross_entropy(&logits, &targets, &mask)?;
+        let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         if !value.is_finite() {
             return Err(StepError::NonFinite {
