@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 rounds=${1:-2}
 python=${PYTHON:-python3}
 threads=${THREADS:-2}
-export RAYON_NUM_THREADS=$threads CANDLE_NUM_THREADS=$threads
+# As `rlp run` sets them: candle's element-wise pool gets no extra (spinning) workers.
+export RAYON_NUM_THREADS=$threads CANDLE_NUM_THREADS=${CANDLE_NUM_THREADS:-1}
 cargo bench --bench model --no-run --quiet 2>/dev/null
 out=$(mktemp)
 rlp() { cargo bench --quiet --bench model -- "$@" | tee -a "$out"; }

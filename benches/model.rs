@@ -3,8 +3,9 @@
 //! configuration: training tokens/s (forward, masked loss, backward, clipping, AdamW) and
 //! KV-cache sampling tokens/s (64 continuations of one 64-token prompt, 192 new tokens).
 //!
-//! `cargo bench --bench model -- A A8 B [train|sample]` (configurations as arguments, default A
-//! and B; one measure or both); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
+//! `cargo bench --bench model -- A A8 B [train|sample|phases]` (configurations as arguments,
+//! default A and B; one measure or both; `phases`: milliseconds per training step in forward,
+//! loss, backward, clipping and the optimizer); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
 //! a 1024³ product through candle. Each line reports the process's peak memory.
 #![allow(clippy::print_stdout, clippy::unwrap_used)] // a benchmark reports and fails loudly
 
@@ -99,6 +100,48 @@ fn gemm_rate() -> f64 {
     2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
+/// Milliseconds per training step spent in each phase (forward, loss, backward, clipping,
+/// optimizer), averaged over `steps` steps after one warm-up: where a step's time goes.
+fn phase_times(
+    varmap: &candle_nn::VarMap,
+    model: &rlp::model::Transformer,
+    seq: usize,
+    batch: usize,
+    steps: usize,
+) -> [(&'static str, f64); 5] {
+    use candle_core::{DType, Tensor};
+    let vars = rlp::model::sorted_vars(varmap).unwrap();
+    let mut optimizer = rlp::train::optim::AdamW::new(vars, 1e-3, 0.1).unwrap();
+    let tokens: Vec<u32> = (0..batch * seq)
+        .map(|i| ((i * 17) % VOCAB) as u32)
+        .collect();
+    let inputs = Tensor::from_vec(tokens, (batch, seq), &Device::Cpu).unwrap();
+    let mask = Tensor::ones((batch, seq), DType::U8, &Device::Cpu).unwrap();
+    let mut totals = [0f64; 5];
+    for step in 0..=steps {
+        let mut marks = [Instant::now(); 6];
+        let logits = model.forward(&inputs).unwrap();
+        marks[1] = Instant::now();
+        let loss =
+            rlp::train::trainer::masked_cross_entropy(&logits, &inputs, &mask, true).unwrap();
+        loss.to_scalar::<f32>().unwrap();
+        marks[2] = Instant::now();
+        let mut grads = loss.backward().unwrap();
+        marks[3] = Instant::now();
+        rlp::train::clip_grad_norm(&optimizer.vars(), &mut grads, 1.0).unwrap();
+        marks[4] = Instant::now();
+        optimizer.step(&grads).unwrap();
+        marks[5] = Instant::now();
+        if step > 0 {
+            for (total, pair) in totals.iter_mut().zip(marks.windows(2)) {
+                *total += (pair[1] - pair[0]).as_secs_f64() * 1e3 / steps as f64;
+            }
+        }
+    }
+    let names = ["forward", "loss", "backward", "clip", "optimizer"];
+    std::array::from_fn(|i| (names[i], totals[i]))
+}
+
 fn main() {
     let steps: usize = std::env::var("RLP_BENCH_STEPS")
         .ok()
@@ -109,10 +152,11 @@ fn main() {
         println!("{{\"impl\": \"rlp\", \"gemm_gflops\": {:.2}}}", gemm_rate());
         return;
     }
+    let phases = args.iter().any(|a| a == "phases");
     let (train, sample_too) = match args.iter().find(|a| *a == "train" || *a == "sample") {
         Some(m) if m == "train" => (true, false),
         Some(_) => (false, true),
-        None => (true, true),
+        None => (!phases, !phases),
     };
     let mut names: Vec<&String> = args.iter().filter(|a| config(a).is_some()).collect();
     let defaults = ["A".to_owned(), "B".to_owned()];
@@ -125,6 +169,11 @@ fn main() {
         };
         let (varmap, model) = build(&config, &Device::Cpu, Some(0)).unwrap();
         let mut row = format!("{{\"impl\": \"rlp\", \"config\": \"{name}\"");
+        if phases {
+            for (phase, ms) in phase_times(&varmap, &model, seq, batch, steps) {
+                write!(row, ", \"{phase}_ms\": {ms:.1}").unwrap();
+            }
+        }
         if train {
             let mut trainer = Trainer::new(&varmap, &spec(seq, batch), 1000).unwrap();
             let blocks: Vec<Block> = (0..batch)

@@ -844,18 +844,24 @@ impl CustomOp3 for CausalAttention {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let shape = AttentionShape::of(q.dims(), k.dims(), v.dims())?;
-        let data = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (dq, dk, dv) = attention_backward(
-            shape,
-            [
-                &data(q)?,
-                &data(k)?,
-                &data(v)?,
-                &data(res)?,
-                &data(grad_res)?,
-            ],
-            self.scale,
-        )?;
+        // Read in place: the five tensors are each as large as the layer's activations.
+        let tensors = [q, k, v, res, grad_res]
+            .iter()
+            .map(|t| t.contiguous())
+            .collect::<Result<Vec<_>>>()?;
+        let guards: Vec<_> = tensors.iter().map(Tensor::storage_and_layout).collect();
+        let mut data = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            let candle_core::Storage::Cpu(storage) = &**storage else {
+                candle_core::bail!("attention: expected CPU tensors");
+            };
+            data.push(f32s(storage, layout)?);
+        }
+        let &[q_data, k_data, v_data, o_data, g_data] = data.as_slice() else {
+            candle_core::bail!("attention: five inputs");
+        };
+        let (dq, dk, dv) =
+            attention_backward(shape, [q_data, k_data, v_data, o_data, g_data], self.scale)?;
         let device = q.device();
         Ok((
             Some(Tensor::from_vec(dq, q.shape(), device)?),

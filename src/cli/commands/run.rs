@@ -137,16 +137,23 @@ fn summary(cell: &CellReport) -> String {
     out
 }
 
-/// Sets the thread count of candle's kernels before any of them starts. candle reads
-/// `RAYON_NUM_THREADS` (and re-reads /proc/cpuinfo on every matmul when it is unset) and sizes
-/// its element-wise pool from `CANDLE_NUM_THREADS`.
+/// Sets the thread count of candle's kernels before any of them starts. candle's matrix
+/// products and rlp's fused kernels run on `RAYON_NUM_THREADS` threads (candle re-reads
+/// /proc/cpuinfo on every matmul when it is unset). candle's element-wise ops have a pool of
+/// their own, sized by `CANDLE_NUM_THREADS`, whose workers spin for a while after each op and
+/// so take a core from the next matrix product (18% of a training step's cycles spent
+/// spinning, `perf`, 2 cores); the heavy element-wise work is in the fused kernels, so that
+/// pool gets no extra workers (training 1.15x faster, `benches/compare.sh`) unless the
+/// environment already says otherwise.
 fn set_threads(threads: usize) {
     // SAFETY: called at the start of `rlp run`, before this process starts any thread (the
     // Ctrl-C handler and candle's pools come later), so nothing reads the environment
     // concurrently.
     unsafe {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
     }
 }
 
