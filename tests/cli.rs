@@ -104,7 +104,7 @@ fn check_json_has_schema_codes_and_positions() {
 fn plan_prints_json_with_cells_and_hashes() {
     let out = Run::new(&["plan", "pipelines/edge-of-competence.rlp"]).expect(0);
     let plan: rlp::plan::Plan = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan.cells.len(), 3);
+    assert_eq!(plan.cells.len(), 9, "three ranges × three seeds");
     assert!(plan.stages.iter().all(|s| s.hash.len() == 16));
     Run::new(&[
         "plan",
@@ -277,7 +277,7 @@ fn data_writes_reproducible_jsonl_and_verify_scores_it() {
         "--stage",
         "post",
         "--cell",
-        "range=4..=5",
+        "range=4..=5,replica=2",
         "--out",
         path,
         "-n",
