@@ -122,8 +122,13 @@ fn phase_times(
         let mut marks = [Instant::now(); 6];
         let logits = model.forward(&inputs).unwrap();
         marks[1] = Instant::now();
-        let loss =
-            rlp::train::trainer::masked_cross_entropy(&logits, &inputs, &mask, true).unwrap();
+        let loss = rlp::train::trainer::masked_cross_entropy(
+            &logits,
+            &inputs,
+            &mask,
+            model.fused_kernels(),
+        )
+        .unwrap();
         loss.to_scalar::<f32>().unwrap();
         marks[2] = Instant::now();
         let mut grads = loss.backward().unwrap();
