@@ -6,7 +6,9 @@
 //! `cargo bench --bench model -- A A8 B [train|sample|phases]` (configurations as arguments,
 //! default A and B; one measure or both; `phases`: milliseconds per training step in forward,
 //! loss, backward, clipping and the optimizer); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
-//! a 1024³ product through candle. Each line reports the process's peak memory.
+//! a 1024³ product through candle (4096³ on a GPU). Each line reports the process's peak memory.
+//! With the argument `cuda` (a build with `--features cuda`) everything runs on the first GPU;
+//! shape `P` is the `paper-100m` preset, for that.
 #![allow(clippy::print_stdout, clippy::unwrap_used)] // a benchmark reports and fails loudly
 
 use std::fmt::Write as _;
@@ -30,6 +32,8 @@ fn config(name: &str) -> Option<(Config, usize, usize)> {
         "A" => (128, 4, 4, 4, 384, 256, 32),
         "A8" => (128, 4, 4, 4, 384, 256, 8),
         "B" => (256, 6, 8, 4, 768, 512, 16),
+        // The prelude's `paper-100m` (a GPU shape).
+        "P" => (768, 12, 12, 2, 3072, 512, 16),
         _ => return None,
     };
     let config = Config {
@@ -86,17 +90,20 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// fp32 GFLOP/s of a 1024³ matrix product through candle (the GEMM peak rlp can reach).
-fn gemm_rate() -> f64 {
-    let n = 1024;
-    let a = candle_core::Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).unwrap();
-    let b = candle_core::Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).unwrap();
+/// fp32 GFLOP/s of an n³ matrix product through candle (the GEMM peak rlp can reach): n = 1024
+/// on the CPU, 4096 on a GPU.
+fn gemm_rate(device: &Device) -> f64 {
+    let n = if device.is_cpu() { 1024 } else { 4096 };
+    let a = candle_core::Tensor::randn(0f32, 1.0, (n, n), device).unwrap();
+    let b = candle_core::Tensor::randn(0f32, 1.0, (n, n), device).unwrap();
     a.matmul(&b).unwrap();
+    device.synchronize().unwrap();
     let reps = 10;
     let start = Instant::now();
     for _ in 0..reps {
         a.matmul(&b).unwrap();
     }
+    device.synchronize().unwrap();
     2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
@@ -115,12 +122,14 @@ fn phase_times(
     let tokens: Vec<u32> = (0..batch * seq)
         .map(|i| ((i * 17) % VOCAB) as u32)
         .collect();
-    let inputs = Tensor::from_vec(tokens, (batch, seq), &Device::Cpu).unwrap();
-    let mask = Tensor::ones((batch, seq), DType::U8, &Device::Cpu).unwrap();
+    let device = model.device();
+    let inputs = Tensor::from_vec(tokens, (batch, seq), device).unwrap();
+    let mask = Tensor::ones((batch, seq), DType::U8, device).unwrap();
     let mut totals = [0f64; 5];
     for step in 0..=steps {
         let mut marks = [Instant::now(); 6];
         let logits = model.forward(&inputs).unwrap();
+        device.synchronize().unwrap();
         marks[1] = Instant::now();
         let loss = rlp::train::trainer::masked_cross_entropy(
             &logits,
@@ -130,12 +139,16 @@ fn phase_times(
         )
         .unwrap();
         loss.to_scalar::<f32>().unwrap();
+        device.synchronize().unwrap();
         marks[2] = Instant::now();
         let mut grads = loss.backward().unwrap();
+        device.synchronize().unwrap();
         marks[3] = Instant::now();
         rlp::train::clip_grad_norm(&optimizer.vars(), &mut grads, 1.0).unwrap();
+        device.synchronize().unwrap();
         marks[4] = Instant::now();
         optimizer.step(&grads).unwrap();
+        device.synchronize().unwrap();
         marks[5] = Instant::now();
         if step > 0 {
             for (total, pair) in totals.iter_mut().zip(marks.windows(2)) {
@@ -153,8 +166,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let device = if args.iter().any(|a| a == "cuda") {
+        Device::new_cuda(0).unwrap()
+    } else {
+        Device::Cpu
+    };
+    let on = if device.is_cpu() { "cpu" } else { "cuda" };
     if args.iter().any(|a| a == "gemm") {
-        println!("{{\"impl\": \"rlp\", \"gemm_gflops\": {:.2}}}", gemm_rate());
+        let rate = gemm_rate(&device);
+        println!("{{\"impl\": \"rlp\", \"device\": \"{on}\", \"gemm_gflops\": {rate:.2}}}");
         return;
     }
     let phases = args.iter().any(|a| a == "phases");
@@ -172,8 +192,8 @@ fn main() {
         let Some((config, seq, batch)) = config(name) else {
             continue;
         };
-        let (varmap, model) = build(&config, &Device::Cpu, Some(0)).unwrap();
-        let mut row = format!("{{\"impl\": \"rlp\", \"config\": \"{name}\"");
+        let (varmap, model) = build(&config, &device, Some(0)).unwrap();
+        let mut row = format!("{{\"impl\": \"rlp\", \"device\": \"{on}\", \"config\": \"{name}\"");
         if phases {
             for (phase, ms) in phase_times(&varmap, &model, seq, batch, steps) {
                 write!(row, ", \"{phase}_ms\": {ms:.1}").unwrap();
@@ -194,6 +214,7 @@ fn main() {
             for _ in 0..steps {
                 trainer.step(&model, &blocks).unwrap();
             }
+            device.synchronize().unwrap();
             let rate = (steps * batch * seq) as f64 / start.elapsed().as_secs_f64();
             write!(row, ", \"train_tokens_per_s\": {rate:.1}").unwrap();
         }
@@ -213,6 +234,13 @@ fn main() {
             let rate = generated as f64 / start.elapsed().as_secs_f64();
             write!(row, ", \"sample_tokens_per_s\": {rate:.1}").unwrap();
         }
-        println!("{row}, \"peak_rss_mb\": {:.1}}}", peak_rss_mb());
+        // On a GPU the host's memory is not the measure the PyTorch script reports (the
+        // device's), so it goes under another name and the table leaves the column empty.
+        let memory_key = if device.is_cpu() {
+            "peak_rss_mb"
+        } else {
+            "peak_host_rss_mb"
+        };
+        println!("{row}, \"{memory_key}\": {:.1}}}", peak_rss_mb());
     }
 }

@@ -6,7 +6,8 @@ RoPE rotate-half, grouped-query attention with q/k/v biases, SwiGLU, tied embedd
 Run by benches/compare.sh; prints one JSON line per measurement (`--measure train|sample|gemm`,
 one per process so that `peak_rss_mb` is the measurement's own). Eager mode, CPU, fp32,
 `--threads` threads (2 on the reference machine). `--attention sdpa` uses PyTorch's fused
-scaled_dot_product_attention; `--attention eager` the plain matmul-softmax-matmul.
+scaled_dot_product_attention; `--attention eager` the plain matmul-softmax-matmul. `--device cuda`
+runs on the first GPU (fp32, no TF32, as candle's default), where config P is `paper-100m`.
 """
 
 import argparse
@@ -23,6 +24,8 @@ CONFIGS = {
     "A": (128, 4, 4, 4, 384, 256, 32),
     "A8": (128, 4, 4, 4, 384, 256, 8),
     "B": (256, 6, 8, 4, 768, 512, 16),
+    # The prelude's `paper-100m` (a GPU shape).
+    "P": (768, 12, 12, 2, 3072, 512, 16),
 }
 
 
@@ -74,7 +77,7 @@ class Block(torch.nn.Module):
             s = q @ k.transpose(-1, -2) / math.sqrt(self.hd)
             if causal:
                 total = k.shape[2]
-                mask = torch.ones(t, total, dtype=torch.bool).tril(total - t)
+                mask = torch.ones(t, total, dtype=torch.bool, device=s.device).tril(total - t)
                 s = s.masked_fill(~mask, float("-inf"))
             a = s.softmax(-1) @ v
         x = x + self.o(a.transpose(1, 2).reshape(b, t, d))
@@ -113,10 +116,15 @@ class Model(torch.nn.Module):
         return x @ self.embed.weight.t()
 
 
-def train_rate(model, vocab, seq, batch, steps):
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def train_rate(model, vocab, seq, batch, steps, device):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, vocab, (batch, seq + 1), generator=gen)
+    tokens = torch.randint(0, vocab, (batch, seq + 1), generator=gen).to(device)
 
     def step():
         logits = model(tokens[:, :-1])
@@ -127,16 +135,19 @@ def train_rate(model, vocab, seq, batch, steps):
         opt.step()
 
     step()  # warm-up
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync(device)
     return steps * batch * seq / (time.perf_counter() - start)
 
 
 @torch.no_grad()
-def sample_rate(model, vocab, n=64, prompt_len=64, new=192):
-    gen = torch.Generator().manual_seed(0)
-    prompt = torch.randint(0, vocab, (1, prompt_len), generator=gen)
+def sample_rate(model, vocab, device, n=64, prompt_len=64, new=192):
+    gen = torch.Generator(device=device).manual_seed(0)
+    prompt = torch.randint(0, vocab, (1, prompt_len), generator=gen, device=device)
+    sync(device)
     start = time.perf_counter()
     caches = [dict() for _ in model.blocks]
     logits = model(prompt, caches, 0)[:, -1]
@@ -149,20 +160,27 @@ def sample_rate(model, vocab, n=64, prompt_len=64, new=192):
         if i + 1 == new:
             break
         logits = model(nxt, caches, prompt_len + i)[:, -1]
+    sync(device)
     return n * new / (time.perf_counter() - start)
 
 
-def gemm_rate(n=1024, reps=10):
-    """fp32 GFLOP/s of an n x n x n matrix product (the machine's GEMM peak, as torch sees it)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def gemm_rate(device, reps=10):
+    """fp32 GFLOP/s of an n x n x n matrix product (the machine's GEMM peak, as torch sees it):
+    n = 1024 on the CPU, 4096 on a GPU."""
+    n = 1024 if device.type == "cpu" else 4096
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b  # warm-up
+    sync(device)
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
-def peak_rss_mb():
+def peak_rss_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
     # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -175,24 +193,26 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=2459)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
     if args.measure == "gemm":
-        out = {"impl": "torch", "gemm_gflops": gemm_rate()}
+        out = {"impl": "torch", "device": args.device, "gemm_gflops": gemm_rate(device)}
         print(json.dumps(out), flush=True)
         return
     d, layers, heads, kv, ffn, seq, batch = CONFIGS[args.config]
-    model = Model(args.vocab, d, layers, heads, kv, ffn, 1024, args.attention)
-    out = {"impl": f"torch-{args.attention}", "config": args.config}
+    model = Model(args.vocab, d, layers, heads, kv, ffn, 1024, args.attention).to(device)
+    out = {"impl": f"torch-{args.attention}", "device": args.device, "config": args.config}
     if args.measure in ("train", "both"):
-        out["train_tokens_per_s"] = train_rate(model, args.vocab, seq, batch, args.steps)
+        out["train_tokens_per_s"] = train_rate(model, args.vocab, seq, batch, args.steps, device)
     if args.measure in ("sample", "both"):
         # A fresh process samples at half speed on its first run (measured: 1.9k, then 3.8k,
         # 4.4k tokens/s on config A): time the second of two runs, as rlp does.
-        sample_rate(model.eval(), args.vocab)
-        out["sample_tokens_per_s"] = sample_rate(model.eval(), args.vocab)
-    out["peak_rss_mb"] = peak_rss_mb()
+        sample_rate(model.eval(), args.vocab, device)
+        out["sample_tokens_per_s"] = sample_rate(model.eval(), args.vocab, device)
+    out["peak_rss_mb"] = peak_rss_mb(device)
     print(json.dumps(out), flush=True)
 
 

@@ -148,6 +148,15 @@ fn linear(
     Ok(Linear::new(weight, bias))
 }
 
+/// `linear.forward(x)`, through the fused op (one autograd node) on the CPU when `fused`.
+fn project(linear: &Linear, x: &Tensor, fused: bool) -> Result<Tensor> {
+    if fused && x.device().is_cpu() {
+        ops::linear(x, linear.weight(), linear.bias())
+    } else {
+        linear.forward(x)
+    }
+}
+
 /// RMSNorm written with differentiable ops (candle's fused one has no backward).
 #[derive(Debug, Clone)]
 struct RmsNorm {
@@ -284,9 +293,15 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = rotary.apply(&split(self.q.forward(x)?, self.heads)?, position)?;
-        let k = rotary.apply(&split(self.k.forward(x)?, self.kv_heads)?, position)?;
-        let v = split(self.v.forward(x)?, self.kv_heads)?;
+        let q = rotary.apply(
+            &split(project(&self.q, x, self.fused)?, self.heads)?,
+            position,
+        )?;
+        let k = rotary.apply(
+            &split(project(&self.k, x, self.fused)?, self.kv_heads)?,
+            position,
+        )?;
+        let v = split(project(&self.v, x, self.fused)?, self.kv_heads)?;
         let total = offset + seq;
         let (k, v) = cache.append(k, v, offset)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -296,7 +311,7 @@ impl Attention {
             // One new token per sequence: read the cache in place instead of one tiny GEMM
             // per (sequence, head). Sampling only (no gradient).
             let out = ops::decode_attention(&q, &k, &v, total, starts, scale)?;
-            return self.o.forward(&out.reshape((batch, 1, hidden))?);
+            return project(&self.o, &out.reshape((batch, 1, hidden))?, self.fused);
         }
         if padded && seq > 1 {
             candle_core::bail!("left-padded sequences take one new token at a time");
@@ -306,9 +321,11 @@ impl Attention {
             // place, no (t × t) scores.
             let out =
                 ops::causal_attention(&q, &k.narrow(2, 0, total)?, &v.narrow(2, 0, total)?, scale)?;
-            return self
-                .o
-                .forward(&out.transpose(1, 2)?.reshape((batch, seq, hidden))?);
+            return project(
+                &self.o,
+                &out.transpose(1, 2)?.reshape((batch, seq, hidden))?,
+                self.fused,
+            );
         }
         let (k, v) = (k.narrow(2, 0, total)?, v.narrow(2, 0, total)?);
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
@@ -327,7 +344,7 @@ impl Attention {
             .matmul(&v.contiguous()?)?
             .transpose(1, 2)?
             .reshape((batch, seq, hidden))?;
-        self.o.forward(&out)
+        project(&self.o, &out, self.fused)
     }
 }
 
@@ -420,9 +437,12 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate, up) = (self.gate.forward(x)?, self.up.forward(x)?);
+        let (gate, up) = (
+            project(&self.gate, x, self.fused)?,
+            project(&self.up, x, self.fused)?,
+        );
         if self.fused && x.device().is_cpu() {
-            return self.down.forward(&ops::swiglu(&gate, &up)?);
+            return project(&self.down, &ops::swiglu(&gate, &up)?, true);
         }
         self.down.forward(&(gate.silu()? * up)?)
     }
@@ -670,6 +690,9 @@ impl Transformer {
         cache.len += seq;
         let x = self.norm.forward(&x)?;
         // Tied embeddings: the output head is the embedding matrix.
+        if self.fused_kernels() {
+            return ops::linear(&x, self.embedding.embeddings(), None);
+        }
         x.broadcast_matmul(&self.embedding.embeddings().t()?)
     }
 }

@@ -98,9 +98,14 @@ pub fn sample_batch(
         .iter()
         .flat_map(|&r| (0..requests[r].n).map(move |i| (r, i)))
         .collect();
-    let workers = rayon::current_num_threads()
-        .min(rows.len() / ROWS_PER_WORKER)
-        .max(1);
+    // On a GPU one batch fills the device better than several decoders taking turns on it.
+    let workers = if device.is_cpu() {
+        rayon::current_num_threads()
+            .min(rows.len() / ROWS_PER_WORKER)
+            .max(1)
+    } else {
+        1
+    };
     let chunk = rows.len().div_ceil(workers);
     let decoded = rows
         .par_chunks(chunk)

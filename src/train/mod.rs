@@ -12,12 +12,22 @@ use candle_core::{Result, Var, backprop::GradStore};
 /// Scales every gradient so that their global L2 norm is at most `max_norm`; returns the norm
 /// before clipping. A non-finite norm is returned as is (the caller stops the stage).
 pub fn clip_grad_norm(vars: &[Var], grads: &mut GradStore, max_norm: f64) -> Result<f64> {
-    let mut total = 0.0f64;
-    for var in vars {
-        if let Some(grad) = grads.get(var.as_tensor()) {
-            total += f64::from(grad.sqr()?.sum_all()?.to_scalar::<f32>()?);
-        }
-    }
+    // Per-gradient sums stay on the device and are read back once (one GPU sync, not one per
+    // variable); each is summed in f32 and the sum of sums in f64.
+    let squares = vars
+        .iter()
+        .filter_map(|var| grads.get(var.as_tensor()))
+        .map(|grad| grad.sqr()?.sum_all()?.reshape(1))
+        .collect::<Result<Vec<_>>>()?;
+    let total: f64 = if squares.is_empty() {
+        0.0
+    } else {
+        candle_core::Tensor::cat(&squares, 0)?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|&s| f64::from(s))
+            .sum()
+    };
     let norm = total.sqrt();
     if norm.is_finite() && norm > max_norm && max_norm > 0.0 {
         let scale = max_norm / norm;
