@@ -161,6 +161,7 @@ fn phase_times(
 }
 
 fn main() {
+    rlp::keep_freed_memory();
     let steps: usize = std::env::var("RLP_BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
