@@ -6,7 +6,8 @@
 //! `cargo bench --bench model -- A A8 B [train|sample|phases]` (configurations as arguments,
 //! default A and B; one measure or both; `phases`: milliseconds per training step in forward,
 //! loss, backward, clipping and the optimizer); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
-//! a 1024³ product through candle (4096³ on a GPU). Each line reports the process's peak memory.
+//! a 1024³ product through candle (4096³ on a GPU); `-- linear` the GFLOP/s of the fused linear
+//! layer (forward, and forward + backward) on model A8's shapes. Each line reports the process's peak memory.
 //! With the argument `cuda` (a build with `--features cuda`) everything runs on the first GPU;
 //! shape `P` is the `paper-100m` preset, for that.
 #![allow(clippy::print_stdout, clippy::unwrap_used)] // a benchmark reports and fails loudly
@@ -107,6 +108,44 @@ fn gemm_rate(device: &Device) -> f64 {
     2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
+/// GFLOP/s of the fused linear layer, forward and forward + backward, on the shapes of model A8
+/// (2,048 rows): q/k/v/o, gate/up, down and the tied LM head.
+fn linear_rates(device: &Device) -> String {
+    use candle_core::{Tensor, Var};
+    let mut out = String::new();
+    for (inputs, outputs) in [(128, 128), (128, 384), (384, 128), (128, VOCAB)] {
+        let rows = 2048;
+        let x =
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, inputs), device).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.02, (outputs, inputs), device).unwrap())
+            .unwrap();
+        let flops = 2.0 * (rows * inputs * outputs) as f64;
+        let reps = 20;
+        let time = |backward: bool| {
+            let run = || {
+                let y = rlp::model::ops::linear(&x, &w, None).unwrap();
+                if backward {
+                    y.sum_all().unwrap().backward().unwrap();
+                }
+            };
+            run();
+            let start = Instant::now();
+            for _ in 0..reps {
+                run();
+            }
+            start.elapsed().as_secs_f64() / f64::from(reps)
+        };
+        let forward = flops / time(false) / 1e9;
+        let both = 3.0 * flops / time(true) / 1e9;
+        write!(
+            out,
+            ", \"linear_{inputs}x{outputs}_gflops\": [{forward:.1}, {both:.1}]"
+        )
+        .unwrap();
+    }
+    out
+}
+
 /// Milliseconds per training step spent in each phase (forward, loss, backward, clipping,
 /// optimizer), averaged over `steps` steps after one warm-up: where a step's time goes.
 fn phase_times(
@@ -173,6 +212,10 @@ fn main() {
         Device::Cpu
     };
     let on = if device.is_cpu() { "cpu" } else { "cuda" };
+    if args.iter().any(|a| a == "linear") {
+        println!("{{\"impl\": \"rlp\"{}}}", linear_rates(&device));
+        return;
+    }
     if args.iter().any(|a| a == "gemm") {
         let rate = gemm_rate(&device);
         println!("{{\"impl\": \"rlp\", \"device\": \"{on}\", \"gemm_gflops\": {rate:.2}}}");
