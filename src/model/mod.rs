@@ -288,25 +288,30 @@ impl Attention {
         cache: &mut LayerCache,
     ) -> Result<Tensor> {
         let (batch, seq, hidden) = x.dims3()?;
-        let split = |t: Tensor, heads: usize| {
-            t.reshape((batch, seq, heads, self.head_dim))?
+        let fused = self.fused && x.device().is_cpu();
+        // (b, t, heads · d) → (b, heads, t, d), rotated for queries and keys.
+        let split = |t: Tensor, heads: usize, rotate: bool| {
+            if fused && rotary.fused {
+                let tables = rotate.then_some(&rotary.tables);
+                return ops::split_heads(&t, heads, tables, position);
+            }
+            let t = t
+                .reshape((batch, seq, heads, self.head_dim))?
                 .transpose(1, 2)?
-                .contiguous()
+                .contiguous()?;
+            if rotate {
+                rotary.apply(&t, position)
+            } else {
+                Ok(t)
+            }
         };
-        let q = rotary.apply(
-            &split(project(&self.q, x, self.fused)?, self.heads)?,
-            position,
-        )?;
-        let k = rotary.apply(
-            &split(project(&self.k, x, self.fused)?, self.kv_heads)?,
-            position,
-        )?;
-        let v = split(project(&self.v, x, self.fused)?, self.kv_heads)?;
+        let q = split(project(&self.q, x, self.fused)?, self.heads, true)?;
+        let k = split(project(&self.k, x, self.fused)?, self.kv_heads, true)?;
+        let v = split(project(&self.v, x, self.fused)?, self.kv_heads, false)?;
         let total = offset + seq;
         let (k, v) = cache.append(k, v, offset)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let padded = starts.iter().any(|&s| s > 0);
-        let fused = self.fused && x.device().is_cpu();
         if seq == 1 && total > 1 && fused {
             // One new token per sequence: read the cache in place instead of one tiny GEMM
             // per (sequence, head). Sampling only (no gradient).

@@ -483,6 +483,71 @@ struct Rope {
     offset: usize,
     /// Rotate the other way (the transpose: the backward pass).
     inverse: bool,
+    /// `Some(h)`: also split the heads, from a linear layer's (b, t, h·d) into (b, h, t, d)
+    /// (with `inverse`, back from (b, h, t, d) to (b, t, h·d)); `None`: (b, h, t, d) in and out.
+    heads: Option<usize>,
+    /// Whether to rotate at all (not for the values, which only have their heads split).
+    rotate: bool,
+}
+
+impl Rope {
+    /// (rows of d to write, t, d, out shape, and for output row r the input row) of a call.
+    fn plan(&self, layout: &Layout) -> Result<(usize, usize, usize, Shape, RowMap)> {
+        match (self.heads, layout.dims()) {
+            (None, _) => {
+                let (t, d) = last_two_dims(layout)?;
+                let rows = layout.shape().elem_count() / d.max(1);
+                Ok((rows, t, d, layout.shape().clone(), RowMap::Same))
+            }
+            (Some(h), &[b, t, hd]) if !self.inverse && h > 0 && hd % h == 0 => {
+                let d = hd / h;
+                Ok((
+                    b * h * t,
+                    t,
+                    d,
+                    Shape::from((b, h, t, d)),
+                    RowMap::Split { h, t },
+                ))
+            }
+            (Some(h), &[b, hh, t, d]) if self.inverse && hh == h => Ok((
+                b * t * h,
+                t,
+                d,
+                Shape::from((b, t, h * d)),
+                RowMap::Merge { h, t },
+            )),
+            _ => candle_core::bail!("rope: shape {:?} for {:?} heads", layout.dims(), self.heads),
+        }
+    }
+}
+
+/// Which input row (of d values) an output row of [`Rope`] reads, and its position in the
+/// sequence.
+#[derive(Clone, Copy)]
+enum RowMap {
+    /// Row r of (.., t, d) from row r.
+    Same,
+    /// Row (b, head, i) of (b, h, t, d) from row (b, i, head) of (b, t, h, d).
+    Split { h: usize, t: usize },
+    /// Row (b, i, head) of (b, t, h, d) from row (b, head, i) of (b, h, t, d).
+    Merge { h: usize, t: usize },
+}
+
+impl RowMap {
+    /// (input row, position in the sequence) of output row `row`; `t` for [`RowMap::Same`].
+    fn source(self, row: usize, t_same: usize) -> (usize, usize) {
+        match self {
+            Self::Same => (row, row % t_same),
+            Self::Split { h, t } => {
+                let (b, head, i) = (row / (h * t), row / t % h, row % t);
+                ((b * t + i) * h + head, i)
+            }
+            Self::Merge { h, t } => {
+                let (b, i, head) = (row / (t * h), row / h % t, row % h);
+                ((b * h + head) * t + i, i)
+            }
+        }
+    }
 }
 
 impl CustomOp1 for Rope {
@@ -492,26 +557,32 @@ impl CustomOp1 for Rope {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32s(storage, layout)?;
-        let (t, d) = last_two_dims(layout)?;
+        let (rows, t, d, shape, map) = self.plan(layout)?;
         let half = d / 2;
-        if (self.offset + t) * d > self.cos.len() {
+        if self.rotate && (self.offset + t) * d > self.cos.len() {
             candle_core::bail!("rope: positions beyond the table");
         }
         let sign = if self.inverse { -1.0 } else { 1.0 };
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .enumerate()
-            .for_each(|(row, (y, x))| {
-                let position = self.offset + row % t;
-                let cos = &self.cos[position * d..(position + 1) * d];
-                let sin = &self.sin[position * d..(position + 1) * d];
-                for k in 0..half {
-                    y[k] = x[k] * cos[k] - sign * x[k + half] * sin[k];
-                    y[k + half] = x[k + half] * cos[k + half] + sign * x[k] * sin[k + half];
-                }
-            });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        let mut out = vec![0f32; rows * d];
+        if d == 0 {
+            return Ok((CpuStorage::F32(out), shape));
+        }
+        out.par_chunks_mut(d).enumerate().for_each(|(row, y)| {
+            let (source, i) = map.source(row, t);
+            let x = &x[source * d..(source + 1) * d];
+            if !self.rotate {
+                y.copy_from_slice(x);
+                return;
+            }
+            let position = self.offset + i;
+            let cos = &self.cos[position * d..(position + 1) * d];
+            let sin = &self.sin[position * d..(position + 1) * d];
+            for k in 0..half {
+                y[k] = x[k] * cos[k] - sign * x[k + half] * sin[k];
+                y[k + half] = x[k + half] * cos[k + half] + sign * x[k] * sin[k + half];
+            }
+        });
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -550,6 +621,28 @@ pub fn rope(x: &Tensor, tables: &RopeTables, offset: usize) -> Result<Tensor> {
         sin: Arc::clone(&tables.sin),
         offset,
         inverse: false,
+        heads: None,
+        rotate: true,
+    })
+}
+
+/// Splits a linear layer's output x (b, t, h·d) into heads (b, h, t, d), rotated at positions
+/// `offset..offset + t` when `tables` is given: one node where reshape, transpose, copy and
+/// [`rope`] were four; differentiable.
+pub fn split_heads(
+    x: &Tensor,
+    heads: usize,
+    tables: Option<&RopeTables>,
+    offset: usize,
+) -> Result<Tensor> {
+    let empty = || Arc::new(Vec::new());
+    x.contiguous()?.apply_op1(Rope {
+        cos: tables.map_or_else(empty, |t| Arc::clone(&t.cos)),
+        sin: tables.map_or_else(empty, |t| Arc::clone(&t.sin)),
+        offset,
+        inverse: false,
+        heads: Some(heads),
+        rotate: tables.is_some(),
     })
 }
 
@@ -1535,6 +1628,40 @@ mod tests {
                     (x.broadcast_mul(&c).unwrap() + rotated.broadcast_mul(&s).unwrap()).unwrap()
                 },
                 1e-5,
+            );
+        }
+    }
+
+    #[test]
+    fn split_heads_matches_reshape_transpose_then_rope() {
+        let (positions, d) = (12, 6);
+        let angles: Vec<f32> = (0..positions * d).map(|i| i as f32 * 0.11).collect();
+        let angles = Tensor::from_vec(angles, (positions, d), &Device::Cpu).unwrap();
+        let tables = RopeTables::new(&angles.cos().unwrap(), &angles.sin().unwrap()).unwrap();
+        for (i, (b, t, h, offset)) in [(2, 5, 3, 0), (1, 1, 1, 11), (3, 4, 2, 7)]
+            .into_iter()
+            .enumerate()
+        {
+            let x = random(&[b, t, h * d], 20 + i as u64);
+            let split = |x: &Tensor| {
+                x.reshape((b, t, h, d))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
+            agree(
+                std::slice::from_ref(&x),
+                |xs| split_heads(&xs[0], h, Some(&tables), offset).unwrap(),
+                |xs| rope(&split(&xs[0]), &tables, offset).unwrap(),
+                1e-5,
+            );
+            agree(
+                &[x],
+                |xs| split_heads(&xs[0], h, None, offset).unwrap(),
+                |xs| split(&xs[0]),
+                1e-6,
             );
         }
     }
