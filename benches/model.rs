@@ -7,7 +7,8 @@
 //! default A and B; one measure or both; `phases`: milliseconds per training step in forward,
 //! loss, backward, clipping and the optimizer); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
 //! a 1024³ product through candle (4096³ on a GPU); `-- linear` the GFLOP/s of the fused linear
-//! layer (forward, and forward + backward) on model A8's shapes. Each line reports the process's peak memory.
+//! layer (forward, and forward + backward) on model A8's shapes, `-- attention` those of the
+//! fused attention on one layer of A8 and B. Each line reports the process's peak memory.
 //! With the argument `cuda` (a build with `--features cuda`) everything runs on the first GPU;
 //! shape `P` is the `paper-100m` preset, for that.
 #![allow(clippy::print_stdout, clippy::unwrap_used)] // a benchmark reports and fails loudly
@@ -106,6 +107,47 @@ fn gemm_rate(device: &Device) -> f64 {
     }
     device.synchronize().unwrap();
     2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// GFLOP/s of the fused causal attention, forward and forward + backward (counted as three
+/// forwards, as for the linear layer: the backward's recomputed scores are overhead), on one
+/// layer of models A8 and B (head width 32): 2 · b · h · t² · d FLOPs forward, the causal half
+/// of two t × t products per head.
+fn attention_rates(device: &Device) -> String {
+    use candle_core::{Tensor, Var};
+    let mut out = String::new();
+    for (name, batch, heads, kv_heads, seq) in [("A8", 8, 4, 4, 256), ("B", 16, 8, 4, 512)] {
+        let width = 32;
+        let var = |n: usize| {
+            let shape = (batch, n, seq, width);
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, device).unwrap()).unwrap()
+        };
+        let (q, k, v) = (var(heads), var(kv_heads), var(kv_heads));
+        let flops = 2.0 * (batch * heads * seq * seq * width) as f64;
+        let reps = 10;
+        let time = |backward: bool| {
+            let run = || {
+                let y = rlp::model::ops::causal_attention(&q, &k, &v, 0.2).unwrap();
+                if backward {
+                    y.sum_all().unwrap().backward().unwrap();
+                }
+            };
+            run();
+            let start = Instant::now();
+            for _ in 0..reps {
+                run();
+            }
+            start.elapsed().as_secs_f64() / f64::from(reps)
+        };
+        let forward = flops / time(false) / 1e9;
+        let both = 3.0 * flops / time(true) / 1e9;
+        write!(
+            out,
+            ", \"attention_{name}_gflops\": [{forward:.1}, {both:.1}]"
+        )
+        .unwrap();
+    }
+    out
 }
 
 /// GFLOP/s of the fused linear layer, forward and forward + backward, on the shapes of model A8
@@ -212,6 +254,10 @@ fn main() {
         Device::Cpu
     };
     let on = if device.is_cpu() { "cpu" } else { "cuda" };
+    if args.iter().any(|a| a == "attention") {
+        println!("{{\"impl\": \"rlp\"{}}}", attention_rates(&device));
+        return;
+    }
     if args.iter().any(|a| a == "linear") {
         println!("{{\"impl\": \"rlp\"{}}}", linear_rates(&device));
         return;

@@ -526,6 +526,31 @@ impl Rope {
     }
 }
 
+/// `y = x ⊙ cos + sign · rotate_half(x) ⊙ sin` for one row x of d values at `position` of the
+/// (positions, d) tables; `sign` −1 rotates back (the transpose).
+#[inline]
+fn rotate_row(y: &mut [f32], x: &[f32], (cos, sin): (&[f32], &[f32]), position: usize, sign: f32) {
+    let d = x.len();
+    let half = d / 2;
+    let row = position * d..(position + 1) * d;
+    // Halves as zipped slices: no index checks in the loop, which then vectorizes.
+    let (c1, c2) = cos[row.clone()].split_at(half);
+    let (s1, s2) = sin[row].split_at(half);
+    let (x1, x2) = x.split_at(half);
+    let (y1, y2) = y[..d].split_at_mut(half);
+    let cos = c1.iter().zip(c2);
+    let sin = s1.iter().zip(s2);
+    for (((y1, y2), (&a, &b)), ((&c1, &c2), (&s1, &s2))) in y1
+        .iter_mut()
+        .zip(y2)
+        .zip(x1.iter().zip(x2))
+        .zip(cos.zip(sin))
+    {
+        *y1 = a * c1 - sign * b * s1;
+        *y2 = b * c2 + sign * a * s2;
+    }
+}
+
 /// Which input row (of d values) an output row of [`Rope`] reads, and its position in the
 /// sequence.
 #[derive(Clone, Copy)]
@@ -563,7 +588,6 @@ impl CustomOp1 for Rope {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32s(storage, layout)?;
         let (rows, t, d, shape, map) = self.plan(layout)?;
-        let half = d / 2;
         if self.rotate && (self.offset + t) * d > self.cos.len() {
             candle_core::bail!("rope: positions beyond the table");
         }
@@ -579,13 +603,7 @@ impl CustomOp1 for Rope {
                 y.copy_from_slice(x);
                 return;
             }
-            let position = self.offset + i;
-            let cos = &self.cos[position * d..(position + 1) * d];
-            let sin = &self.sin[position * d..(position + 1) * d];
-            for k in 0..half {
-                y[k] = x[k] * cos[k] - sign * x[k + half] * sin[k];
-                y[k + half] = x[k + half] * cos[k + half] + sign * x[k] * sin[k + half];
-            }
+            rotate_row(y, x, (&self.cos, &self.sin), self.offset + i, sign);
         });
         Ok((CpuStorage::F32(out), shape))
     }
@@ -1159,36 +1177,8 @@ impl CustomOp3 for CausalAttention {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
-        let AttentionShape { h, kv, t, d } = AttentionShape::of(l1.dims(), l2.dims(), l3.dims())?;
-        let groups = h / kv;
-        let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(groups * t * d)
-            .enumerate()
-            .try_for_each_init(
-                || vec![0f32; ATTENTION_ROWS * t],
-                |p, (bg, out)| -> Result<()> {
-                    let kv_range = bg * t * d..(bg + 1) * t * d;
-                    let (k, v) = (&k[kv_range.clone()], &v[kv_range]);
-                    for (head, out) in out.chunks_exact_mut(t * d).enumerate() {
-                        let start = (bg * groups + head) * t * d;
-                        let q = &q[start..start + t * d];
-                        for r0 in (0..t).step_by(ATTENTION_ROWS) {
-                            let rows = ATTENTION_ROWS.min(t - r0);
-                            let keys = r0 + rows;
-                            attention_block(p, q, k, (r0, rows, keys, d), self.scale)?;
-                            small_gemm(
-                                &mut out[r0 * d..],
-                                (rows, d, keys),
-                                (p, keys, 1),
-                                (v, d, 1),
-                                1.0,
-                                false,
-                            )?;
-                        }
-                    }
-                    Ok(())
-                },
-            )?;
+        let shape = AttentionShape::of(l1.dims(), l2.dims(), l3.dims())?;
+        let out = attention_forward(shape, [q, k, v], self.scale)?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -1226,6 +1216,44 @@ impl CustomOp3 for CausalAttention {
             Some(Tensor::from_vec(dv, v.shape(), device)?),
         ))
     }
+}
+
+/// [`CausalAttention`]'s output (b, h, t, d) from q (b, h, t, d), k and v (b, kv, t, d).
+fn attention_forward(
+    AttentionShape { h, kv, t, d }: AttentionShape,
+    [q, k, v]: [&[f32]; 3],
+    scale: f32,
+) -> Result<Vec<f32>> {
+    let groups = h / kv;
+    let mut out = vec![0f32; q.len()];
+    out.par_chunks_mut(groups * t * d)
+        .enumerate()
+        .try_for_each_init(
+            || vec![0f32; ATTENTION_ROWS * t],
+            |p, (bg, out)| -> Result<()> {
+                let kv_range = bg * t * d..(bg + 1) * t * d;
+                let (k, v) = (&k[kv_range.clone()], &v[kv_range]);
+                for (head, out) in out.chunks_exact_mut(t * d).enumerate() {
+                    let start = (bg * groups + head) * t * d;
+                    let q = &q[start..start + t * d];
+                    for r0 in (0..t).step_by(ATTENTION_ROWS) {
+                        let rows = ATTENTION_ROWS.min(t - r0);
+                        let keys = r0 + rows;
+                        attention_block(p, q, k, (r0, rows, keys, d), scale)?;
+                        small_gemm(
+                            &mut out[r0 * d..],
+                            (rows, d, keys),
+                            (p, keys, 1),
+                            (v, d, 1),
+                            1.0,
+                            false,
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    Ok(out)
 }
 
 /// Gradients of [`CausalAttention`] with respect to q, k and v from the inputs, the output o
