@@ -113,6 +113,42 @@ fn lane_sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Σ a·b over two slices of one length, in eight lanes.
+#[inline]
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = (chunks_a.remainder().iter())
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for ((acc, &x), &y) in acc.iter_mut().zip(ca).zip(cb) {
+            *acc += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ a·b·c over three slices of one length, in eight lanes.
+#[inline]
+fn lane_dot3(a: &[f32], b: &[f32], c: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = (a.chunks_exact(LANES))
+        .zip(b.chunks_exact(LANES))
+        .zip(c.chunks_exact(LANES));
+    for ((ca, cb), cc) in chunks {
+        for (((acc, &x), &y), &z) in acc.iter_mut().zip(ca).zip(cb).zip(cc) {
+            *acc += x * y * z;
+        }
+    }
+    let whole = a.len() / LANES * LANES;
+    let tail: f32 = (a[whole..].iter().zip(&b[whole..]).zip(&c[whole..]))
+        .map(|((x, y), z)| x * y * z)
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// The largest of `xs` (−∞ for none), in eight lanes.
 #[inline]
 fn lane_max(xs: &[f32]) -> f32 {
@@ -208,7 +244,7 @@ impl CustomOp2 for CausalSoftmaxGrad {
         out.par_chunks_mut(s)
             .zip(y.par_chunks(s).zip(g.par_chunks(s)))
             .for_each(|(out, (y, g))| {
-                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                let dot = lane_dot(y, g);
                 for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
                     *o = self.scale * y * (g - dot);
                 }
@@ -241,7 +277,7 @@ struct RmsNormGradW {
 
 /// 1 / sqrt(mean(x²) + eps) of one row.
 fn inv_rms(x: &[f32], eps: f32) -> f32 {
-    let mean_square = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let mean_square = lane_dot(x, x) / x.len() as f32;
     1.0 / (mean_square + eps).sqrt()
 }
 
@@ -307,13 +343,7 @@ impl CustomOp3 for RmsNormGradX {
             .zip(x.par_chunks(d).zip(g.par_chunks(d)))
             .for_each(|(out, (x, g))| {
                 let r = inv_rms(x, self.eps);
-                let mean: f32 = x
-                    .iter()
-                    .zip(g)
-                    .zip(w)
-                    .map(|((x, g), w)| g * w * x * r)
-                    .sum::<f32>()
-                    / d as f32;
+                let mean = lane_dot3(x, g, w) * r / d as f32;
                 for (((o, &x), &g), &w) in out.iter_mut().zip(x).zip(g).zip(w) {
                     *o = r * (g * w - x * r * mean);
                 }
@@ -735,12 +765,10 @@ impl CustomOp3 for DecodeAttention {
                     &k[base + start * d..base + s * d],
                     &v[base + start * d..base + s * d],
                 );
-                let mut max = f32::NEG_INFINITY;
                 for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-                    *score = q.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * self.scale;
-                    max = max.max(*score);
+                    *score = lane_dot(q, key) * self.scale;
                 }
-                let sum = exp_in_place(scores, max);
+                let sum = exp_in_place(scores, lane_max(scores));
                 for (&p, value) in scores.iter().zip(values.chunks_exact(d)) {
                     let p = p / sum;
                     for (o, &v) in out.iter_mut().zip(value) {
@@ -1307,11 +1335,7 @@ fn attention_backward(
                         // ds = p ⊙ (dp − rowsum(g ⊙ o)), in place of dp
                         for i in 0..rows {
                             let at = (r0 + i) * d;
-                            let dot: f32 = g[at..at + d]
-                                .iter()
-                                .zip(&o[at..at + d])
-                                .map(|(a, b)| a * b)
-                                .sum();
+                            let dot = lane_dot(&g[at..at + d], &o[at..at + d]);
                             let row = i * keys..(i + 1) * keys;
                             for (ds, &p) in dp[row.clone()].iter_mut().zip(&p[row]) {
                                 *ds = p * (*ds - dot);
@@ -1724,6 +1748,15 @@ mod tests {
                 lane_max(&xs),
                 xs.iter().copied().fold(f32::NEG_INFINITY, f32::max)
             );
+            // Small integers: every order of summation is exact.
+            let ys: Vec<f32> = (0..n).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
+            let zs: Vec<f32> = (0..n).map(|i| (i % 3) as f32 + 1.0).collect();
+            let dot: f32 = xs.iter().zip(&ys).map(|(x, y)| x * y).sum();
+            let dot3: f32 = (xs.iter().zip(&ys).zip(&zs))
+                .map(|((x, y), z)| x * y * z)
+                .sum();
+            assert_eq!(lane_dot(&xs, &ys), dot, "n = {n}");
+            assert_eq!(lane_dot3(&xs, &ys, &zs), dot3, "n = {n}");
         }
     }
 
