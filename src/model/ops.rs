@@ -1408,15 +1408,16 @@ impl CustomOp2 for CrossEntropy {
             .zip(targets.par_iter())
             .map(|(row, &target)| {
                 let max = lane_max(row);
-                let mut exps = [0f32; LANES];
-                let mut sum = 0f32;
-                for chunk in row.chunks(LANES) {
-                    for (e, &l) in exps.iter_mut().zip(chunk) {
-                        *e = fast_exp(l - max);
+                // Eight running sums across the row (one horizontal sum at the end).
+                let mut sums = [0f32; LANES];
+                let chunks = row.chunks_exact(LANES);
+                let tail: f32 = chunks.remainder().iter().map(|&l| fast_exp(l - max)).sum();
+                for chunk in chunks {
+                    for (sum, &l) in sums.iter_mut().zip(chunk) {
+                        *sum += fast_exp(l - max);
                     }
-                    sum += lane_sum(&exps[..chunk.len()]);
                 }
-                max + sum.ln() - row[target as usize]
+                max + (sums.iter().sum::<f32>() + tail).ln() - row[target as usize]
             })
             .collect();
         let n = losses.len();
