@@ -109,6 +109,26 @@ fn gemm_rate(device: &Device) -> f64 {
     2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
+/// GFLOP/s of `op` (doing `flops` forward), forward alone and forward + backward (counted as
+/// three forwards), each timed over `reps` calls after one warm-up call.
+fn op_rates(flops: f64, reps: u32, op: impl Fn() -> candle_core::Tensor) -> (f64, f64) {
+    let time = |backward: bool| {
+        let run = || {
+            let y = op();
+            if backward {
+                y.sum_all().unwrap().backward().unwrap();
+            }
+        };
+        run();
+        let start = Instant::now();
+        for _ in 0..reps {
+            run();
+        }
+        start.elapsed().as_secs_f64() / f64::from(reps)
+    };
+    (flops / time(false) / 1e9, 3.0 * flops / time(true) / 1e9)
+}
+
 /// GFLOP/s of the fused causal attention, forward and forward + backward (counted as three
 /// forwards, as for the linear layer: the backward's recomputed scores are overhead), on one
 /// layer of models A8 and B (head width 32): 2 · b · h · t² · d FLOPs forward, the causal half
@@ -124,23 +144,9 @@ fn attention_rates(device: &Device) -> String {
         };
         let (q, k, v) = (var(heads), var(kv_heads), var(kv_heads));
         let flops = 2.0 * (batch * heads * seq * seq * width) as f64;
-        let reps = 10;
-        let time = |backward: bool| {
-            let run = || {
-                let y = rlp::model::ops::causal_attention(&q, &k, &v, 0.2).unwrap();
-                if backward {
-                    y.sum_all().unwrap().backward().unwrap();
-                }
-            };
-            run();
-            let start = Instant::now();
-            for _ in 0..reps {
-                run();
-            }
-            start.elapsed().as_secs_f64() / f64::from(reps)
-        };
-        let forward = flops / time(false) / 1e9;
-        let both = 3.0 * flops / time(true) / 1e9;
+        let (forward, both) = op_rates(flops, 10, || {
+            rlp::model::ops::causal_attention(&q, &k, &v, 0.2).unwrap()
+        });
         write!(
             out,
             ", \"attention_{name}_gflops\": [{forward:.1}, {both:.1}]"
@@ -162,23 +168,8 @@ fn linear_rates(device: &Device) -> String {
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.02, (outputs, inputs), device).unwrap())
             .unwrap();
         let flops = 2.0 * (rows * inputs * outputs) as f64;
-        let reps = 20;
-        let time = |backward: bool| {
-            let run = || {
-                let y = rlp::model::ops::linear(&x, &w, None).unwrap();
-                if backward {
-                    y.sum_all().unwrap().backward().unwrap();
-                }
-            };
-            run();
-            let start = Instant::now();
-            for _ in 0..reps {
-                run();
-            }
-            start.elapsed().as_secs_f64() / f64::from(reps)
-        };
-        let forward = flops / time(false) / 1e9;
-        let both = 3.0 * flops / time(true) / 1e9;
+        let (forward, both) =
+            op_rates(flops, 20, || rlp::model::ops::linear(&x, &w, None).unwrap());
         write!(
             out,
             ", \"linear_{inputs}x{outputs}_gflops\": [{forward:.1}, {both:.1}]"
