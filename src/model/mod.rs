@@ -192,7 +192,6 @@ struct Rotary {
     cos: Tensor,
     sin: Tensor,
     tables: ops::RopeTables,
-    fused: bool,
 }
 
 impl Rotary {
@@ -212,15 +211,12 @@ impl Rotary {
             tables: ops::RopeTables::new(&cos, &sin)?,
             cos,
             sin,
-            fused: true,
         })
     }
 
-    /// Rotates `x` (batch, heads, seq, head_dim) at positions `offset..offset + seq`.
+    /// Rotates `x` (batch, heads, seq, head_dim) at positions `offset..offset + seq` with
+    /// composite ops (the fused path rotates inside [`ops::split_heads`]).
     fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        if self.fused && x.device().is_cpu() {
-            return ops::rope(x, &self.tables, offset);
-        }
         let (_, _, seq, dim) = x.dims4()?;
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
@@ -291,7 +287,7 @@ impl Attention {
         let fused = self.fused && x.device().is_cpu();
         // (b, t, heads · d) → (b, heads, t, d), rotated for queries and keys.
         let split = |t: Tensor, heads: usize, rotate: bool| {
-            if fused && rotary.fused {
+            if fused {
                 let tables = rotate.then_some(&rotary.tables);
                 return ops::split_heads(&t, heads, tables, position);
             }
@@ -648,7 +644,6 @@ impl Transformer {
     /// plain path the fused one is tested against.
     pub fn set_fused_kernels(&mut self, on: bool) {
         self.norm.fused = on;
-        self.rotary.fused = on;
         for block in &mut self.blocks {
             block.attention_norm.fused = on;
             block.mlp_norm.fused = on;

@@ -134,18 +134,21 @@ fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 fn lane_dot3(a: &[f32], b: &[f32], c: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
-    let chunks = (a.chunks_exact(LANES))
-        .zip(b.chunks_exact(LANES))
-        .zip(c.chunks_exact(LANES));
-    for ((ca, cb), cc) in chunks {
+    let (chunks_a, chunks_b, chunks_c) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let tail: f32 = (chunks_a.remainder().iter())
+        .zip(chunks_b.remainder())
+        .zip(chunks_c.remainder())
+        .map(|((x, y), z)| x * y * z)
+        .sum();
+    for ((ca, cb), cc) in chunks_a.zip(chunks_b).zip(chunks_c) {
         for (((acc, &x), &y), &z) in acc.iter_mut().zip(ca).zip(cb).zip(cc) {
             *acc += x * y * z;
         }
     }
-    let whole = a.len() / LANES * LANES;
-    let tail: f32 = (a[whole..].iter().zip(&b[whole..]).zip(&c[whole..]))
-        .map(|((x, y), z)| x * y * z)
-        .sum();
     acc.iter().sum::<f32>() + tail
 }
 
