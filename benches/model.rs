@@ -3,9 +3,10 @@
 //! configuration: training tokens/s (forward, masked loss, backward, clipping, AdamW) and
 //! KV-cache sampling tokens/s (64 continuations of one 64-token prompt, 192 new tokens).
 //!
-//! `cargo bench --bench model -- A A8 B [train|sample|phases]` (configurations as arguments,
-//! default A and B; one measure or both; `phases`: milliseconds per training step in forward,
-//! loss, backward, clipping and the optimizer); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
+//! `cargo bench --bench model -- A A8 B [train|sample|phases] [autograd]` (configurations as
+//! arguments, default A and B; one measure or both; `phases`: milliseconds per training step
+//! in each phase; `autograd`: train with candle's autograd instead of the fused path's
+//! hand-written backward pass, the comparison that measures it); `cargo bench --bench model -- gemm` prints the fp32 GFLOP/s of
 //! a 1024³ product through candle (4096³ on a GPU); `-- linear` the GFLOP/s of the fused linear
 //! layer (forward, and forward + backward) on model A8's shapes, `-- attention` those of the
 //! fused attention on one layer of A8 and B. Each line reports the process's peak memory.
@@ -179,15 +180,17 @@ fn linear_rates(device: &Device) -> String {
     out
 }
 
-/// Milliseconds per training step spent in each phase (forward, loss, backward, clipping,
-/// optimizer), averaged over `steps` steps after one warm-up: where a step's time goes.
+/// Milliseconds per training step spent in each phase, averaged over `steps` steps after one
+/// warm-up: where a step's time goes. With candle's autograd (the plain path, or `autograd`):
+/// forward, loss, backward, clipping, optimizer; with the fused path's hand-written backward:
+/// gradients (forward, loss and backward in one call), clipping, optimizer.
 fn phase_times(
     varmap: &candle_nn::VarMap,
     model: &rlp::model::Transformer,
-    seq: usize,
-    batch: usize,
+    (seq, batch): (usize, usize),
     steps: usize,
-) -> [(&'static str, f64); 5] {
+    autograd: bool,
+) -> Vec<(&'static str, f64)> {
     use candle_core::{DType, Tensor};
     let vars = rlp::model::sorted_vars(varmap).unwrap();
     let mut optimizer = rlp::train::optim::AdamW::new(vars, 1e-3, 0.1).unwrap();
@@ -197,39 +200,50 @@ fn phase_times(
     let device = model.device();
     let inputs = Tensor::from_vec(tokens, (batch, seq), device).unwrap();
     let mask = Tensor::ones((batch, seq), DType::U8, device).unwrap();
-    let mut totals = [0f64; 5];
+    let hand_written = model.fused_kernels() && !autograd;
+    let names: &[&'static str] = if hand_written {
+        &["gradients", "clip", "optimizer"]
+    } else {
+        &["forward", "loss", "backward", "clip", "optimizer"]
+    };
+    let mut totals = vec![0f64; names.len()];
     for step in 0..=steps {
-        let mut marks = [Instant::now(); 6];
-        let logits = model.forward(&inputs).unwrap();
-        device.synchronize().unwrap();
-        marks[1] = Instant::now();
-        let loss = rlp::train::trainer::masked_cross_entropy(
-            &logits,
-            &inputs,
-            &mask,
-            model.fused_kernels(),
-        )
-        .unwrap();
-        loss.to_scalar::<f32>().unwrap();
-        device.synchronize().unwrap();
-        marks[2] = Instant::now();
-        let mut grads = loss.backward().unwrap();
-        device.synchronize().unwrap();
-        marks[3] = Instant::now();
+        let mut marks = vec![Instant::now()];
+        let mark = |marks: &mut Vec<Instant>| {
+            device.synchronize().unwrap();
+            marks.push(Instant::now());
+        };
+        let mut grads = if hand_written {
+            let (_, grads) = model.loss_and_grads(&inputs, &inputs, &mask).unwrap();
+            mark(&mut marks);
+            grads
+        } else {
+            let logits = model.forward(&inputs).unwrap();
+            mark(&mut marks);
+            let loss = rlp::train::trainer::masked_cross_entropy(
+                &logits,
+                &inputs,
+                &mask,
+                model.fused_kernels(),
+            )
+            .unwrap();
+            loss.to_scalar::<f32>().unwrap();
+            mark(&mut marks);
+            let grads = loss.backward().unwrap();
+            mark(&mut marks);
+            grads
+        };
         rlp::train::clip_grad_norm(&optimizer.vars(), &mut grads, 1.0).unwrap();
-        device.synchronize().unwrap();
-        marks[4] = Instant::now();
+        mark(&mut marks);
         optimizer.step(&grads).unwrap();
-        device.synchronize().unwrap();
-        marks[5] = Instant::now();
+        mark(&mut marks);
         if step > 0 {
             for (total, pair) in totals.iter_mut().zip(marks.windows(2)) {
                 *total += (pair[1] - pair[0]).as_secs_f64() * 1e3 / steps as f64;
             }
         }
     }
-    let names = ["forward", "loss", "backward", "clip", "optimizer"];
-    std::array::from_fn(|i| (names[i], totals[i]))
+    names.iter().copied().zip(totals).collect()
 }
 
 fn main() {
@@ -259,6 +273,7 @@ fn main() {
         return;
     }
     let phases = args.iter().any(|a| a == "phases");
+    let autograd = args.iter().any(|a| a == "autograd");
     let (train, sample_too) = match args.iter().find(|a| *a == "train" || *a == "sample") {
         Some(m) if m == "train" => (true, false),
         Some(_) => (false, true),
@@ -276,12 +291,13 @@ fn main() {
         let (varmap, model) = build(&config, &device, Some(0)).unwrap();
         let mut row = format!("{{\"impl\": \"rlp\", \"device\": \"{on}\", \"config\": \"{name}\"");
         if phases {
-            for (phase, ms) in phase_times(&varmap, &model, seq, batch, steps) {
+            for (phase, ms) in phase_times(&varmap, &model, (seq, batch), steps, autograd) {
                 write!(row, ", \"{phase}_ms\": {ms:.1}").unwrap();
             }
         }
         if train {
             let mut trainer = Trainer::new(&varmap, &spec(seq, batch), 1000).unwrap();
+            trainer.candle_autograd = autograd;
             let blocks: Vec<Block> = (0..batch)
                 .map(|b| Block {
                     tokens: (0..=seq)

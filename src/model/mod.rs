@@ -11,6 +11,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use crate::plan::ModelSpec;
 
+mod backprop;
 pub mod ops;
 pub mod sample;
 

@@ -317,9 +317,7 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = grad_res.contiguous()?;
-        let grad_x = x.apply_op3_no_bwd(w, &g, &RmsNormGradX { eps: self.eps })?;
-        let grad_w = x.apply_op2_no_bwd(&g, &RmsNormGradW { eps: self.eps })?;
+        let (grad_x, grad_w) = rms_norm_grads(x, w, f64::from(self.eps), grad_res)?;
         Ok((Some(grad_x), Some(grad_w)))
     }
 }
@@ -398,6 +396,14 @@ impl CustomOp2 for RmsNormGradW {
     }
 }
 
+/// The gradients (dx, dw) of [`rms_norm`] at x and w from the output's gradient g.
+pub fn rms_norm_grads(x: &Tensor, w: &Tensor, eps: f64, g: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (x, g, eps) = (x.contiguous()?, g.contiguous()?, eps as f32);
+    let grad_x = x.apply_op3_no_bwd(w, &g, &RmsNormGradX { eps })?;
+    let grad_w = x.apply_op2_no_bwd(&g, &RmsNormGradW { eps })?;
+    Ok((grad_x, grad_w))
+}
+
 /// `x / rms(x) * w` over the last dim; differentiable in `x` and `w`.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op2(w, RmsNorm { eps: eps as f32 })
@@ -457,8 +463,8 @@ impl CustomOp2 for SwiGlu {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grads = gate.apply_op3_no_bwd(up, &grad_res.contiguous()?, &SwiGluGrad)?;
-        Ok((Some(grads.get(0)?), Some(grads.get(1)?)))
+        let (grad_gate, grad_up) = swiglu_grads(gate, up, grad_res)?;
+        Ok((Some(grad_gate), Some(grad_up)))
     }
 }
 
@@ -502,6 +508,14 @@ impl CustomOp3 for SwiGluGrad {
         dims.extend_from_slice(l1.dims());
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
+}
+
+/// The gradients (d gate, d up) of [`swiglu`] from the output's gradient g.
+pub fn swiglu_grads(gate: &Tensor, up: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
+    let grads =
+        gate.contiguous()?
+            .apply_op3_no_bwd(&up.contiguous()?, &g.contiguous()?, &SwiGluGrad)?;
+    Ok((grads.get(0)?, grads.get(1)?))
 }
 
 /// `silu(gate) ⊙ up` (the SwiGLU MLP's inner activation) in one pass; differentiable in both.
@@ -697,6 +711,22 @@ pub fn split_heads(
         sin: tables.map_or_else(empty, |t| Arc::clone(&t.sin)),
         offset,
         inverse: false,
+        heads: Some(heads),
+        rotate: tables.is_some(),
+    })
+}
+
+/// Merges heads x (b, h, t, d) into a linear layer's input (b, t, h·d), first rotating back
+/// from positions `offset..offset + t` when `tables` is given: the transpose of
+/// [`split_heads`] (so also its gradient); differentiable.
+pub fn merge_heads(x: &Tensor, tables: Option<&RopeTables>, offset: usize) -> Result<Tensor> {
+    let empty = || Arc::new(Vec::new());
+    let heads = x.dims4()?.1;
+    x.contiguous()?.apply_op1(Rope {
+        cos: tables.map_or_else(empty, |t| Arc::clone(&t.cos)),
+        sin: tables.map_or_else(empty, |t| Arc::clone(&t.sin)),
+        offset,
+        inverse: true,
         heads: Some(heads),
         rotate: tables.is_some(),
     })
@@ -946,8 +976,9 @@ impl CustomOp3 for LinearWithBias {
     }
 }
 
-/// (dx, dw, db) of a linear layer, views into the one vector [`LinearGrad`] writes.
-fn linear_grads(x: &Tensor, w: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+/// (dx, dw, db) of a linear layer `x wᵀ + b` from the output's gradient g: views into the one
+/// vector [`LinearGrad`] writes.
+pub fn linear_grads(x: &Tensor, w: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let (outputs, inputs) = w.dims2()?;
     let rows = x.elem_count() / inputs.max(1);
     let flat = x.apply_op3_no_bwd(w, &g.contiguous()?, &LinearGrad)?;
@@ -1221,32 +1252,45 @@ impl CustomOp3 for CausalAttention {
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let shape = AttentionShape::of(q.dims(), k.dims(), v.dims())?;
-        // Read in place: the five tensors are each as large as the layer's activations.
-        let tensors = [q, k, v, res, grad_res]
-            .iter()
-            .map(|t| t.contiguous())
-            .collect::<Result<Vec<_>>>()?;
-        let guards: Vec<_> = tensors.iter().map(Tensor::storage_and_layout).collect();
-        let mut data = Vec::with_capacity(guards.len());
-        for (storage, layout) in &guards {
-            let candle_core::Storage::Cpu(storage) = &**storage else {
-                candle_core::bail!("attention: expected CPU tensors");
-            };
-            data.push(f32s(storage, layout)?);
-        }
-        let &[q_data, k_data, v_data, o_data, g_data] = data.as_slice() else {
-            candle_core::bail!("attention: five inputs");
-        };
-        let (dq, dk, dv) =
-            attention_backward(shape, [q_data, k_data, v_data, o_data, g_data], self.scale)?;
-        let device = q.device();
-        Ok((
-            Some(Tensor::from_vec(dq, q.shape(), device)?),
-            Some(Tensor::from_vec(dk, k.shape(), device)?),
-            Some(Tensor::from_vec(dv, v.shape(), device)?),
-        ))
+        let (dq, dk, dv) = causal_attention_grads(q, k, v, res, grad_res, self.scale)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
     }
+}
+
+/// The gradients (dq, dk, dv) of [`causal_attention`] at q, k and v, from its output o and
+/// the output's gradient g.
+pub fn causal_attention_grads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    o: &Tensor,
+    g: &Tensor,
+    scale: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let shape = AttentionShape::of(q.dims(), k.dims(), v.dims())?;
+    // Read in place: the five tensors are each as large as the layer's activations.
+    let tensors = [q, k, v, o, g]
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = tensors.iter().map(Tensor::storage_and_layout).collect();
+    let mut data = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        let candle_core::Storage::Cpu(storage) = &**storage else {
+            candle_core::bail!("attention: expected CPU tensors");
+        };
+        data.push(f32s(storage, layout)?);
+    }
+    let &[q_data, k_data, v_data, o_data, g_data] = data.as_slice() else {
+        candle_core::bail!("attention: five inputs");
+    };
+    let (dq, dk, dv) = attention_backward(shape, [q_data, k_data, v_data, o_data, g_data], scale)?;
+    let device = q.device();
+    Ok((
+        Tensor::from_vec(dq, q.shape(), device)?,
+        Tensor::from_vec(dk, k.shape(), device)?,
+        Tensor::from_vec(dv, v.shape(), device)?,
+    ))
 }
 
 /// [`CausalAttention`]'s output (b, h, t, d) from q (b, h, t, d), k and v (b, kv, t, d).
@@ -1434,8 +1478,7 @@ impl CustomOp2 for CrossEntropy {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = logits.apply_op3_no_bwd(targets, &grad_res.contiguous()?, &CrossEntropyGrad)?;
-        Ok((Some(grad), None))
+        Ok((Some(cross_entropy_grad(logits, targets, grad_res)?), None))
     }
 }
 
@@ -1474,6 +1517,16 @@ impl CustomOp3 for CrossEntropyGrad {
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// The gradient of [`cross_entropy`] at the logits (n, v) from the rows' gradients g (n); rows
+/// with a zero gradient are skipped.
+pub fn cross_entropy_grad(logits: &Tensor, targets: &Tensor, g: &Tensor) -> Result<Tensor> {
+    logits.contiguous()?.apply_op3_no_bwd(
+        &targets.contiguous()?,
+        &g.contiguous()?,
+        &CrossEntropyGrad,
+    )
 }
 
 /// Per-row cross-entropy of logits (n, v) against targets (n) u32; differentiable in logits.

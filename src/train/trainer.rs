@@ -103,6 +103,10 @@ pub struct Trainer {
     total_steps: u64,
     /// Optimizer steps taken.
     pub step: u64,
+    /// Differentiate with candle's autograd even where the fused CPU path's hand-written
+    /// backward pass exists (`Transformer::loss_and_grads`): the same gradients, slower; for
+    /// benchmarks and tests comparing the two.
+    pub candle_autograd: bool,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -125,6 +129,7 @@ impl Trainer {
             spec: spec.clone(),
             total_steps,
             step: 0,
+            candle_autograd: false,
         })
     }
 
@@ -156,16 +161,22 @@ impl Trainer {
         blocks: &[Block],
     ) -> std::result::Result<f64, StepError> {
         let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
-        let logits = model.forward(&inputs)?;
-        let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
-        let value = f64::from(loss.to_scalar::<f32>()?);
+        let (value, mut grads) = if model.fused_kernels() && !self.candle_autograd {
+            // The fused path's own backward pass (`model::backprop`): the same gradients
+            // without candle's per-edge zero-fill and accumulation.
+            let (loss, grads) = model.loss_and_grads(&inputs, &targets, &mask)?;
+            (f64::from(loss), grads)
+        } else {
+            let logits = model.forward(&inputs)?;
+            let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
+            (f64::from(loss.to_scalar::<f32>()?), loss.backward()?)
+        };
         if !value.is_finite() {
             return Err(StepError::NonFinite {
                 step: self.step,
                 value,
             });
         }
-        let mut grads = loss.backward()?;
         clip_grad_norm(&self.optimizer.vars(), &mut grads, self.spec.grad_clip)?;
         self.optimizer.lr = self.learning_rate();
         self.optimizer.step(&grads)?;
