@@ -15,7 +15,7 @@
 //! these gradients against it parameter by parameter.
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::Linear;
 
 use super::{Block, Transformer, ops};
@@ -182,17 +182,21 @@ impl Block {
 }
 
 impl Transformer {
-    /// The masked mean cross-entropy of next-token prediction on `inputs` (batch, seq) against
-    /// `targets`, counting the positions where `mask` is non-zero, and the gradients of every
-    /// variable: the fused CPU path without candle's autograd (see the module docs). It is
-    /// the same function, up to float summation order, as the composite loss of
-    /// `train::trainer::masked_cross_entropy` differentiated by candle.
+    /// A scalar loss and the gradients of every variable, for a loss that depends on the model
+    /// only through the log-probabilities of `targets` after `inputs` (both (batch, seq)): the
+    /// fused CPU path without candle's autograd (see the module docs).
+    ///
+    /// `loss` gets the log-probabilities (batch, seq), a leaf it may differentiate through with
+    /// any candle ops, and the logits (batch, seq, vocab), untracked (for statistics such as
+    /// the entropy). Its gradient at the log-probabilities comes from candle's autograd over
+    /// that small graph; from there the pass is by hand: d logits = −d logp ⊙ (softmax −
+    /// onehot), then the LM head, the final norm and the blocks in reverse.
     pub fn loss_and_grads(
         &self,
         inputs: &Tensor,
         targets: &Tensor,
-        mask: &Tensor,
-    ) -> Result<(f32, GradStore)> {
+        loss: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, GradStore)> {
         if !self.fused_kernels() {
             candle_core::bail!("the hand-written backward pass is the fused CPU path's");
         }
@@ -218,16 +222,22 @@ impl Transformer {
         let norm_weight = self.norm.weight.detach();
         let normed = ops::rms_norm(&x, &norm_weight, self.norm.eps)?;
         // Tied embeddings: the output head is the embedding matrix.
-        let logits = ops::linear(&normed, &embeddings, None)?.reshape((batch * seq, vocab))?;
+        let logits = ops::linear(&normed, &embeddings, None)?;
+        let flat_logits = logits.reshape((batch * seq, vocab))?;
         let targets = targets.flatten_all()?;
-        let row_losses = ops::cross_entropy(&logits, &targets)?;
-        let mask = mask.flatten_all()?.to_dtype(DType::F32)?;
-        let kept = mask.sum_all()?.maximum(1.0)?;
-        let loss = (&row_losses * &mask)?.sum_all()?.div(&kept)?;
-        // d loss / d row = mask / kept.
-        let d_rows = mask.broadcast_div(&kept)?;
-        let d_logits =
-            ops::cross_entropy_grad(&logits, &targets, &d_rows)?.reshape((batch, seq, vocab))?;
+        let log_probs = Var::from_tensor(
+            &ops::cross_entropy(&flat_logits, &targets)?
+                .neg()?
+                .reshape((batch, seq))?,
+        )?;
+        let loss = loss(log_probs.as_tensor(), &logits)?;
+        let d_rows = match loss.backward()?.get(log_probs.as_tensor()) {
+            // The cross-entropy is −log p: its rows' gradient is −d log p.
+            Some(d_log_probs) => d_log_probs.neg()?.flatten_all()?,
+            None => Tensor::zeros(batch * seq, DType::F32, self.device())?,
+        };
+        let d_logits = ops::cross_entropy_grad(&flat_logits, &targets, &d_rows)?
+            .reshape((batch, seq, vocab))?;
 
         let mut grads = empty_grads(self.device())?;
         let (d_normed, d_head, _) = ops::linear_grads(&normed, &embeddings, &d_logits)?;
@@ -242,6 +252,6 @@ impl Transformer {
                 .zeros_like()?
                 .index_add(&ids, &dx.reshape((batch * seq, hidden))?, 0)?;
         grads.insert(self.embedding.embeddings(), (d_head + d_lookup)?);
-        Ok((loss.to_scalar::<f32>()?, grads))
+        Ok((loss.detach(), grads))
     }
 }

@@ -102,30 +102,42 @@ pub fn update(
         grad_norm: 0.0,
     };
     for epoch in 0..spec.epochs.max(1) {
-        let logits = model.forward(&inputs)?;
-        if epoch == 0 {
-            stats.entropy = grpo::entropy(&logits.detach(), &mask)?;
-        }
-        let logp = token_log_probs(&logits, &targets, model.fused_kernels())?;
-        let old = logp_old.get_or_insert_with(|| logp.detach()).clone();
-        let (policy, clip_fraction) = grpo::policy_loss(
-            &logp,
-            &old,
-            &advantages,
-            &mask,
-            spec.clip_low,
-            spec.clip_high,
-        )?;
-        let mut loss = policy.clone();
-        if let Some(logp_ref) = &logp_ref {
-            let kl = grpo::kl_k3(&logp, logp_ref, &mask)?;
-            stats.kl = f64::from(kl.to_scalar::<f32>()?);
-            loss = (loss + (kl * spec.kl)?)?;
-        }
-        let mut grads = loss.backward()?;
+        // The objective as a function of the responses' log-probabilities (and the logits, for
+        // the entropy), differentiated by the fused path's hand-written backward pass on the
+        // CPU and by candle's autograd otherwise.
+        let mut policy_value = None;
+        let mut objective = |logp: &Tensor, logits: &Tensor| -> Result<Tensor> {
+            if epoch == 0 {
+                stats.entropy = grpo::entropy(logits, &mask)?;
+            }
+            let old = logp_old.get_or_insert_with(|| logp.detach()).clone();
+            let (policy, clip_fraction) = grpo::policy_loss(
+                logp,
+                &old,
+                &advantages,
+                &mask,
+                spec.clip_low,
+                spec.clip_high,
+            )?;
+            stats.clip_fraction = clip_fraction;
+            policy_value = Some(f64::from(policy.to_scalar::<f32>()?));
+            let mut loss = policy;
+            if let Some(logp_ref) = &logp_ref {
+                let kl = grpo::kl_k3(logp, logp_ref, &mask)?;
+                stats.kl = f64::from(kl.to_scalar::<f32>()?);
+                loss = (loss + (kl * spec.kl)?)?;
+            }
+            Ok(loss)
+        };
+        let mut grads = if model.fused_kernels() {
+            model.loss_and_grads(&inputs, &targets, objective)?.1
+        } else {
+            let logits = model.forward(&inputs)?;
+            let logp = token_log_probs(&logits, &targets, false)?;
+            objective(&logp, &logits.detach())?.backward()?
+        };
+        stats.policy_loss = policy_value.unwrap_or(f64::NAN);
         stats.grad_norm = clip_grad_norm(&optimizer.vars(), &mut grads, spec.grad_clip)?;
-        stats.policy_loss = f64::from(policy.to_scalar::<f32>()?);
-        stats.clip_fraction = clip_fraction;
         if !stats.grad_norm.is_finite() {
             return Err(candle_core::Error::Msg(format!(
                 "the gradient norm became {}",

@@ -23,13 +23,15 @@ pub fn masked_cross_entropy(
     mask: &Tensor,
     fused: bool,
 ) -> Result<Tensor> {
-    let (b, t, _) = logits.dims3()?;
-    let losses = token_log_probs(logits, targets, fused)?
-        .neg()?
-        .reshape(b * t)?;
-    let mask = mask.reshape(b * t)?.to_dtype(DType::F32)?;
+    masked_mean_nll(&token_log_probs(logits, targets, fused)?, mask)
+}
+
+/// The negative log-likelihood averaged over the positions the mask keeps, from the targets'
+/// log-probabilities (batch, seq): the next-token loss.
+pub fn masked_mean_nll(log_probs: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let mask = mask.to_dtype(DType::F32)?;
     let kept = mask.sum_all()?.maximum(1.0)?;
-    (losses * &mask)?.sum_all()?.div(&kept)
+    (log_probs * &mask)?.sum_all()?.neg()?.div(&kept)
 }
 
 /// The log-probability of each target token, (rows, tokens), differentiable. With `fused` (the
@@ -164,8 +166,10 @@ impl Trainer {
         let (value, mut grads) = if model.fused_kernels() && !self.candle_autograd {
             // The fused path's own backward pass (`model::backprop`): the same gradients
             // without candle's per-edge zero-fill and accumulation.
-            let (loss, grads) = model.loss_and_grads(&inputs, &targets, &mask)?;
-            (f64::from(loss), grads)
+            let (loss, grads) = model.loss_and_grads(&inputs, &targets, |log_probs, _| {
+                masked_mean_nll(log_probs, &mask)
+            })?;
+            (f64::from(loss.to_scalar::<f32>()?), grads)
         } else {
             let logits = model.forward(&inputs)?;
             let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
