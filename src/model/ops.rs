@@ -543,6 +543,20 @@ struct Rope {
 }
 
 impl Rope {
+    /// The op that splits `heads` heads out of a linear layer's output (with `inverse`, merges
+    /// them back), rotating at positions from `offset` when `tables` is given.
+    fn head_split(tables: Option<&RopeTables>, offset: usize, heads: usize, inverse: bool) -> Self {
+        let empty = || Arc::new(Vec::new());
+        Self {
+            cos: tables.map_or_else(empty, |t| Arc::clone(&t.cos)),
+            sin: tables.map_or_else(empty, |t| Arc::clone(&t.sin)),
+            offset,
+            inverse,
+            heads: Some(heads),
+            rotate: tables.is_some(),
+        }
+    }
+
     /// (rows of d to write, t, d, out shape, and for output row r the input row) of a call.
     fn plan(&self, layout: &Layout) -> Result<(usize, usize, usize, Shape, RowMap)> {
         match (self.heads, layout.dims()) {
@@ -705,31 +719,17 @@ pub fn split_heads(
     tables: Option<&RopeTables>,
     offset: usize,
 ) -> Result<Tensor> {
-    let empty = || Arc::new(Vec::new());
-    x.contiguous()?.apply_op1(Rope {
-        cos: tables.map_or_else(empty, |t| Arc::clone(&t.cos)),
-        sin: tables.map_or_else(empty, |t| Arc::clone(&t.sin)),
-        offset,
-        inverse: false,
-        heads: Some(heads),
-        rotate: tables.is_some(),
-    })
+    x.contiguous()?
+        .apply_op1(Rope::head_split(tables, offset, heads, false))
 }
 
 /// Merges heads x (b, h, t, d) into a linear layer's input (b, t, h·d), first rotating back
 /// from positions `offset..offset + t` when `tables` is given: the transpose of
 /// [`split_heads`] (so also its gradient); differentiable.
 pub fn merge_heads(x: &Tensor, tables: Option<&RopeTables>, offset: usize) -> Result<Tensor> {
-    let empty = || Arc::new(Vec::new());
     let heads = x.dims4()?.1;
-    x.contiguous()?.apply_op1(Rope {
-        cos: tables.map_or_else(empty, |t| Arc::clone(&t.cos)),
-        sin: tables.map_or_else(empty, |t| Arc::clone(&t.sin)),
-        offset,
-        inverse: true,
-        heads: Some(heads),
-        rotate: tables.is_some(),
-    })
+    x.contiguous()?
+        .apply_op1(Rope::head_split(tables, offset, heads, true))
 }
 
 // ---------------------------------------------------------------------------------------------
