@@ -1,4 +1,5 @@
-//! The training step of the fused CPU path with a hand-written backward pass.
+//! The fused CPU path's gradients with a hand-written backward pass: the training step of
+//! `pretrain`/`midtrain` and GRPO's update.
 //!
 //! candle's `Tensor::backward` gives every edge of the graph a zero tensor the size of the
 //! gradient (`GradStore::or_insert`) and then adds the gradient to it: for the ~30 edges of a
@@ -93,8 +94,7 @@ impl Block {
             None,
             0,
         )?;
-        let scale = 1.0 / (attention.head_dim as f64).sqrt();
-        let heads_out = ops::causal_attention(&q, &k, &v, scale)?;
+        let heads_out = ops::causal_attention(&q, &k, &v, attention.scale())?;
         let merged = ops::merge_heads(&heads_out, None, 0)?;
         let mid = (&x + project(&attention.o, &merged)?)?;
         let mid_normed = ops::rms_norm(&mid, &self.mlp_norm.weight.detach(), self.mlp_norm.eps)?;
@@ -160,9 +160,14 @@ impl Block {
         // mid = x + o(merge(attention(q, k, v))), q/k/v = split(proj(n)), n = attention_norm(x)
         let d_merged = linear_backward(&attention.o, &merged, &d_mid, grads)?;
         let d_heads_out = ops::split_heads(&d_merged, attention.heads, None, 0)?;
-        let scale = 1.0 / (attention.head_dim as f64).sqrt();
-        let (dq, dk, dv) =
-            ops::causal_attention_grads(&q, &k, &v, &heads_out, &d_heads_out, scale as f32)?;
+        let (dq, dk, dv) = ops::causal_attention_grads(
+            &q,
+            &k,
+            &v,
+            &heads_out,
+            &d_heads_out,
+            attention.scale() as f32,
+        )?;
         let tables = Some(&rotary.tables);
         let dq = ops::merge_heads(&dq, tables, 0)?;
         let dk = ops::merge_heads(&dk, tables, 0)?;

@@ -264,6 +264,11 @@ impl Attention {
         })
     }
 
+    /// The attention scores' scale, 1 / sqrt(head_dim).
+    fn scale(&self) -> f64 {
+        1.0 / (self.head_dim as f64).sqrt()
+    }
+
     /// Repeats each key/value head for the query heads that share it.
     fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
         let groups = self.heads / self.kv_heads;
@@ -310,7 +315,7 @@ impl Attention {
         let v = split(project(&self.v, x, self.fused)?, self.kv_heads, false)?;
         let total = offset + seq;
         let (k, v) = cache.append(k, v, offset)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scale = self.scale();
         let padded = starts.iter().any(|&s| s > 0);
         if seq == 1 && total > 1 && fused {
             // One new token per sequence: read the cache in place instead of one tiny GEMM
