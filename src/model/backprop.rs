@@ -188,23 +188,52 @@ impl Block {
 
 impl Transformer {
     /// A scalar loss and the gradients of every variable, for a loss that depends on the model
-    /// only through the log-probabilities of `targets` after `inputs` (both (batch, seq)): the
-    /// fused CPU path without candle's autograd (see the module docs).
+    /// only through the log-probabilities of `targets` after `inputs` (both (batch, seq)).
     ///
-    /// `loss` gets the log-probabilities (batch, seq), a leaf it may differentiate through with
-    /// any candle ops, and the logits (batch, seq, vocab), untracked (for statistics such as
-    /// the entropy). Its gradient at the log-probabilities comes from candle's autograd over
-    /// that small graph; from there the pass is by hand: d logits = −d logp ⊙ (softmax −
-    /// onehot), then the LM head, the final norm and the blocks in reverse.
+    /// `loss` gets the log-probabilities (batch, seq), which it may differentiate through with
+    /// any candle ops, and the logits (batch, seq, vocab), untracked (for statistics such as the
+    /// entropy). On the fused CPU path the model is differentiated by hand (see the module
+    /// docs); elsewhere (the plain path, the GPU) by candle's autograd,
+    /// [`Transformer::autograd_loss_and_grads`].
     pub fn loss_and_grads(
         &self,
         inputs: &Tensor,
         targets: &Tensor,
         loss: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
     ) -> Result<(Tensor, GradStore)> {
-        if !self.fused_kernels() {
-            candle_core::bail!("the hand-written backward pass is the fused CPU path's");
+        if self.fused_kernels() {
+            self.hand_written_loss_and_grads(inputs, targets, loss)
+        } else {
+            self.autograd_loss_and_grads(inputs, targets, loss)
         }
+    }
+
+    /// [`Transformer::loss_and_grads`] through the model's forward pass and candle's
+    /// autograd, on any path: the reference the hand-written backward pass is tested and
+    /// benchmarked against.
+    pub fn autograd_loss_and_grads(
+        &self,
+        inputs: &Tensor,
+        targets: &Tensor,
+        loss: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, GradStore)> {
+        let logits = self.forward(inputs)?;
+        let log_probs = super::token_log_probs(&logits, targets, self.fused_kernels())?;
+        let loss = loss(&log_probs, &logits.detach())?;
+        let grads = loss.backward()?;
+        Ok((loss.detach(), grads))
+    }
+
+    /// [`Transformer::loss_and_grads`] on the fused CPU path: the gradient at the
+    /// log-probabilities comes from candle's autograd over the loss's small graph; from there
+    /// the pass is by hand: d logits = −d logp ⊙ (softmax − onehot), then the LM head, the
+    /// final norm and the blocks in reverse.
+    fn hand_written_loss_and_grads(
+        &self,
+        inputs: &Tensor,
+        targets: &Tensor,
+        loss: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, GradStore)> {
         let (batch, seq) = inputs.dims2()?;
         if seq > self.config.context {
             candle_core::bail!(

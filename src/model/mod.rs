@@ -705,3 +705,20 @@ impl Transformer {
         x.broadcast_matmul(&self.embedding.embeddings().t()?)
     }
 }
+
+/// The log-probability of each target token, (rows, tokens), differentiable. With `fused` (the
+/// model's [`Transformer::fused_kernels`]) it comes from one CPU kernel
+/// ([`ops::cross_entropy`]).
+pub fn token_log_probs(logits: &Tensor, targets: &Tensor, fused: bool) -> Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    let logits = logits.reshape((b * t, v))?;
+    let targets = targets.reshape(b * t)?;
+    let log_probs = if fused && logits.device().is_cpu() {
+        ops::cross_entropy(&logits, &targets)?.neg()?
+    } else {
+        candle_nn::ops::log_softmax(&logits, D::Minus1)?
+            .gather(&targets.unsqueeze(1)?, 1)?
+            .squeeze(1)?
+    };
+    log_probs.reshape((b, t))
+}

@@ -103,10 +103,9 @@ pub fn update(
     };
     for epoch in 0..spec.epochs.max(1) {
         // The objective as a function of the responses' log-probabilities (and the logits, for
-        // the entropy), differentiated by the fused path's hand-written backward pass on the
-        // CPU and by candle's autograd otherwise.
+        // the entropy), as `Transformer::loss_and_grads` differentiates it.
         let mut policy_value = None;
-        let mut objective = |logp: &Tensor, logits: &Tensor| -> Result<Tensor> {
+        let objective = |logp: &Tensor, logits: &Tensor| -> Result<Tensor> {
             if epoch == 0 {
                 stats.entropy = grpo::entropy(logits, &mask)?;
             }
@@ -129,13 +128,7 @@ pub fn update(
             }
             Ok(loss)
         };
-        let mut grads = if model.fused_kernels() {
-            model.loss_and_grads(&inputs, &targets, objective)?.1
-        } else {
-            let logits = model.forward(&inputs)?;
-            let logp = token_log_probs(&logits, &targets, false)?;
-            objective(&logp, &logits.detach())?.backward()?
-        };
+        let (_, mut grads) = model.loss_and_grads(&inputs, &targets, objective)?;
         stats.policy_loss = policy_value.unwrap_or(f64::NAN);
         stats.grad_norm = clip_grad_norm(&optimizer.vars(), &mut grads, spec.grad_clip)?;
         if !stats.grad_norm.is_finite() {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarMap;
 
 use super::clip_grad_norm;
@@ -34,22 +34,7 @@ pub fn masked_mean_nll(log_probs: &Tensor, mask: &Tensor) -> Result<Tensor> {
     (log_probs * &mask)?.sum_all()?.neg()?.div(&kept)
 }
 
-/// The log-probability of each target token, (rows, tokens), differentiable. With `fused` (the
-/// model's [`Transformer::fused_kernels`]) it comes from one CPU kernel
-/// ([`crate::model::ops::cross_entropy`]).
-pub fn token_log_probs(logits: &Tensor, targets: &Tensor, fused: bool) -> Result<Tensor> {
-    let (b, t, v) = logits.dims3()?;
-    let logits = logits.reshape((b * t, v))?;
-    let targets = targets.reshape(b * t)?;
-    let log_probs = if fused && logits.device().is_cpu() {
-        crate::model::ops::cross_entropy(&logits, &targets)?.neg()?
-    } else {
-        candle_nn::ops::log_softmax(&logits, D::Minus1)?
-            .gather(&targets.unsqueeze(1)?, 1)?
-            .squeeze(1)?
-    };
-    log_probs.reshape((b, t))
-}
+pub use crate::model::token_log_probs;
 
 /// Why a training step failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +91,8 @@ pub struct Trainer {
     /// Optimizer steps taken.
     pub step: u64,
     /// Differentiate with candle's autograd even where the fused CPU path's hand-written
-    /// backward pass exists (`Transformer::loss_and_grads`): the same gradients, slower; for
-    /// benchmarks and tests comparing the two.
+    /// backward pass exists (`Transformer::autograd_loss_and_grads`): the same gradients,
+    /// slower; for benchmarks comparing the two.
     pub candle_autograd: bool,
 }
 
@@ -163,18 +148,13 @@ impl Trainer {
         blocks: &[Block],
     ) -> std::result::Result<f64, StepError> {
         let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
-        let (value, mut grads) = if model.fused_kernels() && !self.candle_autograd {
-            // The fused path's own backward pass (`model::backprop`): the same gradients
-            // without candle's per-edge zero-fill and accumulation.
-            let (loss, grads) = model.loss_and_grads(&inputs, &targets, |log_probs, _| {
-                masked_mean_nll(log_probs, &mask)
-            })?;
-            (f64::from(loss.to_scalar::<f32>()?), grads)
+        let loss = |log_probs: &Tensor, _: &Tensor| masked_mean_nll(log_probs, &mask);
+        let (loss, mut grads) = if self.candle_autograd {
+            model.autograd_loss_and_grads(&inputs, &targets, loss)?
         } else {
-            let logits = model.forward(&inputs)?;
-            let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
-            (f64::from(loss.to_scalar::<f32>()?), loss.backward()?)
+            model.loss_and_grads(&inputs, &targets, loss)?
         };
+        let value = f64::from(loss.to_scalar::<f32>()?);
         if !value.is_finite() {
             return Err(StepError::NonFinite {
                 step: self.step,
