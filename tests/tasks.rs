@@ -188,9 +188,9 @@ fn corrupted(
 #[test]
 fn corrupted_solutions_get_the_expected_counts() {
     let third = 1.0 / 3.0;
-    // Wrong value: X computed as 3. One value mismatch of three nodes; R_pv = 1 - 1/3.
+    // Wrong value: I computed as 4. One value mismatch of three nodes; R_pv = 1 - 1/3.
     assert_eq!(
-        corrupted(EX1, "1 + 1 = 2.", "1 + 1 = 3."),
+        corrupted(EX1, "2 + 1 = 3.", "2 + 1 = 4."),
         (0, 0, 1, 0, false, 2.0 * third, false, 1.0 - third)
     );
     // Wrong parent: H copies I's... an unknown letter instead of n, so X loses its parent.
@@ -222,6 +222,86 @@ fn corrupted_solutions_get_the_expected_counts() {
     assert_eq!(
         corrupted(EX3, "Answer: 3.", "Answer: 4."),
         (0, 0, 0, 0, true, 1.0, false, 1.0 - third)
+    );
+}
+
+/// Scores a corrupted compact solution against its gold.
+fn corrupted_compact(gold: &str, from: &str, to: &str) -> (usize, bool, f64) {
+    assert!(gold.contains(from), "{from}");
+    let format = TraceFormat {
+        keyword: None,
+        connector: "as".into(),
+        answer_marker: "ANS".into(),
+    };
+    let s = score(
+        &parse(gold, &format),
+        &parse(&gold.replace(from, to), &format),
+    );
+    (s.mismatches.value, s.verified_correct, s.process_acc)
+}
+
+#[test]
+fn every_equation_of_a_step_must_hold() {
+    let third = 1.0 / 3.0;
+    // Forward: the chain's links disagree (1 + H is 2, then 4 is written), although the last
+    // number is right.
+    assert_eq!(
+        corrupted(EX1, "so X = 1 + H = 1 + 1 = 2", "so X = 1 + H = 4 = 2"),
+        (0, 0, 1, 0, false, 2.0 * third, false, 1.0 - third)
+    );
+    // A wrong value propagates: X written as 3, then I's chain substitutes 2 for X, so I's
+    // `X + n = 2 + 1` no longer holds either.
+    assert_eq!(
+        corrupted(EX1, "1 + 1 = 2.", "1 + 1 = 3."),
+        (0, 0, 2, 0, false, third, false, 1.0 - 2.0 * third)
+    );
+    // Reverse: an inconsistent chain whose last expression still evaluates right.
+    assert_eq!(
+        corrupted(
+            EX3,
+            "so S = 3 + n = 3 + x = x + 3",
+            "so S = 1 + n = 1 + x = x + 3"
+        ),
+        (0, 0, 1, 0, false, 2.0 * third, false, 1.0 - third)
+    );
+    // Reverse: a wrong equation-solving step, with the right solution at the end; the step
+    // that states the equation answers for it.
+    assert_eq!(
+        corrupted(
+            EX3,
+            "Simplifying the equation: x + 3 = 6",
+            "Simplifying the equation: x = 8"
+        ),
+        (0, 0, 1, 0, false, 2.0 * third, false, 1.0 - third)
+    );
+    assert_eq!(
+        corrupted(
+            EX3,
+            "Divide both sides by 1: x = 3 / 1",
+            "Divide both sides by 1: x = 4 / 1"
+        ),
+        (0, 0, 1, 0, false, 2.0 * third, false, 1.0 - third)
+    );
+    // An unknown letter in a chain is a wrong parent, not a wrong value (as before).
+    assert_eq!(
+        corrupted(EX1, "H = n = 1", "H = q = 1"),
+        (0, 0, 0, 1, false, 2.0 * third, false, 1.0 - third)
+    );
+    // Compact letter steps: the same checks, the solving pieces charged to the step before.
+    let gold = "SOLVE . t = x . l = t = x ; y = 4 * l = 4 * x = 4*x . W = y = 4*x . 4*x = 12 . 4*x - 12 = 0 . 4 * x = 12 . x = 3 . ANS 3";
+    assert_eq!(corrupted_compact(gold, "ANS 3", "ANS 3"), (0, true, 1.0));
+    assert_eq!(
+        corrupted_compact(gold, "4*x - 12 = 0", "4*x - 10 = 0"),
+        (1, false, 2.0 * third)
+    );
+    assert_eq!(
+        corrupted_compact(gold, "y = 4 * l = 4 * x", "y = 3 * l = 4 * x"),
+        (1, false, 2.0 * third)
+    );
+    // Decimal points are not clause ends.
+    assert_eq!(
+        corrupted_compact(gold, "x = 3 .", "x = 3.0 ."),
+        (0, true, 1.0)
     );
 }
 

@@ -6,6 +6,7 @@
 //! [`verify`] compares it with the gold one (`ProcessAcc`, `VerifiedCorrect`, `R_pv`). [`sample`]
 //! draws deterministic example streams from a stage's data.
 
+pub mod arith;
 pub mod generate;
 pub mod graph;
 pub mod linear;
@@ -172,6 +173,7 @@ impl Problem {
                         var,
                         value: Some(node.value as f64),
                         deps,
+                        consistent: true,
                     },
                 )
             })

@@ -112,8 +112,8 @@ mod tests {
     #[test]
     fn right_answer_with_a_wrong_process_is_only_partly_rewarded() {
         let format = TraceFormat::reference();
-        // Right answer, but X's value is wrong: one value mismatch of three steps.
-        let hacked = " Define adult blue jay in Oakridge Riverside as n; so n = 1. Define adult crow in Oakridge Riverside as X; H = n = 1; so X = 1 + H = 1 + 1 = 5. Define total number of adult animals in Oakridge Riverside as I; so I = X + n = 2 + 1 = 3. </solution> <answer> 3 </answer>";
+        // Right answer, but I's value is wrong: one value mismatch of three steps.
+        let hacked = " Define adult blue jay in Oakridge Riverside as n; so n = 1. Define adult crow in Oakridge Riverside as X; H = n = 1; so X = 1 + H = 1 + 1 = 2. Define total number of adult animals in Oakridge Riverside as I; so I = X + n = 2 + 1 = 5. </solution> <answer> 3 </answer>";
         let p = Primitives::of(GOLD, "3", hacked, &format, 100);
         assert_eq!((p.answer, p.format), (1.0, 1.0));
         assert!((p.process - 2.0 / 3.0).abs() < 1e-12);

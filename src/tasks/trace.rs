@@ -10,7 +10,10 @@
 //!   such as `= x + 3` and words in its prose add parents the graph does not have);
 //! - a chain also stops at `,` (so `We know d = 6, so we have ...` is just `d = 6`);
 //! - values are evaluated once every assignment is known, so an expression in `x` gets its
-//!   value when `x` is solved for later (the reference falls back to "the last number").
+//!   value when `x` is solved for later (the reference falls back to "the last number");
+//! - every equation a step writes must hold at those values: each link of a chain
+//!   `A = 1 + H = 1 + 5 = 6` and each equation-solving step (`4*x - 12 = 0`), or the step
+//!   counts as a value mismatch (the reference checks only the last number of a chain).
 //!
 //! In forward mode the two parsers give the same graph.
 
@@ -18,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::arith::{equations_hold, evaluate};
 use crate::plan::PhrasingSpec;
 
 /// How solutions of a phrasing are laid out.
@@ -84,6 +88,9 @@ pub struct ParsedNode {
     pub value: Option<f64>,
     /// The names of the quantities it depends on.
     pub deps: BTreeSet<String>,
+    /// Whether every equation the step writes holds (its chains and, in reverse mode, the
+    /// equation-solving steps that follow it).
+    pub consistent: bool,
 }
 
 /// A parsed solution: quantities by name, and the final answer.
@@ -118,6 +125,9 @@ struct Step<'a> {
     name: String,
     var: char,
     body: &'a str,
+    /// Text after the step that assigns no quantity but whose equations the step answers for
+    /// (letter steps: `4*x = 12 . x = 3 .` after the step that closes a reverse chain).
+    tail: Vec<&'a str>,
 }
 
 /// Parses a solution (a model completion or a gold solution). Never panics.
@@ -169,6 +179,9 @@ pub fn parse(text: &str, format: &TraceFormat) -> ParsedSolution {
             .or_else(|| table.get(&step.var).copied())
             .or_else(|| last_number(step.body));
         previous.insert(step.var, index);
+        let consistent = std::iter::once(step.body)
+            .chain(step.tail.iter().copied())
+            .all(|text| equations_hold(text, &table));
         let deps = deps.into_iter().map(|d| steps[d].name.clone()).collect();
         nodes.insert(
             step.name.clone(),
@@ -176,6 +189,7 @@ pub fn parse(text: &str, format: &TraceFormat) -> ParsedSolution {
                 var: step.var,
                 value,
                 deps,
+                consistent,
             },
         );
     }
@@ -265,6 +279,7 @@ fn define_steps<'a>(
             name,
             var: *var,
             body,
+            tail: Vec::new(),
         });
     }
     let preamble = headers.first().map_or(text, |h| &text[..h.0]);
@@ -350,13 +365,18 @@ fn letter_steps<'a>(text: &'a str, marker: &str) -> (Vec<Step<'a>>, Vec<&'a str>
     let mut steps = Vec::new();
     let mut outside = Vec::new();
     for piece in text.split('.') {
-        match assignments(piece).into_iter().rev().find(|a| a.lhs != 'x') {
-            Some(last) => steps.push(Step {
+        if let Some(last) = assignments(piece).into_iter().rev().find(|a| a.lhs != 'x') {
+            steps.push(Step {
                 name: last.lhs.to_string(),
                 var: last.lhs,
                 body: piece,
-            }),
-            None => outside.push(piece),
+                tail: Vec::new(),
+            });
+        } else {
+            if let Some(step) = steps.last_mut() {
+                step.tail.push(piece);
+            }
+            outside.push(piece);
         }
     }
     (steps, outside)
@@ -447,111 +467,6 @@ fn evaluate_all<'a, 'b: 'a>(
         }
     }
     table
-}
-
-/// Substitutes variables and evaluates `+ - * / ( )` arithmetic; `None` if anything else is
-/// left or the result is not finite.
-fn evaluate(expr: &str, table: &BTreeMap<char, f64>) -> Option<f64> {
-    let mut parser = Arith {
-        text: expr.as_bytes(),
-        pos: 0,
-        depth: 0,
-        table,
-    };
-    let value = parser.sum()?;
-    parser.skip_space();
-    (parser.pos == parser.text.len() && value.is_finite()).then_some(value)
-}
-
-/// A recursive-descent evaluator over the bytes of an expression.
-struct Arith<'a> {
-    text: &'a [u8],
-    pos: usize,
-    depth: usize,
-    table: &'a BTreeMap<char, f64>,
-}
-
-impl Arith<'_> {
-    fn skip_space(&mut self) {
-        while self.pos < self.text.len() && self.text[self.pos].is_ascii_whitespace() {
-            self.pos += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_space();
-        self.text.get(self.pos).copied()
-    }
-
-    fn sum(&mut self) -> Option<f64> {
-        let mut value = self.product()?;
-        while let Some(op @ (b'+' | b'-')) = self.peek() {
-            self.pos += 1;
-            let rhs = self.product()?;
-            value = if op == b'+' { value + rhs } else { value - rhs };
-        }
-        Some(value)
-    }
-
-    fn product(&mut self) -> Option<f64> {
-        let mut value = self.unary()?;
-        while let Some(op @ (b'*' | b'/')) = self.peek() {
-            self.pos += 1;
-            let rhs = self.unary()?;
-            value = if op == b'*' { value * rhs } else { value / rhs };
-        }
-        Some(value)
-    }
-
-    fn unary(&mut self) -> Option<f64> {
-        self.depth += 1;
-        if self.depth > 64 {
-            return None;
-        }
-        let result = match self.peek()? {
-            b'-' => {
-                self.pos += 1;
-                self.unary().map(|v| -v)
-            }
-            b'+' => {
-                self.pos += 1;
-                self.unary()
-            }
-            b'(' => {
-                self.pos += 1;
-                let v = self.sum()?;
-                if self.peek() != Some(b')') {
-                    return None;
-                }
-                self.pos += 1;
-                Some(v)
-            }
-            b'0'..=b'9' => {
-                let start = self.pos;
-                while self.pos < self.text.len()
-                    && (self.text[self.pos].is_ascii_digit() || self.text[self.pos] == b'.')
-                {
-                    self.pos += 1;
-                }
-                std::str::from_utf8(&self.text[start..self.pos])
-                    .ok()?
-                    .parse()
-                    .ok()
-            }
-            c if c.is_ascii_alphabetic()
-                && self
-                    .text
-                    .get(self.pos + 1)
-                    .is_none_or(|n| !(n.is_ascii_alphanumeric() || *n == b'_')) =>
-            {
-                self.pos += 1;
-                self.table.get(&char::from(c)).copied()
-            }
-            _ => None,
-        };
-        self.depth -= 1;
-        result
-    }
 }
 
 /// The last number in a text (the reference's fallback for values it cannot evaluate).

@@ -5,8 +5,7 @@ use serde::Serialize;
 
 use super::trace::ParsedSolution;
 
-/// Absolute tolerance for values and answers.
-pub const TOLERANCE: f64 = 1e-6;
+pub use super::arith::TOLERANCE;
 
 /// Mismatch counts of a prediction against gold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -15,7 +14,8 @@ pub struct Mismatches {
     pub missing: usize,
     /// Predicted quantities gold lacks.
     pub extra: usize,
-    /// Shared quantities with different values (or a value on one side only).
+    /// Shared quantities with different values (or a value on one side only), or whose step
+    /// writes an equation that does not hold.
     pub value: usize,
     /// Shared quantities with different parent sets.
     pub dependency: usize,
@@ -54,7 +54,7 @@ pub fn score(gold: &ParsedSolution, pred: &ParsedSolution) -> Score {
             m.missing += 1;
             continue;
         };
-        let value_ok = !differs(g.value, p.value);
+        let value_ok = !differs(g.value, p.value) && p.consistent;
         let deps_ok = g.deps == p.deps;
         m.value += usize::from(!value_ok);
         m.dependency += usize::from(!deps_ok);
