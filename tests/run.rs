@@ -403,3 +403,55 @@ fn grpo_raises_the_reward_and_resumes_where_it_stopped() {
         .join("metrics.jsonl");
     assert_eq!(column(&resumed, "reward/mean"), reward);
 }
+
+#[test]
+fn another_pipeline_with_the_same_stage_copies_it_instead_of_training() {
+    let out = scratch("adopt");
+    let src = std::fs::read_to_string(root().join("tests/fixtures/run/mini.rlp")).unwrap();
+    let compile = |name: &str, src: &str| {
+        rlp::compile(&rlp::syntax::SourceFile::new(name, src.to_owned()))
+            .plan
+            .unwrap()
+    };
+    let first = execute(
+        &compile("mini.rlp", &src),
+        &input(),
+        &options(&out),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(first[0].manifest.stages[0].status, Status::Finished);
+    let trained = first[0].dir.join(first[0].manifest.stages[0].dir.as_str());
+
+    // The same stage in a file of another name: a new run directory, the stage copied.
+    let other = execute(
+        &compile("other.rlp", &src),
+        &input(),
+        &options(&out),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(other[0].dir, out.join("other/main"));
+    assert_eq!(other[0].manifest.stages[0].status, Status::Reused);
+    let copied = other[0].dir.join(other[0].manifest.stages[0].dir.as_str());
+    assert_ne!(
+        trained.canonicalize().unwrap(),
+        copied.canonicalize().unwrap()
+    );
+    for file in ["model.safetensors", "metrics.jsonl", "done.json"] {
+        assert_eq!(
+            std::fs::read(trained.join(file)).unwrap(),
+            std::fs::read(copied.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        other[0].evals[0].1, first[0].evals[0].1,
+        "same model, same table"
+    );
+
+    // A stage whose content differs is trained, not copied.
+    let changed = compile("changed.rlp", &src.replace("tokens 40k", "tokens 20k"));
+    let changed = execute(&changed, &input(), &options(&out), &Silent).unwrap();
+    assert_eq!(changed[0].manifest.stages[0].status, Status::Finished);
+}

@@ -89,3 +89,44 @@ impl JsonLines {
         Ok(())
     }
 }
+
+/// The files a finished stage leaves, in the order they are adopted (`done.json` last: its
+/// presence is what marks the stage finished).
+const FINISHED_STAGE_FILES: [&str; 3] = ["model.safetensors", "metrics.jsonl", "done.json"];
+
+/// Looks for a finished stage directory named `stage_dir` in the other run directories under
+/// `out` (another pipeline whose stage has the same content, tokenizer and seed: the same key)
+/// and copies its files into `into`, `done.json` last, each through a temporary file. Returns
+/// the directory adopted from; `None` when no other run has it. Run directories are searched
+/// in name order, so the choice is the same on every machine.
+pub(crate) fn adopt_finished_stage(
+    out: &Path,
+    own_run: &Path,
+    stage_dir: &str,
+    into: &Path,
+) -> Result<Option<PathBuf>, RunError> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(None);
+    };
+    let mut runs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p != own_run)
+        .collect();
+    runs.sort();
+    let Some(source) = runs
+        .into_iter()
+        .map(|run| run.join("stages").join(stage_dir))
+        .find(|dir| FINISHED_STAGE_FILES.iter().all(|f| dir.join(f).is_file()))
+    else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(into).map_err(|e| RunError::io(into, &e))?;
+    for file in FINISHED_STAGE_FILES {
+        let (from, to) = (source.join(file), into.join(file));
+        let tmp = into.join(format!(".{file}.rlp-tmp"));
+        std::fs::copy(&from, &tmp).map_err(|e| RunError::io(&from, &e))?;
+        std::fs::rename(&tmp, &to).map_err(|e| RunError::io(&to, &e))?;
+    }
+    Ok(Some(source))
+}

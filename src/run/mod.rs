@@ -19,7 +19,9 @@
 //!
 //! A stage's `key` hashes its content hash (spec, parent, seed) with the tokenizer, so a stage
 //! with a `done.json` is finished work and is not re-run, and an interrupted stage resumes from
-//! its checkpoint. Evaluations are skipped likewise when their table records the same key.
+//! its checkpoint. A stage this run lacks but another run directory under the same `--out` has
+//! finished (another pipeline that declares the same stage) is copied from there, so
+//! experiments that share a base train it once. Evaluations are skipped likewise when their table records the same key.
 
 mod files;
 mod rl;
@@ -429,8 +431,23 @@ impl Runner<'_> {
     ) -> Result<Vec<(EvalSpec, Vec<Row>)>, RunError> {
         for (position, &id) in cell.stages.iter().enumerate() {
             let stage = &self.plan.stages[id.0];
-            let stage_dir = self.root.join("stages").join(self.stage_dir(id.0));
+            let dir_name = self.stage_dir(id.0);
+            let stage_dir = self.root.join("stages").join(&dir_name);
             let done_path = stage_dir.join("done.json");
+            if !done_path.is_file()
+                && let Some(source) = files::adopt_finished_stage(
+                    &self.options.out,
+                    &self.root,
+                    &dir_name,
+                    &stage_dir,
+                )?
+            {
+                self.observer.note(&format!(
+                    "stage `{}`: the same stage finished in {}, copied",
+                    stage.name,
+                    source.display()
+                ));
+            }
             let reused = std::fs::read_to_string(&done_path)
                 .ok()
                 .and_then(|text| serde_json::from_str::<StageDone>(&text).ok());
