@@ -57,3 +57,32 @@ fn quickstart_is_small() {
     );
     assert_eq!(plan.models[spec.model.0].name, "tiny");
 }
+
+#[test]
+fn findings_pipelines_declare_the_ladders_stages_unchanged() {
+    // `rlp run` copies a stage from another run directory only when its key (content hash
+    // and tokenizer) matches: the findings pipelines must declare the ladder's base exactly.
+    let load = |file: &str| {
+        let src = std::fs::read_to_string(root().join(format!("pipelines/{file}.rlp"))).unwrap();
+        rlp::compile(&rlp::syntax::SourceFile::new(file, src))
+            .plan
+            .unwrap()
+    };
+    let ladder = load("ladder");
+    let tokenizer = |plan: &rlp::plan::Plan| {
+        serde_json::to_string(&rlp::tokenizer::Tokenizer::for_plan(plan)).unwrap()
+    };
+    for file in ["f1-edge"] {
+        let plan = load(file);
+        assert_eq!(tokenizer(&plan), tokenizer(&ladder), "{file}: tokenizer");
+        for stage in &ladder.stages {
+            let same = plan.stages.iter().find(|s| s.name == stage.name);
+            assert_eq!(
+                same.map(|s| &s.hash),
+                Some(&stage.hash),
+                "{file}: stage `{}`",
+                stage.name
+            );
+        }
+    }
+}
