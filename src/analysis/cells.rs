@@ -558,13 +558,15 @@ impl<'a> Analyzer<'a> {
             let _ = write!(out, "{b:02x}");
             out
         });
-        if let Some(existing) = self.plan.stages.iter_mut().find(|s| s.hash == hash) {
+        if let Some(&id) = self.stage_ids.get(&hash) {
+            let existing = &mut self.plan.stages[id.0];
             if !existing.cells.contains(&cell) {
                 existing.cells.push(cell);
             }
-            return existing.id;
+            return id;
         }
         let id = StageId(self.plan.stages.len());
+        self.stage_ids.insert(hash.clone(), id);
         self.plan.stages.push(StagePlan {
             id,
             name: name.to_owned(),

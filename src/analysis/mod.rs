@@ -219,6 +219,8 @@ struct Analyzer<'a> {
     budgets: BTreeMap<&'a str, Option<BudgetSpec>>,
     /// Mixtures read while lowering the current cell's stages.
     mixtures_read: BTreeSet<String>,
+    /// Stage instances by content hash (cells share an instance with the same hash).
+    stage_ids: std::collections::HashMap<String, crate::plan::StageId>,
     plan: Plan,
 }
 
@@ -253,6 +255,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
         rewards: BTreeMap::new(),
         budgets: BTreeMap::new(),
         mixtures_read: BTreeSet::new(),
+        stage_ids: std::collections::HashMap::new(),
         plan: Plan {
             schema: crate::plan::PLAN_SCHEMA,
             name: name.to_owned(),

@@ -76,8 +76,8 @@ pub const EXPLANATIONS: &[Explanation] = &[
     },
     Explanation {
         code: "E0102",
-        title: "brackets nested too deeply",
-        text: "rlp refuses input whose brackets nest more than 64 levels deep, so that no file can exhaust the parser's stack. Real experiments never come close: split a deep reward expression into simpler parts.",
+        title: "nesting too deep",
+        text: "rlp refuses input whose brackets nest more than 64 levels deep, so that no file can exhaust the parser's stack. An `else if` chain nests too, one level per link, although its braces close as it goes. Real experiments never come close: split a deep reward expression into simpler parts, and write long chains of thresholds with `min`, `max` and comparisons.",
         example: example!("syntax/err/E0102-nesting-too-deep.rlp"),
     },
     Explanation {

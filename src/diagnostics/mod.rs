@@ -6,6 +6,7 @@
 
 mod analysis_error;
 pub mod explain;
+mod source;
 mod syntax_error;
 
 use std::fmt::Write as _;
@@ -15,7 +16,12 @@ use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, So
 use serde::Serialize;
 pub use syntax_error::SyntaxError;
 
+use self::source::{Indexed, LONG_LINE_LABEL};
 use crate::syntax::SourceFile;
+
+/// The human output draws at most this many problems of one code; the rest are counted in one
+/// line (`--format json` keeps them all).
+pub const SHOWN_PER_CODE: usize = 10;
 
 /// The version of the JSON that `rlp check --format json` prints.
 pub const JSON_SCHEMA: u32 = 1;
@@ -118,15 +124,31 @@ impl Diagnostics {
     }
 
     fn render_with(&self, handler: &GraphicalReportHandler) -> String {
-        let src = self.source.named_source();
+        let source = Indexed(&self.source);
         let mut out = String::new();
+        let mut shown: std::collections::BTreeMap<String, usize> =
+            std::collections::BTreeMap::new();
         for problem in &self.problems {
+            let count = shown.entry(problem.code()).or_default();
+            *count += 1;
+            if *count > SHOWN_PER_CODE {
+                continue;
+            }
             let located = Located {
                 problem,
-                source: &src,
+                source: &source,
             };
             if handler.render_report(&mut out, &located).is_err() {
                 let _ = writeln!(out, "{problem}");
+            }
+        }
+        for (code, count) in shown {
+            if count > SHOWN_PER_CODE {
+                let _ = writeln!(
+                    out,
+                    "... and {} more {code} (`--format json` lists every one)\n",
+                    count - SHOWN_PER_CODE
+                );
             }
         }
         out
@@ -221,7 +243,7 @@ pub struct JsonLabel {
 /// A problem paired with the source it points into, so miette can draw the frame.
 struct Located<'a> {
     problem: &'a Problem,
-    source: &'a dyn SourceCode,
+    source: &'a Indexed<'a>,
 }
 
 impl std::fmt::Debug for Located<'_> {
@@ -249,7 +271,34 @@ impl Diagnostic for Located<'_> {
         self.problem.help()
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.problem.labels()
+        // On a long line only a window is drawn: labels are cut to fit in it, and a label far
+        // from the first one on the same long line is left out (JSON keeps every label whole).
+        let labels: Vec<LabeledSpan> = self.problem.labels()?.collect();
+        let mut first_on_long_line: Option<usize> = None;
+        let kept = labels.into_iter().filter_map(move |label| {
+            if !self.source.on_long_line(label.offset()) {
+                return Some(label);
+            }
+            let anchor = *first_on_long_line.get_or_insert(label.offset());
+            (label.offset().abs_diff(anchor) <= LONG_LINE_LABEL).then(|| {
+                let line = self
+                    .source
+                    .0
+                    .line_range(self.source.0.line_index(label.offset()));
+                let len = label
+                    .len()
+                    .min(LONG_LINE_LABEL)
+                    .min(line.end.saturating_sub(label.offset()));
+                let text = label.label().map(str::to_owned);
+                let span = miette::SourceSpan::new(label.offset().into(), len);
+                if label.primary() {
+                    LabeledSpan::new_primary_with_span(text, span)
+                } else {
+                    LabeledSpan::new_with_span(text, span)
+                }
+            })
+        });
+        Some(Box::new(kept))
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         Some(self.source)

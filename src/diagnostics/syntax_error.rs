@@ -24,13 +24,18 @@ pub enum SyntaxError {
         help: Option<String>,
     },
 
-    /// Brackets are nested deeper than the parser allows.
-    #[error("brackets are nested more than {limit} levels deep")]
-    #[diagnostic(code(rlp::E0102), help("split the expression into simpler parts"))]
+    /// Brackets (or `else if` links) are nested deeper than the parser allows.
+    #[error("nesting is more than {limit} levels deep (brackets and `else if` links each count)")]
+    #[diagnostic(
+        code(rlp::E0102),
+        help(
+            "split the expression into simpler parts, e.g. `min`/`max` instead of long `else if` chains"
+        )
+    )]
     TooDeep {
         /// The limit.
         limit: usize,
-        /// The bracket that went over it.
+        /// The bracket or `if` that went over it.
         #[label("too deep here")]
         span: Span,
     },

@@ -70,22 +70,48 @@ fn presume<T>(value: Option<T>, what: &str) -> T {
     value.unwrap_or_else(|| panic!("grammar guarantees {what}"))
 }
 
+/// Rejects nesting deeper than [`MAX_NESTING`]. Brackets nest, and so does an `else if` chain:
+/// the parser recurses once per link, although the chain's braces close as it goes. Each `if`
+/// counts one level until the line (at bracket depth 0) or its enclosing bracket ends.
 fn check_nesting(text: &str) -> Result<(), SyntaxError> {
-    let mut depth = 0usize;
-    for (offset, byte) in text.bytes().enumerate() {
-        match byte {
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    // `ifs[d]`: the `if`s met at bracket depth `d` since that depth was entered.
+    let mut ifs: Vec<usize> = vec![0];
+    for (offset, &byte) in bytes.iter().enumerate() {
+        let deeper = match byte {
             b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(SyntaxError::TooDeep {
-                        limit: MAX_NESTING,
-                        span: Span::new(offset, offset + 1),
-                    });
-                }
+                ifs.push(0);
+                true
             }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            // Brackets in strings and comments count too: harmless, and simpler.
-            _ => {}
+            b')' | b']' | b'}' => {
+                if ifs.len() > 1 {
+                    ifs.pop();
+                }
+                false
+            }
+            b'\n' if ifs.len() == 1 => {
+                ifs[0] = 0;
+                false
+            }
+            b'i' if bytes.get(offset + 1) == Some(&b'f')
+                && (offset == 0 || !word(bytes[offset - 1]))
+                && bytes.get(offset + 2).is_none_or(|&b| !word(b)) =>
+            {
+                if let Some(count) = ifs.last_mut() {
+                    *count += 1;
+                }
+                true
+            }
+            // Brackets and `if`s in strings and comments count too: harmless, and simpler.
+            _ => false,
+        };
+        if deeper && ifs.len() - 1 + ifs.iter().sum::<usize>() > MAX_NESTING {
+            let end = if byte == b'i' { offset + 2 } else { offset + 1 };
+            return Err(SyntaxError::TooDeep {
+                limit: MAX_NESTING,
+                span: Span::new(offset, end),
+            });
         }
     }
     Ok(())

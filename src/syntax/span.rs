@@ -58,14 +58,41 @@ pub struct SourceFile {
     pub name: String,
     /// The text.
     pub text: Arc<str>,
+    /// Byte offset of every line's start, for line and column lookups in O(log n).
+    line_starts: Arc<[usize]>,
 }
 
 impl SourceFile {
-    /// A source file with the given name and text.
+    /// A source file with the given name and text. A carriage return not followed by a line
+    /// feed (old Mac line endings) ends a line like one: it becomes a line feed, byte for byte,
+    /// so spans are unchanged.
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        let mut text: Arc<str> = text.into();
+        if text
+            .bytes()
+            .enumerate()
+            .any(|(i, b)| b == b'\r' && text.as_bytes().get(i + 1) != Some(&b'\n'))
+        {
+            let bytes = text.as_bytes();
+            let fixed: String = text
+                .char_indices()
+                .map(|(i, c)| {
+                    if c == '\r' && bytes.get(i + 1) != Some(&b'\n') {
+                        '\n'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            text = fixed.into();
+        }
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Self {
             name: name.into(),
-            text: text.into(),
+            text,
+            line_starts,
         }
     }
 
@@ -75,15 +102,45 @@ impl SourceFile {
         NamedSource::new(self.name.clone(), Arc::clone(&self.text))
     }
 
+    /// 0-based index of the line holding byte `offset`.
+    #[must_use]
+    pub fn line_index(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&start| start <= offset) - 1
+    }
+
+    /// The byte range of line `line` (0-based), without its line break.
+    #[must_use]
+    pub fn line_range(&self, line: usize) -> std::ops::Range<usize> {
+        let start = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len());
+        let end = self
+            .line_starts
+            .get(line + 1)
+            .map_or(self.text.len(), |&next| next - 1);
+        let end = if self.text.as_bytes()[start..end].ends_with(b"\r") {
+            end - 1
+        } else {
+            end
+        };
+        start..end.max(start)
+    }
+
+    /// Number of lines (a final line without a line break counts).
+    #[must_use]
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     #[must_use]
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
-        (line, column)
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let line = self.line_index(offset);
+        let column = self.text[self.line_starts[line]..offset].chars().count() + 1;
+        (line + 1, column)
     }
 }
 
