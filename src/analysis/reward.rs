@@ -14,27 +14,34 @@ pub const PRIMITIVES: &[(&str, Primitive)] = &[
     ("length", Primitive::Length),
 ];
 
-/// A closed interval of possible values.
+/// A closed interval of possible values, and whether the value can be undefined (a division
+/// whose divisor can be 0, wherever it sits: `0 * (a / b)` is still undefined when b is 0).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Interval {
     lo: f64,
     hi: f64,
+    undefined: bool,
 }
 
 impl Interval {
+    fn new(lo: f64, hi: f64) -> Self {
+        Self {
+            lo,
+            hi,
+            undefined: false,
+        }
+    }
+
     fn point(v: f64) -> Self {
-        Self { lo: v, hi: v }
+        Self::new(v, v)
     }
 
     fn unit() -> Self {
-        Self { lo: 0.0, hi: 1.0 }
+        Self::new(0.0, 1.0)
     }
 
     fn hull(values: impl IntoIterator<Item = f64>) -> Self {
-        let mut out = Self {
-            lo: f64::INFINITY,
-            hi: f64::NEG_INFINITY,
-        };
+        let mut out = Self::new(f64::INFINITY, f64::NEG_INFINITY);
         for v in values {
             // 0 * inf is NaN: an unbounded factor times zero is still zero.
             let v = if v.is_nan() { 0.0 } else { v };
@@ -44,29 +51,117 @@ impl Interval {
         out
     }
 
+    /// `self` with `other`'s undefinedness added.
+    fn tainted(mut self, other: Self) -> Self {
+        self.undefined |= other.undefined;
+        self
+    }
+
     fn apply(op: RewardOp, a: Self, b: Self) -> Self {
-        match op {
-            RewardOp::Add => Self {
-                lo: a.lo + b.lo,
-                hi: a.hi + b.hi,
-            },
-            RewardOp::Sub => Self {
-                lo: a.lo - b.hi,
-                hi: a.hi - b.lo,
-            },
+        let out = match op {
+            RewardOp::Add => Self::new(a.lo + b.lo, a.hi + b.hi),
+            RewardOp::Sub => Self::new(a.lo - b.hi, a.hi - b.lo),
             RewardOp::Mul => Self::hull([a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]),
             RewardOp::Div => {
                 if b.lo <= 0.0 && b.hi >= 0.0 {
                     Self {
                         lo: f64::NEG_INFINITY,
                         hi: f64::INFINITY,
+                        undefined: true,
                     }
                 } else {
                     Self::hull([a.lo / b.lo, a.lo / b.hi, a.hi / b.lo, a.hi / b.hi])
                 }
             }
             _ => Self::unit(),
+        };
+        out.tainted(a).tainted(b)
+    }
+
+    /// The part of `self` where `self OP k` holds (`negated`: where it does not).
+    #[allow(clippy::float_cmp)] // `!=` narrows only at an exact end point
+    fn narrowed(self, op: RewardOp, k: f64, negated: bool) -> Self {
+        let op = if negated {
+            match op {
+                RewardOp::Lt => RewardOp::Ge,
+                RewardOp::Le => RewardOp::Gt,
+                RewardOp::Gt => RewardOp::Le,
+                RewardOp::Ge => RewardOp::Lt,
+                RewardOp::Eq => RewardOp::Ne,
+                RewardOp::Ne => RewardOp::Eq,
+                other => other,
+            }
+        } else {
+            op
+        };
+        let (lo, hi) = match op {
+            RewardOp::Lt => (self.lo, self.hi.min(next_down(k))),
+            RewardOp::Le => (self.lo, self.hi.min(k)),
+            RewardOp::Gt => (self.lo.max(next_up(k)), self.hi),
+            RewardOp::Ge => (self.lo.max(k), self.hi),
+            RewardOp::Eq => (self.lo.max(k), self.hi.min(k)),
+            // `!=` removes one point: only an end point narrows the interval.
+            RewardOp::Ne if self.lo == k => (next_up(k), self.hi),
+            RewardOp::Ne if self.hi == k => (self.lo, next_down(k)),
+            _ => (self.lo, self.hi),
+        };
+        Self { lo, hi, ..self }
+    }
+}
+
+/// The next float above `k` (`f64::next_up`, which the MSRV lacks).
+fn next_up(k: f64) -> f64 {
+    if k.is_nan() || k == f64::INFINITY {
+        k
+    } else if k == 0.0 {
+        f64::from_bits(1)
+    } else if k > 0.0 {
+        f64::from_bits(k.to_bits() + 1)
+    } else {
+        f64::from_bits(k.to_bits() - 1)
+    }
+}
+
+/// The next float below `k`.
+fn next_down(k: f64) -> f64 {
+    -next_up(-k)
+}
+
+/// What each primitive can be at a point of an expression (narrowed inside `if` branches).
+#[derive(Debug, Clone, Copy)]
+struct Ranges([Interval; PRIMITIVES.len()]);
+
+impl Ranges {
+    fn all() -> Self {
+        Self([Interval::unit(); PRIMITIVES.len()])
+    }
+
+    fn index(p: Primitive) -> usize {
+        PRIMITIVES.iter().position(|(_, q)| *q == p).unwrap_or(0)
+    }
+
+    /// The ranges where `condition` is true (`negated`: false), when the condition compares a
+    /// primitive with a constant; otherwise unchanged.
+    fn assuming(mut self, condition: &RewardExpr, negated: bool) -> Self {
+        if let RewardExpr::Binary(op, a, b) = condition {
+            let flipped = |op: RewardOp| match op {
+                RewardOp::Lt => RewardOp::Gt,
+                RewardOp::Le => RewardOp::Ge,
+                RewardOp::Gt => RewardOp::Lt,
+                RewardOp::Ge => RewardOp::Le,
+                other => other,
+            };
+            let found = match (&**a, &**b) {
+                (RewardExpr::Primitive(p), RewardExpr::Const(k)) => Some((*p, *op, *k)),
+                (RewardExpr::Const(k), RewardExpr::Primitive(p)) => Some((*p, flipped(*op), *k)),
+                _ => None,
+            };
+            if let Some((p, op, k)) = found {
+                let i = Self::index(p);
+                self.0[i] = self.0[i].narrowed(op, k, negated);
+            }
         }
+        self
     }
 }
 
@@ -83,6 +178,21 @@ pub(crate) fn lower_reward(
     }
     let expr = expr?;
     let range = interval(&expr);
+    if range.undefined {
+        sink.push(
+            AnalysisError::RewardOutOfRange {
+                name: item.name.text.clone(),
+                what: "is undefined where a divisor is 0".to_owned(),
+                span: item.expr.span(),
+                label: "a divisor here can be 0".to_owned(),
+                help: Some(
+                    "guard the division with `if DIVISOR > 0 { ... } else { ... }`, or divide by a positive constant; multiplying by 0 does not help (0 * ∞ is undefined too)".to_owned(),
+                ),
+            }
+            .into(),
+        );
+        return None;
+    }
     if range.lo < 0.0 || range.hi > 1.0 || range.lo.is_nan() || range.hi.is_nan() {
         let show = |v: f64| {
             if v.is_infinite() {
@@ -103,9 +213,13 @@ pub(crate) fn lower_reward(
         sink.push(
             AnalysisError::RewardOutOfRange {
                 name: item.name.text.clone(),
-                lo: show(range.lo),
-                hi: show(range.hi),
+                what: format!(
+                    "can take values in [{}, {}], outside [0, 1]",
+                    show(range.lo),
+                    show(range.hi)
+                ),
                 span: item.expr.span(),
+                label: format!("ranges over [{}, {}]", show(range.lo), show(range.hi)),
                 help: Some(help.to_owned()),
             }
             .into(),
@@ -230,37 +344,51 @@ fn lower(expr: &Expr, sink: &mut Vec<Problem>) -> Option<RewardExpr> {
 
 /// The values an expression can take when every primitive ranges over [0, 1].
 pub(crate) fn interval(expr: &RewardExpr) -> Interval {
+    interval_in(expr, Ranges::all())
+}
+
+fn interval_in(expr: &RewardExpr, ranges: Ranges) -> Interval {
+    let fold = |args: &[RewardExpr], pick: fn(f64, f64) -> f64, start: f64| {
+        let all: Vec<Interval> = args.iter().map(|a| interval_in(a, ranges)).collect();
+        Interval {
+            lo: all.iter().map(|i| i.lo).fold(start, pick),
+            hi: all.iter().map(|i| i.hi).fold(start, pick),
+            undefined: all.iter().any(|i| i.undefined),
+        }
+    };
     match expr {
         RewardExpr::Const(c) => Interval::point(*c),
-        RewardExpr::Primitive(_) => Interval::unit(),
+        RewardExpr::Primitive(p) => ranges.0[Ranges::index(*p)],
         RewardExpr::Neg(e) => {
-            let i = interval(e);
+            let i = interval_in(e, ranges);
             Interval {
                 lo: -i.hi,
                 hi: -i.lo,
+                ..i
             }
         }
-        RewardExpr::Binary(op, a, b) => Interval::apply(*op, interval(a), interval(b)),
-        RewardExpr::Min(args) => {
-            let all: Vec<Interval> = args.iter().map(interval).collect();
-            Interval {
-                lo: all.iter().map(|i| i.lo).fold(f64::INFINITY, f64::min),
-                hi: all.iter().map(|i| i.hi).fold(f64::INFINITY, f64::min),
-            }
+        RewardExpr::Binary(op, a, b) => {
+            Interval::apply(*op, interval_in(a, ranges), interval_in(b, ranges))
         }
-        RewardExpr::Max(args) => {
-            let all: Vec<Interval> = args.iter().map(interval).collect();
+        RewardExpr::Min(args) => fold(args, f64::min, f64::INFINITY),
+        RewardExpr::Max(args) => fold(args, f64::max, f64::NEG_INFINITY),
+        RewardExpr::If(c, a, b) => {
+            let condition = interval_in(c, ranges);
+            let then = ranges.assuming(c, false);
+            let otherwise = ranges.assuming(c, true);
+            // A branch no primitive value can reach does not count.
+            let reachable = |r: &Ranges| r.0.iter().all(|i| i.lo <= i.hi);
+            let parts: Vec<Interval> = [(then, &**a), (otherwise, &**b)]
+                .into_iter()
+                .filter(|(r, _)| reachable(r))
+                .map(|(r, e)| interval_in(e, r))
+                .collect();
             Interval {
-                lo: all.iter().map(|i| i.lo).fold(f64::NEG_INFINITY, f64::max),
-                hi: all.iter().map(|i| i.hi).fold(f64::NEG_INFINITY, f64::max),
+                lo: parts.iter().map(|i| i.lo).fold(f64::INFINITY, f64::min),
+                hi: parts.iter().map(|i| i.hi).fold(f64::NEG_INFINITY, f64::max),
+                undefined: parts.iter().any(|i| i.undefined),
             }
-        }
-        RewardExpr::If(_, a, b) => {
-            let (a, b) = (interval(a), interval(b));
-            Interval {
-                lo: a.lo.min(b.lo),
-                hi: a.hi.max(b.hi),
-            }
+            .tainted(condition)
         }
     }
 }
@@ -309,7 +437,7 @@ mod tests {
             )),
         );
         let e = RewardExpr::Binary(RewardOp::Mul, prim(Primitive::Answer), Box::new(blend));
-        assert_eq!(interval(&e), Interval { lo: 0.0, hi: 1.0 });
+        assert_eq!(interval(&e), Interval::new(0.0, 1.0));
         let value = e.eval(&|p| if p == Primitive::Answer { 1.0 } else { 0.5 });
         assert!((value - 0.6).abs() < 1e-12);
     }
@@ -321,7 +449,7 @@ mod tests {
             prim(Primitive::Answer),
             prim(Primitive::Process),
         );
-        assert_eq!(interval(&e), Interval { lo: 0.0, hi: 2.0 });
+        assert_eq!(interval(&e), Interval::new(0.0, 2.0));
     }
 
     #[test]
@@ -332,5 +460,71 @@ mod tests {
             prim(Primitive::Process),
         );
         assert!(interval(&e).hi.is_infinite());
+    }
+
+    #[test]
+    fn a_zero_factor_does_not_hide_an_undefined_division() {
+        let quotient = RewardExpr::Binary(
+            RewardOp::Div,
+            prim(Primitive::Answer),
+            prim(Primitive::Process),
+        );
+        let e = RewardExpr::Binary(
+            RewardOp::Mul,
+            Box::new(RewardExpr::Const(0.0)),
+            Box::new(quotient),
+        );
+        assert!(interval(&e).undefined);
+    }
+
+    #[test]
+    fn an_if_on_the_divisor_narrows_it_in_each_branch() {
+        let quotient = || {
+            Box::new(RewardExpr::Binary(
+                RewardOp::Div,
+                prim(Primitive::Answer),
+                prim(Primitive::Process),
+            ))
+        };
+        let guard = |op, k| {
+            Box::new(RewardExpr::Binary(
+                op,
+                prim(Primitive::Process),
+                Box::new(RewardExpr::Const(k)),
+            ))
+        };
+        let clamp = |e| RewardExpr::Min(vec![RewardExpr::Const(1.0), e]);
+        // if process > 0 { min(1, answer / process) } else { 0 }
+        let guarded = RewardExpr::If(
+            guard(RewardOp::Gt, 0.0),
+            Box::new(clamp(*quotient())),
+            Box::new(RewardExpr::Const(0.0)),
+        );
+        assert_eq!(interval(&guarded), Interval::new(0.0, 1.0));
+        // The division in the else branch, where process <= 0: undefined.
+        let wrong_branch = RewardExpr::If(
+            guard(RewardOp::Gt, 0.0),
+            Box::new(RewardExpr::Const(0.0)),
+            Box::new(clamp(*quotient())),
+        );
+        assert!(interval(&wrong_branch).undefined);
+        // if process >= 0.5 { answer / process / 2 }: process in [0.5, 1], value in [0, 1].
+        let half = RewardExpr::If(
+            guard(RewardOp::Ge, 0.5),
+            Box::new(RewardExpr::Binary(
+                RewardOp::Div,
+                quotient(),
+                Box::new(RewardExpr::Const(2.0)),
+            )),
+            Box::new(RewardExpr::Const(0.0)),
+        );
+        assert_eq!(interval(&half), Interval::new(0.0, 1.0));
+        // No primitive can reach a branch: it does not count (process > 1 never holds).
+        let dead = RewardExpr::If(
+            guard(RewardOp::Gt, 1.0),
+            Box::new(RewardExpr::Const(5.0)),
+            prim(Primitive::Answer),
+        );
+        assert_eq!(interval(&dead), Interval::new(0.0, 1.0));
     }
 }

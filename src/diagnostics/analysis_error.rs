@@ -409,19 +409,19 @@ pub enum AnalysisError {
         span: Span,
     },
 
-    /// A reward expression can take values outside [0, 1].
-    #[error("reward `{name}` can take values in [{lo}, {hi}], outside [0, 1]")]
+    /// A reward expression can take values outside [0, 1], or none at all (a division by 0).
+    #[error("reward `{name}` {what}")]
     #[diagnostic(code(rlp::E0410))]
     RewardOutOfRange {
         /// The reward.
         name: String,
-        /// Lowest possible value.
-        lo: String,
-        /// Highest possible value.
-        hi: String,
+        /// What is wrong: `can take values in [lo, hi], outside [0, 1]`, or undefined.
+        what: String,
         /// The expression.
-        #[label("ranges over [{lo}, {hi}]")]
+        #[label("{label}")]
         span: Span,
+        /// The label's text.
+        label: String,
         /// Hint.
         #[help]
         help: Option<String>,

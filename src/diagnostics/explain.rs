@@ -263,7 +263,7 @@ pub const EXPLANATIONS: &[Explanation] = &[
     Explanation {
         code: "E0410",
         title: "reward can leave [0, 1]",
-        text: "rlp computes, by interval arithmetic over the primitives' ranges, every value a reward can take; rewards must stay within [0, 1] so that rewards are comparable and GRPO's normalisation behaves. Weight terms so that they add up to at most 1, gate with `answer * (...)`, or clamp with `min(1, max(0, ...))`. A divisor that can be 0 makes a reward unbounded.",
+        text: "rlp computes, by interval arithmetic over the primitives' ranges, every value a reward can take; rewards must stay within [0, 1] so that rewards are comparable and GRPO's normalisation behaves. Weight terms so that they add up to at most 1, gate with `answer * (...)`, or clamp with `min(1, max(0, ...))`. A division whose divisor can be 0 is rejected wherever it sits (`0 * (answer / process)` is still undefined when process is 0) unless an `if` guards it: inside a branch, a comparison of a primitive with a constant narrows that primitive's range, so `if process > 0 { min(1, answer / process) } else { 0 }` is accepted.",
         example: example!("analysis/err/E0410-reward-out-of-range.rlp"),
     },
     Explanation {

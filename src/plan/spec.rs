@@ -480,6 +480,9 @@ impl RewardExpr {
                     RewardOp::Add => a + b,
                     RewardOp::Sub => a - b,
                     RewardOp::Mul => a * b,
+                    // `rlp check` rejects a divisor that can be 0 outside a guard; should one
+                    // reach evaluation anyway, the reward is 0, never NaN or infinite.
+                    RewardOp::Div if b == 0.0 => 0.0,
                     RewardOp::Div => a / b,
                     RewardOp::Lt => bool01(a < b),
                     RewardOp::Le => bool01(a <= b),
