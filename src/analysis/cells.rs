@@ -25,6 +25,10 @@ use crate::syntax::ast::{Ast, Atom, Block, Item, Line, Source, SweepItem};
 /// More cells than this is almost certainly a mistake (and would take forever to run).
 const MAX_CELLS: u64 = 256;
 
+/// The largest `tokens` (or fixed `steps`) a stage may declare: a thousand times the paper's
+/// largest schedule, and well inside the integers a float holds exactly.
+const MAX_AMOUNT: f64 = 1e15;
+
 const PRETRAIN_FIELDS: &[&str] = &[
     "model",
     "data",
@@ -832,6 +836,18 @@ impl<'a> Analyzer<'a> {
         let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.01);
         let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0);
         let temperature = self.real_field(&fields, "temperature", env, 0.0, 10.0, 1.0);
+        if let (Some(0.0), Some(group)) = (temperature, group)
+            && group > 1
+        {
+            let span = fields.get("temperature").map_or(block.span, |l| l.span);
+            self.sink.push(
+                AnalysisWarning::GreedySamples {
+                    samples: group.unsigned_abs(),
+                    span,
+                }
+                .into(),
+            );
+        }
         let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0);
         let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256);
         let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1);
@@ -1079,12 +1095,16 @@ impl<'a> Analyzer<'a> {
             );
             return None;
         }
-        if value < 1.0 || value.fract() != 0.0 {
+        if !(1.0..=MAX_AMOUNT).contains(&value) || value.fract() != 0.0 {
             self.sink.push(
                 AnalysisError::ValueOutOfRange {
                     what: format!("`{field}`"),
-                    allowed: "a whole number, at least 1".to_owned(),
-                    value: format_number(value),
+                    allowed: "a whole number from 1 to 1e15".to_owned(),
+                    value: if value > MAX_AMOUNT {
+                        format!("{value:e}")
+                    } else {
+                        format_number(value)
+                    },
                     span: number.span,
                     help: None,
                 }

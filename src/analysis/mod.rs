@@ -225,11 +225,28 @@ struct Analyzer<'a> {
 }
 
 fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
-    let mut imported = false;
+    let mut imported: Option<Span> = None;
+    if ast.items.is_empty() {
+        sink.push(
+            AnalysisWarning::EmptyFile {
+                span: Span::new(0, 0),
+            }
+            .into(),
+        );
+    }
     for item in &ast.items {
         if let Item::Use(import) = item {
             if import.text == "prelude" {
-                imported = true;
+                if let Some(first) = imported {
+                    sink.push(
+                        AnalysisWarning::RepeatedImport {
+                            span: import.span,
+                            first,
+                        }
+                        .into(),
+                    );
+                }
+                imported.get_or_insert(import.span);
             } else {
                 sink.push(
                     AnalysisError::UnknownImport {
@@ -241,7 +258,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
             }
         }
     }
-    let symbols = Symbols::collect(ast, prelude_ast(), imported, sink);
+    let symbols = Symbols::collect(ast, prelude_ast(), imported.is_some(), sink);
     let seed = root_seed(ast, sink);
     let mut analyzer = Analyzer {
         text,

@@ -258,6 +258,7 @@ fn lower(expr: &Expr, sink: &mut Vec<Problem>) -> Option<RewardExpr> {
                 sink.push(
                     crate::diagnostics::SyntaxError::InvalidNumber {
                         text: format!("{value}"),
+                        size: "large",
                         span: *span,
                     }
                     .into(),

@@ -889,4 +889,29 @@ pub enum AnalysisWarning {
         #[label("trained but never evaluated")]
         span: Span,
     },
+
+    /// A file with no items at all.
+    #[error("the file declares nothing (it is empty or holds only comments)")]
+    #[diagnostic(
+        code(rlp::W0112),
+        severity(Warning),
+        help("start from `pipelines/quickstart.rlp`, or check that this is the file you meant")
+    )]
+    EmptyFile {
+        /// The start of the file.
+        #[label("nothing here")]
+        span: Span,
+    },
+
+    /// `use prelude` written more than once.
+    #[error("`use prelude` is written more than once")]
+    #[diagnostic(code(rlp::W0113), severity(Warning), help("remove the repeat"))]
+    RepeatedImport {
+        /// The repeat.
+        #[label(primary, "again here")]
+        span: Span,
+        /// The first one.
+        #[label("first here")]
+        first: Span,
+    },
 }

@@ -88,8 +88,8 @@ pub const EXPLANATIONS: &[Explanation] = &[
     },
     Explanation {
         code: "E0104",
-        title: "number too large",
-        text: "A number literal overflows to infinity (for example `1e999`). Every quantity in rlp is finite; write the number you mean.",
+        title: "number out of range",
+        text: "A number literal overflows to infinity (for example `1e999`), or is so small that it would be read as 0 (for example `lr 1e-400`, which would silently train nothing). Every quantity in rlp is a finite 64-bit float; write the number you mean.",
         example: example!("syntax/err/E0104-number-too-large.rlp"),
     },
     Explanation {
@@ -103,6 +103,12 @@ pub const EXPLANATIONS: &[Explanation] = &[
         title: "unclosed bracket",
         text: "The file ends while a `{`, `[` or `(` is still open. The first label shows the bracket that was never closed (the innermost one still open at the end of the file), the second the end of the file.",
         example: example!("syntax/err/E0106-unclosed-bracket.rlp"),
+    },
+    Explanation {
+        code: "E0107",
+        title: "control character",
+        text: "The file contains a control character other than tab, line feed and carriage return (for example a NUL byte, often from a binary file or a bad copy). It would end up inside a name or a string, where it is never wanted, so rlp refuses it and points at the first one.",
+        example: example!("syntax/err/E0107-control-character.rlp"),
     },
     Explanation {
         code: "E0201",
@@ -383,7 +389,7 @@ pub const EXPLANATIONS: &[Explanation] = &[
     Explanation {
         code: "W0103",
         title: "identical greedy samples",
-        text: "At temperature 0 decoding is greedy, so all samples of one problem are the same and pass@k equals pass@1. Sample at a temperature above 0 (the reference evaluates at 0.7) or take one sample.",
+        text: "At temperature 0 decoding is greedy, so all samples of one problem are the same: in an eval pass@k equals pass@1, and in an `rl` stage every rollout of a group is the same, so every advantage is 0 and nothing is learned. Sample at a temperature above 0 (the reference evaluates at 0.7 and trains at 1.0) or take one sample.",
         example: example!("analysis/err/W0103-greedy-samples.rlp"),
     },
     Explanation {
@@ -433,5 +439,17 @@ pub const EXPLANATIONS: &[Explanation] = &[
         title: "no eval",
         text: "The file trains models but has no `eval` block, so a run produces checkpoints but no scores.",
         example: example!("analysis/err/W0111-no-eval.rlp"),
+    },
+    Explanation {
+        code: "W0112",
+        title: "empty file",
+        text: "The file has no items: it is empty, or holds only comments and blank lines. `rlp check` would otherwise pass it silently; a file saved with old Mac line endings used to read as one long comment, for instance (rlp now reads a lone carriage return as a line break).",
+        example: example!("analysis/err/W0112-empty-file.rlp"),
+    },
+    Explanation {
+        code: "W0113",
+        title: "repeated import",
+        text: "`use prelude` appears more than once. The repeat does nothing; it usually means two files were pasted together.",
+        example: example!("analysis/err/W0113-repeated-import.rlp"),
     },
 ];

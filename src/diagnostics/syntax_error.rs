@@ -85,17 +85,37 @@ pub enum SyntaxError {
         span: Span,
     },
 
-    /// A number literal is too large to represent.
-    #[error("the number `{text}` is too large")]
+    /// A control character (other than tab and line breaks) in the text.
+    #[error("the file contains the control character {shown}")]
+    #[diagnostic(
+        code(rlp::E0107),
+        help(
+            "remove it: .rlp files are text, and names and strings cannot hold control characters"
+        )
+    )]
+    ControlCharacter {
+        /// The character as `U+0000`.
+        shown: String,
+        /// Where.
+        #[label("here")]
+        span: Span,
+    },
+
+    /// A number literal is too large to represent, or so small that it would be read as 0.
+    #[error("the number `{text}` is too {size}")]
     #[diagnostic(
         code(rlp::E0104),
-        help("write a finite number; the largest is about 1.8e308")
+        help(
+            "write the number you mean: floats reach about 1.8e308, and the smallest above 0 is about 5e-324"
+        )
     )]
     InvalidNumber {
         /// The literal as written.
         text: String,
+        /// `large` or `small`.
+        size: &'static str,
         /// Where.
-        #[label("not a finite number")]
+        #[label("{}", if *size == "large" { "not a finite number" } else { "would be read as 0" })]
         span: Span,
     },
 }

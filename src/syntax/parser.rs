@@ -28,6 +28,7 @@ const MAX_EXPRESSION_NODES: usize = 2000;
 
 /// Parses a whole file into its syntax tree.
 pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
+    check_control_characters(text)?;
     check_nesting(text)?;
     let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, &e))?;
     let file = presume(pairs.next(), "file");
@@ -60,6 +61,7 @@ pub(crate) fn parse_source(text: &str) -> Result<Atom, String> {
 
 /// The parse tree with comments, for the formatter.
 pub(crate) fn parse_tree(text: &str) -> Result<Pair<'_, Rule>, SyntaxError> {
+    check_control_characters(text)?;
     check_nesting(text)?;
     let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, &e))?;
     Ok(presume(pairs.next(), "file"))
@@ -68,6 +70,20 @@ pub(crate) fn parse_tree(text: &str) -> Result<Pair<'_, Rule>, SyntaxError> {
 /// Unwraps a node the grammar guarantees; a `None` here is a bug in rlp, not in the input.
 fn presume<T>(value: Option<T>, what: &str) -> T {
     value.unwrap_or_else(|| panic!("grammar guarantees {what}"))
+}
+
+/// Rejects control characters other than tab and line breaks (a NUL inside a string, say).
+fn check_control_characters(text: &str) -> Result<(), SyntaxError> {
+    match text
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        Some((offset, c)) => Err(SyntaxError::ControlCharacter {
+            shown: format!("U+{:04X}", u32::from(c)),
+            span: Span::new(offset, offset + c.len_utf8()),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Rejects nesting deeper than [`MAX_NESTING`]. Brackets nest, and so does an `else if` chain:
@@ -141,13 +157,18 @@ fn check_expression_sizes(file: &Pair<'_, Rule>) -> Result<(), SyntaxError> {
 fn check_numbers(ast: &Ast) -> Result<(), SyntaxError> {
     let mut bad = None;
     crate::syntax::visit_numbers(ast, &mut |n: &Number| {
-        if bad.is_none() && !n.value().is_finite() {
-            bad = Some(n.clone());
+        let value = n.value();
+        // Digits before any exponent that are not all 0 must not read as 0 (`1e-400`).
+        let mantissa = n.text.split(['e', 'E']).next().unwrap_or("");
+        let underflow = value == 0.0 && mantissa.bytes().any(|b| b.is_ascii_digit() && b != b'0');
+        if bad.is_none() && (!value.is_finite() || underflow) {
+            bad = Some((n.clone(), if underflow { "small" } else { "large" }));
         }
     });
     match bad {
-        Some(n) => Err(SyntaxError::InvalidNumber {
+        Some((n, size)) => Err(SyntaxError::InvalidNumber {
             text: n.text,
+            size,
             span: n.span,
         }),
         None => Ok(()),
