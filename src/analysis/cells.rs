@@ -687,11 +687,14 @@ impl<'a> Analyzer<'a> {
             .require("tokens", "tokens 20M", &mut self.sink)
             .and_then(|line| self.amount(line, env, "tokens 20M  or  tokens 50% of BUDGET"));
         // Every field is read (and its problems reported) before anything missing stops us.
-        let context = model.map(|m| self.plan.models[m.0].context);
+        let context = model.map(|m| {
+            let spec = &self.plan.models[m.0];
+            (spec.name.clone(), spec.context)
+        });
         let batch = match (fields.get("batch"), context) {
-            (Some(line), Some(context)) => self.batch(line, env, context),
+            (Some(line), Some((model, context))) => self.batch(line, env, &model, context),
             (Some(_), None) => None,
-            (None, context) => context.map(|c| (8, c.min(512))),
+            (None, context) => context.map(|(_, c)| (8, c.min(512))),
         };
         let warmup_default = if pretrain { 0.05 } else { 0.15 };
         let lr = match fields.get("lr") {
@@ -1116,7 +1119,13 @@ impl<'a> Analyzer<'a> {
     }
 
     /// `batch 32 x 512` or `batch 32` (sequence length = the model's context, up to 512).
-    fn batch(&mut self, line: &Line, env: Env<'_>, context: u32) -> Option<(u32, u32)> {
+    fn batch(
+        &mut self,
+        line: &Line,
+        env: Env<'_>,
+        model: &str,
+        context: u32,
+    ) -> Option<(u32, u32)> {
         let mut r = Reader::new(line, env, "batch SEQUENCES x TOKENS", &mut self.sink)?;
         let batch = r.int("the batch size", 1, 1 << 20)? as u32;
         let mut seq = context.min(512);
@@ -1128,10 +1137,9 @@ impl<'a> Analyzer<'a> {
         }
         r.finish();
         if seq > context {
-            let model = String::new();
             self.sink.push(
                 AnalysisError::SequenceTooLong {
-                    model,
+                    model: model.to_owned(),
                     seq: seq.into(),
                     context: context.into(),
                     span: seq_span.unwrap_or(line.span),

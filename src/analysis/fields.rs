@@ -472,7 +472,13 @@ impl<'s> Reader<'s> {
                 expected: expected.to_owned(),
                 found: format!("`{}`", name.text),
                 span: name.span,
-                help: suggest::help(&name.text, choices.iter().copied(), "choose one of"),
+                // Between `on` and `off`, edit distance guesses the opposite of what `no`,
+                // `yes` or `true` meant: name both and suggest neither.
+                help: if choices == ["on", "off"] {
+                    Some("write `on` or `off`".to_owned())
+                } else {
+                    suggest::help(&name.text, choices.iter().copied(), "choose one of")
+                },
             });
             None
         }

@@ -199,12 +199,12 @@ fn pools(
     }
     let mut pools = Vec::new();
     for line in lines {
-        let mut r = Reader::new(
-            line,
-            Env::Fixed,
-            "entities POOL \"name\", \"name\", ...",
-            sink,
-        )?;
+        let syntax = if field == "items" {
+            "items POOL \"name\", \"name\", ..."
+        } else {
+            "entities POOL \"name\", \"name\", ..."
+        };
+        let mut r = Reader::new(line, Env::Fixed, syntax, sink)?;
         let pool = r.name("a pool name")?;
         let mut names = Vec::new();
         let mut spans = Vec::new();

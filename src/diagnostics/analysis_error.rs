@@ -606,7 +606,7 @@ pub enum AnalysisError {
     },
 
     /// A line has more values than its field takes.
-    #[error("unexpected {found} after the value of `{field}`")]
+    #[error("`{field}` takes no more values here, but {found} follows")]
     #[diagnostic(code(rlp::E0422))]
     TrailingValue {
         /// The field.

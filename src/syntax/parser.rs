@@ -201,7 +201,37 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
             end: span,
         };
     }
-    let help = hint_for(&expected, &found);
+    // `reward r if ...`: the grammar tries a block (`kind name {`) before giving up, so pest
+    // expects `{`; the item's keyword says `=` was meant.
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before: Vec<&str> = text[line_start..offset].split_whitespace().collect();
+    if let [keyword @ ("reward" | "sweep" | "budget"), _name] = before.as_slice() {
+        return SyntaxError::Unexpected {
+            expected: "`=`".to_owned(),
+            found,
+            span,
+            help: Some(format!(
+                "write `{keyword} NAME = {}`",
+                match *keyword {
+                    "reward" => "EXPRESSION",
+                    "sweep" => "[VALUE, ...]",
+                    _ => "AMOUNT UNIT",
+                }
+            )),
+        };
+    }
+    if found == "`\"`" {
+        let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        if !text[offset + 1..line_end].contains('"') {
+            return SyntaxError::Unexpected {
+                expected: "a string closed on its line".to_owned(),
+                found: "a `\"` that opens a string never closed".to_owned(),
+                span,
+                help: Some("add the closing `\"`: a string ends on the line it starts".to_owned()),
+            };
+        }
+    }
+    let help = hint_for(&expected, &found).or_else(|| name_hint(text, offset, &expected, &found));
     SyntaxError::Unexpected {
         expected,
         found,
@@ -318,9 +348,56 @@ fn found_at(text: &str, offset: usize) -> (String, Span) {
         first.len_utf8()
     };
     (
-        format!("`{}`", &rest[..len]),
+        format!("`{}`", shorten(&rest[..len], 40)),
         Span::new(offset, offset + len),
     )
+}
+
+/// Why a word where a name was expected is not one: a reserved word, or a letter outside
+/// ASCII in it.
+fn name_hint(text: &str, offset: usize, expected: &str, found: &str) -> Option<String> {
+    if !expected.contains("a name") && !expected.contains("`{`") {
+        return None;
+    }
+    let word = found.trim_matches('`');
+    if RESERVED.contains(&word) {
+        return Some(format!(
+            "`{word}` is a reserved word and cannot be a name; choose another"
+        ));
+    }
+    // The whole word around the offset, letters of any script included.
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let start = text[..offset]
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| is_word(*c))
+        .last()
+        .map_or(offset, |(i, _)| i);
+    let end = text[offset..]
+        .char_indices()
+        .find(|(_, c)| !is_word(*c))
+        .map_or(text.len(), |(i, _)| offset + i);
+    let whole = &text[start..end];
+    let odd = whole.chars().find(|c| !c.is_ascii())?;
+    Some(format!(
+        "names use ASCII letters, digits, `_` and `-`; `{}` has `{odd}`",
+        shorten(whole, 40)
+    ))
+}
+
+/// Words of the grammar that cannot be names.
+const RESERVED: &[&str] = &[
+    "use", "seed", "reward", "sweep", "budget", "from", "where", "if", "else", "zip",
+];
+
+/// `text`, cut to `max` characters with `…` when longer.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(max).collect();
+        format!("{cut}…")
+    }
 }
 
 fn hint_for(expected: &str, found: &str) -> Option<String> {
