@@ -1290,6 +1290,10 @@ impl<'a> Analyzer<'a> {
                 ok = false;
                 continue;
             };
+            let from_sweep = matches!(
+                line.groups.first().and_then(|g| g.first()),
+                Some(Atom::Var(_))
+            );
             let weight = r.number("a weight");
             let source = r.atom("a source such as `arith[op 2..=5]`");
             let (Some((weight, number)), Some(source)) = (weight, source) else {
@@ -1302,7 +1306,10 @@ impl<'a> Analyzer<'a> {
                 continue;
             };
             r.finish();
-            if weight <= 0.0 {
+            // A sweep's 0% leaves the source out of that cell (the reference's 0% arm); a
+            // literal 0 is a mistake.
+            let dropped = from_sweep && weight == 0.0;
+            if weight <= 0.0 && !dropped {
                 self.sink.push(
                     AnalysisError::ValueOutOfRange {
                         what: "a mixture weight".to_owned(),
@@ -1317,6 +1324,7 @@ impl<'a> Analyzer<'a> {
                 continue;
             }
             match self.source(&source, env) {
+                Some(_) if dropped => {}
                 Some(spec) => {
                     components.push(Component {
                         weight,
