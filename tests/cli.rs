@@ -52,8 +52,14 @@ fn check_exit_codes() {
     ])
     .expect(1);
     assert!(text(&out.stderr).contains("rlp::E0405"));
-    Run::new(&["check", "does/not/exist.rlp"]).expect(2);
-    Run::new(&["check", "pipelines/quickstart.rlp", "does/not/exist.rlp"]).expect(2);
+    let out = Run::new(&["check", "does/not/exist.rlp"]).expect(2);
+    assert!(
+        text(&out.stderr).contains("checked 0 of 1 file (1 could not be read)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = Run::new(&["check", "pipelines/quickstart.rlp", "does/not/exist.rlp"]).expect(2);
+    assert!(text(&out.stderr).contains("checked 1 of 2 files (1 could not be read)"));
     Run::new(&["check"]).expect(2);
     Run::new(&["check", "--format", "yaml", "pipelines/quickstart.rlp"]).expect(2);
     Run::new(&["frobnicate"]).expect(2);

@@ -17,13 +17,25 @@ use super::{Analyzer, derive_seed, name_list};
 use crate::diagnostics::{AnalysisError, AnalysisWarning};
 use crate::plan::{
     BudgetUnit, CellPlan, Component, DataSpec, Decay, EvalSpec, FilterSpec, LossTarget, LrSchedule,
-    Metric, Mode, ModelId, RlSpec, SourceSpec, SplitSpec, StageId, StagePlan, StageSpec, TrainSpec,
+    Metric, Mode, ModelId, RlSpec, SourceSpec, SplitSpec, StageId, StagePlan, StageSpec, TaskId,
+    TrainSpec,
 };
 use crate::syntax::Span;
 use crate::syntax::ast::{Ast, Atom, Block, Item, Line, Source, SweepItem};
 
 /// More cells than this is almost certainly a mistake (and would take forever to run).
 const MAX_CELLS: u64 = 256;
+
+/// Per budget, the stages of one cell that take a share of it, and their shares.
+type BudgetShares = BTreeMap<String, Vec<(String, f64)>>;
+
+/// A block's name as written (empty for an unnamed one).
+fn block_name(block: &Block) -> String {
+    block
+        .name
+        .as_ref()
+        .map_or_else(String::new, |n| n.text.clone())
+}
 
 /// The largest `tokens` (or fixed `steps`) a stage may declare: a thousand times the paper's
 /// largest schedule, and well inside the integers a float holds exactly.
@@ -404,7 +416,7 @@ impl<'a> Analyzer<'a> {
             )
         };
         let mut lowered: BTreeMap<&str, Lowered> = BTreeMap::new();
-        let mut shares: BTreeMap<String, f64> = BTreeMap::new();
+        let mut shares: BudgetShares = BTreeMap::new();
         let mut cell_stages = Vec::new();
         for stage in order {
             let parent = match stage.parent {
@@ -617,8 +629,10 @@ impl<'a> Analyzer<'a> {
         value
     }
 
-    fn check_budgets(&mut self, shares: &BTreeMap<String, f64>, cell: &str, ast: &Ast) {
-        for (budget, share) in shares {
+    fn check_budgets(&mut self, shares: &BudgetShares, cell: &str, ast: &Ast) {
+        for (budget, parts) in shares {
+            let share: f64 = parts.iter().map(|(_, s)| s).sum();
+            let share = &share;
             let span = ast
                 .items
                 .iter()
@@ -633,6 +647,16 @@ impl<'a> Analyzer<'a> {
                     AnalysisError::BudgetOverspent {
                         budget: budget.clone(),
                         percent,
+                        parts: parts
+                            .iter()
+                            .map(|(stage, share)| {
+                                format!(
+                                    "`{stage}` {}%",
+                                    format_number((share * 1e4).round() / 100.0)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" + "),
                         cell: cell.to_owned(),
                         span,
                     }
@@ -659,7 +683,7 @@ impl<'a> Analyzer<'a> {
         env: Env<'_>,
         parent_model: Option<ModelId>,
         pretrain: bool,
-        shares: &mut BTreeMap<String, f64>,
+        shares: &mut BudgetShares,
     ) -> Option<(StageSpec, u64)> {
         let allowed = if pretrain {
             PRETRAIN_FIELDS
@@ -765,7 +789,10 @@ impl<'a> Analyzer<'a> {
                         return None;
                     }
                 };
-                *shares.entry(spec.name).or_default() += share;
+                shares
+                    .entry(spec.name)
+                    .or_default()
+                    .push((block_name(block), share));
                 share * total
             }
         };
@@ -797,7 +824,7 @@ impl<'a> Analyzer<'a> {
         block: &Block,
         env: Env<'_>,
         parent_model: Option<ModelId>,
-        shares: &mut BTreeMap<String, f64>,
+        shares: &mut BudgetShares,
     ) -> Option<(StageSpec, u64)> {
         let fields = Fields::collect(block, RL_FIELDS, &[], &mut self.sink);
         let before = self.sink.len();
@@ -912,7 +939,10 @@ impl<'a> Analyzer<'a> {
                         return None;
                     }
                 };
-                *shares.entry(spec.name).or_default() += share;
+                shares
+                    .entry(spec.name)
+                    .or_default()
+                    .push((block_name(block), share));
                 (share * total).round()
             }
         };
@@ -1579,9 +1609,7 @@ impl<'a> Analyzer<'a> {
                         what: format!("`{}` problems at op {}", task.name, component.source.op_max),
                         needed,
                         span: *span,
-                        help: Some(format!(
-                            "raise the model's `context` to at least {needed}, lower the op range, turn `distractors off`, or use a shorter phrasing such as `compact`"
-                        )),
+                        help: Some(self.shorter_problems_help(component.source.task, needed)),
                     }
                     .into(),
                 );
@@ -1589,6 +1617,23 @@ impl<'a> Analyzer<'a> {
             }
         }
         Some(())
+    }
+
+    /// What can make a task's problems fit a context: only the levers the task still has.
+    fn shorter_problems_help(&self, task: TaskId, needed: u64) -> String {
+        let task = &self.plan.tasks[task.0];
+        let mut levers = vec![
+            format!("raise the model's `context` to at least {needed}"),
+            "lower the op range".to_owned(),
+        ];
+        if task.distractors {
+            levers.push("turn `distractors off`".to_owned());
+        }
+        if self.plan.phrasings[task.phrasing.0].name != "compact" {
+            levers.push("use a shorter phrasing such as `compact`".to_owned());
+        }
+        let last = levers.pop().unwrap_or_default();
+        format!("{}, or {last}", levers.join(", "))
     }
 
     /// `pass_at 1, 8, 64`: sorted, deduplicated, each at most `samples` (when that is known).
@@ -1780,6 +1825,16 @@ impl<'a> Analyzer<'a> {
         if self.sink.len() > before {
             return None;
         }
+        // Where a too-large `max_new_tokens` is reported: its line, or the eval block when the
+        // default applies.
+        let tokens_at = match fields.get("max_new_tokens") {
+            Some(line) => (max_new_tokens, line.span, false),
+            None => (
+                max_new_tokens,
+                block.name.as_ref().unwrap_or(&block.kind).span,
+                true,
+            ),
+        };
         for (split, line_span, source_span) in &splits {
             self.check_split(
                 split,
@@ -1787,7 +1842,7 @@ impl<'a> Analyzer<'a> {
                 *source_span,
                 &evaluated,
                 stages,
-                max_new_tokens,
+                tokens_at,
             );
         }
         Some(EvalSpec {
@@ -1813,7 +1868,7 @@ impl<'a> Analyzer<'a> {
         source_span: Span,
         evaluated: &[&str],
         stages: &BTreeMap<&str, Lowered>,
-        max_new_tokens: u32,
+        (max_new_tokens, tokens_span, default): (u32, Span, bool),
     ) {
         let task = self.plan.tasks[split.source.task.0].clone();
         let phrasing = self.plan.phrasings[task.phrasing.0].clone();
@@ -1905,9 +1960,16 @@ impl<'a> Analyzer<'a> {
                     AnalysisError::ValueOutOfRange {
                         what: "`max_new_tokens`".to_owned(),
                         allowed: format!("less than model `{model_name}`'s context ({context})"),
-                        value: max_new_tokens.to_string(),
-                        span: line_span,
-                        help: None,
+                        value: if default {
+                            format!("{max_new_tokens} (the default)")
+                        } else {
+                            max_new_tokens.to_string()
+                        },
+                        span: tokens_span,
+                        help: Some(format!(
+                            "{} `max_new_tokens` below {context}, or evaluate a model with a longer `context`",
+                            if default { "set" } else { "lower" }
+                        )),
                     }
                     .into(),
                 );

@@ -428,7 +428,7 @@ pub enum AnalysisError {
     },
 
     /// Stages take more than all of a budget.
-    #[error("stages take {percent}% of budget `{budget}`{cell}")]
+    #[error("stages take {percent}% of budget `{budget}`{cell}: {parts}")]
     #[diagnostic(
         code(rlp::E0411),
         help("the shares of one budget must add up to at most 100%")
@@ -438,6 +438,8 @@ pub enum AnalysisError {
         budget: String,
         /// The total share.
         percent: String,
+        /// Each stage's share: "`mid` 60% + `post` 60%".
+        parts: String,
         /// The sweep cell, if any.
         cell: String,
         /// The budget.

@@ -10,12 +10,13 @@ use crate::diagnostics::JSON_SCHEMA;
 pub(crate) fn run(files: &[PathBuf], format: OutputFormat, color: bool) -> Status {
     let mut status = Status::Success;
     let mut records = Vec::new();
-    let (mut errors, mut warnings) = (0, 0);
+    let (mut errors, mut warnings, mut unreadable) = (0, 0, 0);
     for path in files {
         let bytes = match read(path) {
             Ok(bytes) => bytes,
             Err(failure) => {
                 status = failure;
+                unreadable += 1;
                 continue;
             }
         };
@@ -36,7 +37,12 @@ pub(crate) fn run(files: &[PathBuf], format: OutputFormat, color: bool) -> Statu
             let document = json!({
                 "schema": JSON_SCHEMA,
                 "diagnostics": records,
-                "summary": { "files": files.len(), "errors": errors, "warnings": warnings },
+                "summary": {
+                    "files": files.len(),
+                    "unreadable": unreadable,
+                    "errors": errors,
+                    "warnings": warnings,
+                },
             });
             print_raw(&format!(
                 "{}\n",
@@ -46,9 +52,18 @@ pub(crate) fn run(files: &[PathBuf], format: OutputFormat, color: bool) -> Statu
         OutputFormat::Human => {
             let plural =
                 |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+            let checked = if unreadable == 0 {
+                plural(files.len(), "file")
+            } else {
+                format!(
+                    "{} of {} ({} could not be read)",
+                    files.len() - unreadable,
+                    plural(files.len(), "file"),
+                    unreadable
+                )
+            };
             eprint_line(&format!(
-                "checked {}: {}, {}",
-                plural(files.len(), "file"),
+                "checked {checked}: {}, {}",
                 plural(errors, "error"),
                 plural(warnings, "warning")
             ));
