@@ -193,3 +193,15 @@ fn a_byte_order_mark_and_lone_carriage_returns_are_read_as_text() {
     assert_eq!(stages(&with_bom), stages(&plain));
     assert_eq!(stages(&old_mac), stages(&plain));
 }
+
+#[test]
+fn a_huge_name_is_not_echoed_whole() {
+    let name = "a".repeat(1_000_000);
+    let src = quickstart().replace("model tiny", &format!("model {name}"));
+    let compilation = rlp::compile_bytes("huge.rlp", src.as_bytes());
+    assert!(compilation.diagnostics.has_errors());
+    let rendered = compilation.diagnostics.render_plain(100);
+    assert!(rendered.len() < 5_000, "{} bytes", rendered.len());
+    let json = serde_json::to_string(&compilation.diagnostics.to_json()).unwrap();
+    assert!(json.len() < 5_000, "{} bytes", json.len());
+}

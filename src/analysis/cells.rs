@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::fields::{self, Bindings, Env, Fields, Reader, format_number};
 use super::symbols::{Def, DefKind};
 use super::templates::max_example_tokens;
-use super::{Analyzer, derive_seed, name_list};
+use super::{Analyzer, derive_seed, name_list, suggest};
 use crate::diagnostics::{AnalysisError, AnalysisWarning};
 use crate::plan::{
     BudgetUnit, CellPlan, Component, DataSpec, Decay, EvalSpec, FilterSpec, LossTarget, LrSchedule,
@@ -1308,6 +1308,24 @@ impl<'a> Analyzer<'a> {
         let mut normalized = false;
         let mut ok = true;
         for line in &block.lines {
+            if let Atom::Name(n) = line.key()
+                && n.text != "normalized"
+                && line.groups[0].len() == 1
+                && line.groups.len() == 1
+                && suggest::closest(&n.text, ["normalized"]).is_some()
+            {
+                self.sink.push(
+                    AnalysisError::WrongValue {
+                        expected: "a weighted source or `normalized`".to_owned(),
+                        found: format!("`{}`", n.text),
+                        span: n.span,
+                        help: Some("did you mean `normalized`?".to_owned()),
+                    }
+                    .into(),
+                );
+                ok = false;
+                continue;
+            }
             if matches!(line.key(), Atom::Name(n) if n.text == "normalized")
                 && line.groups[0].len() == 1
                 && line.groups.len() == 1
@@ -1784,7 +1802,24 @@ impl<'a> Analyzer<'a> {
                 match flag.text.as_str() {
                     "extrapolative" => extrapolative = true,
                     "held_out" => held_out = true,
-                    _ => break,
+                    other => {
+                        // A misspelt flag gets a did-you-mean, not "takes no more values".
+                        let flags = ["extrapolative", "held_out"];
+                        if suggest::closest(other, flags).is_some() {
+                            r.sink.push(
+                                AnalysisError::WrongValue {
+                                    expected: "`extrapolative` or `held_out`".to_owned(),
+                                    found: format!("`{other}`"),
+                                    span: flag.span,
+                                    help: suggest::help(other, flags, "choose one of"),
+                                }
+                                .into(),
+                            );
+                            r.atom("a flag");
+                            continue;
+                        }
+                        break;
+                    }
                 }
                 r.atom("a flag");
             }

@@ -531,6 +531,24 @@ impl<'s> Reader<'s> {
         let mut index = self.index;
         while let Some(g) = self.groups.get(group) {
             if let Some(atom) = g.get(index) {
+                // `20Q`: a word right after a number is a suffix rlp does not know.
+                if let (Atom::Name(suffix), Some(Atom::Number(number))) =
+                    (atom, index.checked_sub(1).and_then(|i| g.get(i)))
+                    && number.span.end == suffix.span.start
+                {
+                    self.sink.push(
+                        AnalysisError::WrongValue {
+                            expected: "a number suffix".to_owned(),
+                            found: format!("`{}`", suffix.text),
+                            span: suffix.span,
+                            help: Some(
+                                "the suffixes are `k` (thousand), `M` (million), `B` or `G` (billion) and `%`".to_owned(),
+                            ),
+                        }
+                        .into(),
+                    );
+                    return;
+                }
                 self.sink.push(
                     AnalysisError::TrailingValue {
                         field,

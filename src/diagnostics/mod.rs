@@ -166,7 +166,7 @@ impl Diagnostics {
                 JsonDiagnostic {
                     code: p.code(),
                     severity: if p.is_error() { "error" } else { "warning" },
-                    message: p.to_string(),
+                    message: shorten_quoted(&p.to_string()),
                     file: self.source.name.clone(),
                     line,
                     column,
@@ -188,7 +188,7 @@ impl Diagnostics {
                             },
                         })
                         .collect(),
-                    help: p.help().map(|h| h.to_string()),
+                    help: p.help().map(|h| shorten_quoted(&h.to_string())),
                 }
             })
             .collect()
@@ -254,8 +254,30 @@ impl std::fmt::Debug for Located<'_> {
 
 impl std::fmt::Display for Located<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self.problem, f)
+        f.write_str(&shorten_quoted(&self.problem.to_string()))
     }
+}
+
+/// The longest quoted piece of source a message repeats whole, in characters.
+const QUOTE_MAX: usize = 60;
+
+/// `text` with every backtick-quoted piece longer than [`QUOTE_MAX`] characters cut short
+/// (a 1 MB name is not echoed whole, in any message).
+fn shorten_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    for (i, piece) in text.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        // Odd pieces are inside backticks.
+        if i % 2 == 1 && piece.chars().count() > QUOTE_MAX {
+            let kept: String = piece.chars().take(QUOTE_MAX).collect();
+            let _ = write!(out, "{kept}… ({} characters)", piece.chars().count());
+        } else {
+            out.push_str(piece);
+        }
+    }
+    out
 }
 
 impl std::error::Error for Located<'_> {}
@@ -268,7 +290,9 @@ impl Diagnostic for Located<'_> {
         Diagnostic::severity(self.problem)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.problem.help()
+        self.problem
+            .help()
+            .map(|h| Box::new(shorten_quoted(&h.to_string())) as Box<dyn std::fmt::Display>)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         // On a long line only a window is drawn: labels are cut to fit in it, and a label far
