@@ -1,4 +1,6 @@
-//! `rlp check` on a generated 1,000-line experiment (target: at most 20 ms).
+//! `rlp check` on a generated 1,000-line experiment (target: at most 20 ms), and on 5 MB
+//! files, one with a diagnostic per stage and one with a single typo at its end (target: each
+//! under 1 s, compiled and rendered as `rlp check` does).
 //!
 //! Run with `cargo bench --bench check`.
 
@@ -44,4 +46,41 @@ fn check_1000_lines(bencher: divan::Bencher) {
 fn fmt_1000_lines(bencher: divan::Bencher) {
     let src = generated_file(1000);
     bencher.bench(|| rlp::format::format_source(divan::black_box(&src)));
+}
+
+/// About `bytes` of the quickstart followed by repeats of `block(i)`.
+fn five_megabytes(block: impl Fn(usize) -> String) -> String {
+    let mut src = std::fs::read_to_string("pipelines/quickstart.rlp").unwrap_or_default();
+    let mut i = 0;
+    while src.len() < 5_000_000 {
+        src.push_str(&block(i));
+        i += 1;
+    }
+    src
+}
+
+/// Compiles and renders the diagnostics as `rlp check` does (human and JSON).
+fn check_and_render(src: &str) -> (usize, usize) {
+    let compilation = rlp::compile_bytes("big.rlp", src.as_bytes());
+    let human = compilation.diagnostics.render_plain(100).len();
+    let json = compilation.diagnostics.to_json().len();
+    (human, json)
+}
+
+#[divan::bench(sample_count = 3)]
+fn check_5mb_every_stage_a_duplicate(bencher: divan::Bencher) {
+    let src = five_megabytes(|_| {
+        "pretrain base {\n    model tiny\n    data arith[op 2..=3]\n    tokens 2000k\n}\n"
+            .to_owned()
+    });
+    bencher.bench(|| check_and_render(divan::black_box(&src)));
+}
+
+#[divan::bench(sample_count = 3)]
+fn check_5mb_one_typo_at_the_end(bencher: divan::Bencher) {
+    let mut src = five_megabytes(|i| {
+        format!("midtrain m{i} from base {{\n    data arith[op 2..=3]\n    tokens 10k\n}}\n")
+    });
+    src.push_str("midtrain last from bsae {\n    data arith[op 2..=3]\n    tokens 10k\n}\n");
+    bencher.bench(|| check_and_render(divan::black_box(&src)));
 }

@@ -160,18 +160,27 @@ fn reference_examples_parse_into_their_graphs() {
     );
 }
 
+/// The score of `gold` with `from` replaced by `to`, against `gold`, in `format`.
+fn score_corrupted(
+    format: &TraceFormat,
+    gold: &str,
+    from: &str,
+    to: &str,
+) -> rlp::tasks::verify::Score {
+    assert!(gold.contains(from), "{from}");
+    score(
+        &parse(gold, format),
+        &parse(&gold.replace(from, to), format),
+    )
+}
+
 /// Scores a corrupted version of `gold`: (missing, extra, value, dependency, answer, `ProcessAcc`, `VerifiedCorrect`, `R_pv`).
 fn corrupted(
     gold: &str,
     from: &str,
     to: &str,
 ) -> (usize, usize, usize, usize, bool, f64, bool, f64) {
-    assert!(gold.contains(from), "{from}");
-    let format = TraceFormat::reference();
-    let s = score(
-        &parse(gold, &format),
-        &parse(&gold.replace(from, to), &format),
-    );
+    let s = score_corrupted(&TraceFormat::reference(), gold, from, to);
     let m = s.mismatches;
     (
         m.missing,
@@ -225,18 +234,15 @@ fn corrupted_solutions_get_the_expected_counts() {
     );
 }
 
-/// Scores a corrupted compact solution against its gold.
+/// Scores a corrupted compact solution against its gold: (value mismatches, `VerifiedCorrect`,
+/// `ProcessAcc`).
 fn corrupted_compact(gold: &str, from: &str, to: &str) -> (usize, bool, f64) {
-    assert!(gold.contains(from), "{from}");
     let format = TraceFormat {
         keyword: None,
         connector: "as".into(),
         answer_marker: "ANS".into(),
     };
-    let s = score(
-        &parse(gold, &format),
-        &parse(&gold.replace(from, to), &format),
-    );
+    let s = score_corrupted(&format, gold, from, to);
     (s.mismatches.value, s.verified_correct, s.process_acc)
 }
 

@@ -866,18 +866,7 @@ impl<'a> Analyzer<'a> {
         let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.01);
         let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0);
         let temperature = self.real_field(&fields, "temperature", env, 0.0, 10.0, 1.0);
-        if let (Some(0.0), Some(group)) = (temperature, group)
-            && group > 1
-        {
-            let span = fields.get("temperature").map_or(block.span, |l| l.span);
-            self.sink.push(
-                AnalysisWarning::GreedySamples {
-                    samples: group.unsigned_abs(),
-                    span,
-                }
-                .into(),
-            );
-        }
+        self.warn_greedy(&fields, block, temperature, group.map(i64::unsigned_abs));
         let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0);
         let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256);
         let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1);
@@ -1637,6 +1626,24 @@ impl<'a> Analyzer<'a> {
         Some(())
     }
 
+    /// W0103 when several samples (an eval's, or an RL group's rollouts) are drawn at
+    /// temperature 0: they are all the same.
+    fn warn_greedy(
+        &mut self,
+        fields: &Fields<'_>,
+        block: &Block,
+        temperature: Option<f64>,
+        samples: Option<u64>,
+    ) {
+        if let (Some(0.0), Some(samples)) = (temperature, samples)
+            && samples > 1
+        {
+            let span = fields.get("temperature").map_or(block.span, |l| l.span);
+            self.sink
+                .push(AnalysisWarning::GreedySamples { samples, span }.into());
+        }
+    }
+
     /// What can make a task's problems fit a context: only the levers the task still has.
     fn shorter_problems_help(&self, task: TaskId, needed: u64) -> String {
         let task = &self.plan.tasks[task.0];
@@ -1746,18 +1753,7 @@ impl<'a> Analyzer<'a> {
                 }),
             None => Some(Metric::Verified),
         };
-        if let (Some(0.0), Some(samples)) = (temperature, samples)
-            && samples > 1
-        {
-            let span = fields.get("temperature").map_or(block.span, |l| l.span);
-            self.sink.push(
-                AnalysisWarning::GreedySamples {
-                    samples: samples.into(),
-                    span,
-                }
-                .into(),
-            );
-        }
+        self.warn_greedy(&fields, block, temperature, samples.map(u64::from));
         let mut model_ids = Vec::new();
         let mut evaluated: Vec<&str> = Vec::new();
         for model in models.unwrap_or_default() {
