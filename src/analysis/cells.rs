@@ -1585,6 +1585,10 @@ impl<'a> Analyzer<'a> {
 
     /// Worst-case example length of a source, in tokens.
     fn source_tokens(&self, source: &SourceSpec) -> u64 {
+        let key = (source.task, source.contexts.clone(), source.op_max);
+        if let Some(&known) = self.example_tokens.borrow().get(&key) {
+            return known;
+        }
         let task = &self.plan.tasks[source.task.0];
         let contexts: Vec<_> = source
             .contexts
@@ -1592,13 +1596,15 @@ impl<'a> Analyzer<'a> {
             .map(|c| &self.plan.contexts[c.0])
             .collect();
         let phrasing = &self.plan.phrasings[task.phrasing.0];
-        max_example_tokens(
+        let tokens = max_example_tokens(
             &contexts,
             phrasing,
             source.op_max,
             task.distractors,
             task.max_value,
-        )
+        );
+        self.example_tokens.borrow_mut().insert(key, tokens);
+        tokens
     }
 
     /// Reports sources whose longest example does not fit the model's context.

@@ -221,8 +221,15 @@ struct Analyzer<'a> {
     mixtures_read: BTreeSet<String>,
     /// Stage instances by content hash (cells share an instance with the same hash).
     stage_ids: std::collections::HashMap<String, crate::plan::StageId>,
+    /// The longest example of a task's contexts at an op, in tokens: rendering it is the
+    /// costly part of checking that a stage's data fits its model, and stages repeat sources.
+    example_tokens: std::cell::RefCell<TokenEstimates>,
     plan: Plan,
 }
+
+/// Longest-example estimates by task, contexts and op.
+type TokenEstimates =
+    std::collections::HashMap<(crate::plan::TaskId, Vec<crate::plan::ContextId>, u32), u64>;
 
 fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
     let mut imported: Option<Span> = None;
@@ -273,6 +280,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
         budgets: BTreeMap::new(),
         mixtures_read: BTreeSet::new(),
         stage_ids: std::collections::HashMap::new(),
+        example_tokens: std::cell::RefCell::default(),
         plan: Plan {
             schema: crate::plan::PLAN_SCHEMA,
             name: name.to_owned(),
