@@ -2,7 +2,7 @@
 
 /// mimalloc: generation and training allocate many short-lived buffers, where glibc's
 /// allocator spends a third of the time (callgrind) and candle's buffers cause page-fault
-/// storms (`shared/design/candle-notes.md`).
+/// storms.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

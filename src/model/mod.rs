@@ -2,8 +2,8 @@
 //!
 //! RMSNorm, rotary position embeddings, grouped-query attention with a causal mask, a SwiGLU
 //! MLP and tied embeddings, initialised with std 0.02 as the reference. Every op used here has
-//! a gradient in candle (`shared/design/candle-notes.md`: the fused `softmax_last_dim`,
-//! `rms_norm` and `rope` ops silently have none), which a test checks parameter by parameter.
+//! a gradient in candle (its fused `softmax_last_dim`, `rms_norm` and `rope` ops silently have
+//! none), which a test checks parameter by parameter.
 //! Incremental decoding keeps per-layer key/value caches.
 //! On the CPU the forward pass runs fused kernels ([`ops`]), and a training step differentiates
 //! through a hand-written backward pass (`backprop`, [`Transformer::loss_and_grads`]) instead

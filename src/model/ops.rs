@@ -1,6 +1,5 @@
 //! Fused CPU kernels with hand-written backward passes, for the ops where candle's composite
-//! versions spend most of a training step (`shared/design/candle-notes.md`, pitfall 4): each
-//! composite op allocates and walks a fresh tensor, and its backward does so again per op.
+//! versions spend most of a training step: each composite op allocates and walks a fresh tensor, and its backward does so again per op.
 //!
 //! - [`causal_softmax`]: scale, causal mask and softmax of attention scores in one pass.
 //! - [`causal_attention`]: the whole causal attention, blockwise, never holding the (t × t)

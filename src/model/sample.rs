@@ -62,8 +62,8 @@ pub fn sample(
 /// Each continuation draws from its own generator, seeded by its request's seed and its index,
 /// so the output does not depend on how rows are batched or split across threads. The rows are
 /// split across one worker per thread of the pool: decoding gains nothing from a second thread
-/// inside one matrix product at these sizes, but two independent decoders run twice as fast
-/// (`shared/design/candle-notes.md`). Inside a worker, candle's parallel kernels run on the
+/// inside one matrix product at these sizes, but two independent decoders run twice as fast.
+/// Inside a worker, candle's parallel kernels run on the
 /// worker's own thread unless another worker is idle and steals their work.
 pub fn sample_batch(
     model: &Transformer,

@@ -1,6 +1,6 @@
-//! Training (issue 4, in progress): the pieces the one `Trainer` will be built from — the
-//! learning-rate schedule, packing examples into fixed-length blocks with their loss mask, and
-//! gradient clipping by global norm (which candle does not provide).
+//! Training: the [`trainer::Trainer`] and its pieces — the learning-rate schedule, packing
+//! examples into fixed-length blocks with their loss mask, AdamW, and gradient clipping by
+//! global norm (which candle does not provide).
 
 pub mod data;
 pub mod optim;
