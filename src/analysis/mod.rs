@@ -224,6 +224,9 @@ struct Analyzer<'a> {
     /// The longest example of a task's contexts at an op, in tokens: rendering it is the
     /// costly part of checking that a stage's data fits its model, and stages repeat sources.
     example_tokens: std::cell::RefCell<TokenEstimates>,
+    /// JSON text of the models, tasks, contexts and rewards that stage hashes embed, by
+    /// placeholder key (`model:0`).
+    json_parts: std::cell::RefCell<std::collections::HashMap<String, String>>,
     plan: Plan,
 }
 
@@ -281,6 +284,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
         mixtures_read: BTreeSet::new(),
         stage_ids: std::collections::HashMap::new(),
         example_tokens: std::cell::RefCell::default(),
+        json_parts: std::cell::RefCell::default(),
         plan: Plan {
             schema: crate::plan::PLAN_SCHEMA,
             name: name.to_owned(),
