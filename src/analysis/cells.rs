@@ -676,7 +676,6 @@ impl<'a> Analyzer<'a> {
     fn check_budgets(&mut self, shares: &BudgetShares, cell: &str, ast: &Ast) {
         for (budget, parts) in shares {
             let share: f64 = parts.iter().map(|(_, s)| s).sum();
-            let share = &share;
             let span = ast
                 .items
                 .iter()
@@ -686,7 +685,7 @@ impl<'a> Analyzer<'a> {
                 })
                 .unwrap_or_default();
             let percent = format_number((share * 1e4).round() / 100.0);
-            if *share > 1.0 + 1e-9 {
+            if share > 1.0 + 1e-9 {
                 self.sink.push(
                     AnalysisError::BudgetOverspent {
                         budget: budget.clone(),
@@ -706,7 +705,7 @@ impl<'a> Analyzer<'a> {
                     }
                     .into(),
                 );
-            } else if *share < 1.0 - 1e-9 {
+            } else if share < 1.0 - 1e-9 {
                 self.sink.push(
                     AnalysisWarning::BudgetUnderspent {
                         budget: budget.clone(),

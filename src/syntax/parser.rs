@@ -348,7 +348,7 @@ fn found_at(text: &str, offset: usize) -> (String, Span) {
         first.len_utf8()
     };
     (
-        format!("`{}`", shorten(&rest[..len], 40)),
+        format!("`{}`", &rest[..len]),
         Span::new(offset, offset + len),
     )
 }
@@ -379,9 +379,9 @@ fn name_hint(text: &str, offset: usize, expected: &str, found: &str) -> Option<S
         .map_or(text.len(), |(i, _)| offset + i);
     let whole = &text[start..end];
     let odd = whole.chars().find(|c| !c.is_ascii())?;
+    // Diagnostics cut a long quoted name when they are shown.
     Some(format!(
-        "names use ASCII letters, digits, `_` and `-`; `{}` has `{odd}`",
-        shorten(whole, 40)
+        "names use ASCII letters, digits, `_` and `-`; `{whole}` has `{odd}`"
     ))
 }
 
@@ -389,16 +389,6 @@ fn name_hint(text: &str, offset: usize, expected: &str, found: &str) -> Option<S
 const RESERVED: &[&str] = &[
     "use", "seed", "reward", "sweep", "budget", "from", "where", "if", "else", "zip",
 ];
-
-/// `text`, cut to `max` characters with `…` when longer.
-pub(crate) fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let cut: String = text.chars().take(max).collect();
-        format!("{cut}…")
-    }
-}
 
 fn hint_for(expected: &str, found: &str) -> Option<String> {
     if expected.contains("`{`") && found == "end of line" {
