@@ -28,7 +28,21 @@ fn plan_or_error(bytes: &[u8]) {
     // Rendering must not panic either, whatever the spans.
     let _ = compilation.diagnostics.render_plain(80);
     let _ = compilation.diagnostics.to_json();
-    let _ = rlp::format::format_source(&String::from_utf8_lossy(bytes));
+    // `check` reads a file item by item and `fmt` in one parse: the two must agree, on the
+    // same error at the same place when there is one (`check` alone also checks numbers and
+    // the size of reward expressions).
+    let text = String::from_utf8_lossy(bytes);
+    let by_item = rlp::syntax::parse(&text)
+        .err()
+        .map(|e| format!("{e:?}"))
+        .filter(|e| !e.starts_with("InvalidNumber") && !e.starts_with("ExpressionTooLarge"));
+    let whole = rlp::format::format_source(&text)
+        .err()
+        .map(|e| format!("{e:?}"));
+    assert_eq!(
+        by_item, whole,
+        "item-by-item and whole-file parses disagree"
+    );
 }
 
 /// Whitespace-separated tokens of a file, for swapping.

@@ -569,11 +569,7 @@ impl<'a> Analyzer<'a> {
             "parent": parent_hash,
             "seed": seed,
         });
-        let digest = Sha256::digest(self.spliced(&content.to_string()).as_bytes());
-        let hash: String = digest[..8].iter().fold(String::new(), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        });
+        let hash = self.spliced_hash(&content.to_string());
         if let Some(&id) = self.stage_ids.get(&hash) {
             let existing = &mut self.plan.stages[id.0];
             if !existing.cells.contains(&cell) {
@@ -598,7 +594,7 @@ impl<'a> Analyzer<'a> {
     /// A stage spec as JSON with every id replaced by what it refers to, so the hash depends
     /// on content only (not on the order things were interned). The model, task, contexts and
     /// reward stand in it as placeholders for their JSON text, serialized once per file and
-    /// put back by [`Self::spliced`]: the bytes hashed are those of the whole tree, at a
+    /// put back by [`Self::spliced_hash`]: the bytes hashed are those of the whole tree, at a
     /// fraction of the cost for files with thousands of stages.
     fn resolved_json(&self, spec: &StageSpec) -> Value {
         let mut value = serde_json::to_value(spec).unwrap_or(Value::Null);
@@ -652,25 +648,31 @@ impl<'a> Analyzer<'a> {
         Value::String(format!("\u{1}{key}\u{1}"))
     }
 
-    /// `text` with every serialized placeholder replaced by the JSON text it stands for.
-    fn spliced(&self, text: &str) -> String {
+    /// The hash of `text` with every serialized placeholder replaced by the JSON text it stands
+    /// for (16 hex digits of SHA-256), fed to the hasher piece by piece.
+    fn spliced_hash(&self, text: &str) -> String {
         const OPEN: &str = "\"\\u0001";
         const CLOSE: &str = "\\u0001\"";
         let parts = self.json_parts.borrow();
-        let mut out = String::with_capacity(text.len() * 4);
+        let mut hasher = Sha256::new();
         let mut rest = text;
         while let Some(start) = rest.find(OPEN) {
             let after = &rest[start + OPEN.len()..];
             let Some(end) = after.find(CLOSE) else { break };
-            out.push_str(&rest[..start]);
+            hasher.update(&rest[..start]);
             match parts.get(&after[..end]) {
-                Some(json) => out.push_str(json),
-                None => out.push_str(&rest[start..start + OPEN.len() + end + CLOSE.len()]),
+                Some(json) => hasher.update(json),
+                None => hasher.update(&rest[start..start + OPEN.len() + end + CLOSE.len()]),
             }
             rest = &after[end + CLOSE.len()..];
         }
-        out.push_str(rest);
-        out
+        hasher.update(rest);
+        hasher.finalize()[..8]
+            .iter()
+            .fold(String::new(), |mut out, b| {
+                let _ = write!(out, "{b:02x}");
+                out
+            })
     }
 
     fn check_budgets(&mut self, shares: &BudgetShares, cell: &str, ast: &Ast) {

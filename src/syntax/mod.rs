@@ -4,6 +4,7 @@
 //! Nothing here knows what a `pretrain` block means: that is [`crate::analysis`]'s job.
 
 pub mod ast;
+mod lower;
 pub(crate) mod parser;
 pub mod span;
 

@@ -4,12 +4,11 @@
 //! error comes either from pest or from [`crate::analysis`].
 
 use pest::Parser as _;
-use pest::iterators::{Pair, Pairs};
+use pest::iterators::Pair;
 
-use super::ast::{
-    Ast, Atom, BinaryOp, Block, BudgetItem, BudgetRate, Expr, Item, Line, Name, Number, Range,
-    RewardItem, SeedItem, Source, SourceArg, Str, Suffix, SweepItem,
-};
+use super::ast::{Ast, Atom, Number};
+pub(crate) use super::lower::is_noise;
+use super::lower::{Lower, significant};
 use super::span::Span;
 use crate::diagnostics::SyntaxError;
 
@@ -26,16 +25,32 @@ const MAX_NESTING: usize = 64;
 /// recursively, and a left-leaning chain of operators is as deep as it is long.
 const MAX_EXPRESSION_NODES: usize = 2000;
 
-/// Parses a whole file into its syntax tree.
+/// Parses a whole file into its syntax tree, one item per pest parse: a parse's token queue
+/// grows with its input, and one queue for a 5 MB file costs more in copies and page faults
+/// than the parsing itself.
 pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
     check_control_characters(text)?;
     check_nesting(text)?;
-    let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, &e))?;
-    let file = presume(pairs.next(), "file");
-    check_expression_sizes(&file)?;
-    let ast = Ast {
-        items: file.into_inner().filter_map(lower_item).collect(),
-    };
+    let mut items = Vec::new();
+    let mut base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
+    loop {
+        let rest = &text[base..];
+        let mut pairs =
+            RlpParser::parse(Rule::step, rest).map_err(|e| syntax_error(text, base, &e))?;
+        let step = presume(pairs.next(), "step");
+        let lower = Lower { base };
+        check_expression_sizes(&step, &lower)?;
+        let mut at_end = false;
+        for pair in step.clone().into_inner() {
+            at_end |= pair.as_rule() == Rule::EOI;
+            items.extend(lower.item(pair));
+        }
+        if at_end {
+            break;
+        }
+        base += step.as_span().end();
+    }
+    let ast = Ast { items };
     check_numbers(&ast)?;
     Ok(ast)
 }
@@ -56,19 +71,19 @@ pub(crate) fn parse_source(text: &str) -> Result<Atom, String> {
     if pair.as_span().end() != text.trim().len() {
         return Err("unexpected text after the source".to_owned());
     }
-    Ok(lower_atom(pair))
+    Ok(Lower { base: 0 }.atom(pair))
 }
 
 /// The parse tree with comments, for the formatter.
 pub(crate) fn parse_tree(text: &str) -> Result<Pair<'_, Rule>, SyntaxError> {
     check_control_characters(text)?;
     check_nesting(text)?;
-    let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, &e))?;
+    let mut pairs = RlpParser::parse(Rule::file, text).map_err(|e| syntax_error(text, 0, &e))?;
     Ok(presume(pairs.next(), "file"))
 }
 
 /// Unwraps a node the grammar guarantees; a `None` here is a bug in rlp, not in the input.
-fn presume<T>(value: Option<T>, what: &str) -> T {
+pub(super) fn presume<T>(value: Option<T>, what: &str) -> T {
     value.unwrap_or_else(|| panic!("grammar guarantees {what}"))
 }
 
@@ -133,8 +148,8 @@ fn check_nesting(text: &str) -> Result<(), SyntaxError> {
     Ok(())
 }
 
-fn check_expression_sizes(file: &Pair<'_, Rule>) -> Result<(), SyntaxError> {
-    for item in file
+fn check_expression_sizes(step: &Pair<'_, Rule>, lower: &Lower) -> Result<(), SyntaxError> {
+    for item in step
         .clone()
         .into_inner()
         .filter(|p| p.as_rule() == Rule::reward_item)
@@ -147,7 +162,7 @@ fn check_expression_sizes(file: &Pair<'_, Rule>) -> Result<(), SyntaxError> {
                 name: name.as_str().to_owned(),
                 nodes,
                 limit: MAX_EXPRESSION_NODES,
-                span: name.as_span().into(),
+                span: lower.span(&name),
             });
         }
     }
@@ -175,12 +190,14 @@ fn check_numbers(ast: &Ast) -> Result<(), SyntaxError> {
     }
 }
 
-/// Converts a pest error into "expected `{`, found `x`".
-fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
+/// Converts a pest error, in a parse that started `base` bytes into `text`, into "expected
+/// `{`, found `x`".
+fn syntax_error(text: &str, base: usize, error: &pest::error::Error<Rule>) -> SyntaxError {
     use pest::error::{ErrorVariant, InputLocation};
-    let offset = match error.location {
-        InputLocation::Pos(p) | InputLocation::Span((p, _)) => p,
-    };
+    let offset = base
+        + match error.location {
+            InputLocation::Pos(p) | InputLocation::Span((p, _)) => p,
+        };
     let expected = match &error.variant {
         ErrorVariant::ParsingError { positives, .. } => describe_expected(positives),
         ErrorVariant::CustomError { message } => message.clone(),
@@ -287,6 +304,9 @@ fn describe_expected(rules: &[Rule]) -> String {
 fn rule_name(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::EOI => "end of file",
+        // A file or step that fails where it starts is reported as itself (pest names the
+        // outermost rule that failed at the error's position).
+        Rule::file | Rule::step => "an item (such as `pretrain`, `task` or `seed`) or end of file",
         Rule::item | Rule::use_item | Rule::seed_item | Rule::block_item | Rule::block_kind => {
             "an item (such as `pretrain`, `task` or `seed`)"
         }
@@ -405,308 +425,4 @@ fn hint_for(expected: &str, found: &str) -> Option<String> {
         );
     }
     None
-}
-
-fn name(pair: &Pair<'_, Rule>) -> Name {
-    Name {
-        text: pair.as_str().to_owned(),
-        span: pair.as_span().into(),
-    }
-}
-
-fn significant(pairs: Pairs<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
-    pairs.filter(|p| !is_noise(p.as_rule()))
-}
-
-/// Comments and keywords: tokens that carry no content of their own.
-pub(crate) fn is_noise(rule: Rule) -> bool {
-    matches!(
-        rule,
-        Rule::COMMENT
-            | Rule::kw_use
-            | Rule::kw_seed
-            | Rule::kw_reward
-            | Rule::kw_sweep
-            | Rule::kw_budget
-            | Rule::kw_from
-            | Rule::kw_where
-            | Rule::kw_if
-            | Rule::kw_else
-            | Rule::kw_zip
-    )
-}
-
-fn lower_item(pair: Pair<'_, Rule>) -> Option<Item> {
-    let span: Span = pair.as_span().into();
-    let rule = pair.as_rule();
-    let mut inner = significant(pair.into_inner());
-    let item = match rule {
-        Rule::use_item => Item::Use(name(&presume(inner.next(), "use name"))),
-        Rule::seed_item => Item::Seed(SeedItem {
-            value: lower_atom(presume(inner.next(), "seed value")),
-            span,
-        }),
-        Rule::reward_item => {
-            let reward_name = name(&presume(inner.next(), "reward name"));
-            let expr = lower_expr(presume(inner.next(), "reward expr"));
-            Item::Reward(RewardItem {
-                name: reward_name,
-                expr,
-                span,
-            })
-        }
-        Rule::sweep_item => {
-            let sweep_name = name(&presume(inner.next(), "sweep name"));
-            let mut values = Vec::new();
-            let mut zip = None;
-            for part in inner {
-                match part.as_rule() {
-                    Rule::comma => {}
-                    Rule::sweep_zip => {
-                        zip = Some(name(&presume(
-                            significant(part.into_inner()).next(),
-                            "zip name",
-                        )));
-                    }
-                    _ => values.push(lower_atom(part)),
-                }
-            }
-            Item::Sweep(SweepItem {
-                name: sweep_name,
-                values,
-                zip,
-                span,
-            })
-        }
-        Rule::budget_item => {
-            let budget_name = name(&presume(inner.next(), "budget name"));
-            let amount = lower_atom(presume(inner.next(), "budget amount"));
-            let unit = name(&presume(inner.next(), "budget unit"));
-            let rate = inner.next().map(|rate| {
-                let mut parts = significant(rate.into_inner());
-                BudgetRate {
-                    unit: name(&presume(parts.next(), "rate unit")),
-                    amount: lower_atom(presume(parts.next(), "rate amount")),
-                    other: name(&presume(parts.next(), "rate other unit")),
-                }
-            });
-            Item::Budget(BudgetItem {
-                name: budget_name,
-                amount,
-                unit,
-                rate,
-                span,
-            })
-        }
-        Rule::block_item => Item::Block(lower_block(inner, span)),
-        _ => return None, // EOI
-    };
-    Some(item)
-}
-
-fn lower_block<'i>(inner: impl Iterator<Item = Pair<'i, Rule>>, span: Span) -> Block {
-    let mut kind = None;
-    let mut block_name = None;
-    let mut parent = None;
-    let mut lines = Vec::new();
-    for part in inner {
-        match part.as_rule() {
-            Rule::block_kind => kind = Some(name(&part)),
-            Rule::name => block_name = Some(name(&part)),
-            Rule::from_clause => {
-                parent = Some(name(&presume(
-                    significant(part.into_inner()).next(),
-                    "from name",
-                )));
-            }
-            Rule::block => {
-                lines = significant(part.into_inner()).map(lower_line).collect();
-            }
-            _ => {}
-        }
-    }
-    Block {
-        kind: presume(kind, "block kind"),
-        name: block_name,
-        parent,
-        lines,
-        span,
-    }
-}
-
-fn lower_line(pair: Pair<'_, Rule>) -> Line {
-    let span = pair.as_span().into();
-    let mut groups = vec![Vec::new()];
-    for part in significant(pair.into_inner()) {
-        if part.as_rule() == Rule::comma {
-            groups.push(Vec::new());
-        } else if let Some(group) = groups.last_mut() {
-            group.push(lower_atom(part));
-        }
-    }
-    // A trailing comma leaves an empty last group: it carries no meaning.
-    if groups.len() > 1 && groups.last().is_some_and(Vec::is_empty) {
-        groups.pop();
-    }
-    Line { groups, span }
-}
-
-fn lower_number(pair: &Pair<'_, Rule>) -> Number {
-    let span: Span = pair.as_span().into();
-    let mut text = pair.as_str().to_owned();
-    let mut suffix = None;
-    if pair.as_rule() == Rule::quantity {
-        let mut parts = pair.clone().into_inner();
-        let digits = presume(parts.next(), "quantity digits");
-        digits.as_str().clone_into(&mut text);
-        suffix = parts.next().map(|s| match s.as_str() {
-            "%" => Suffix::Percent,
-            "k" | "K" => Suffix::Thousand,
-            "M" => Suffix::Million,
-            _ => Suffix::Billion,
-        });
-    }
-    Number { text, suffix, span }
-}
-
-fn lower_atom(pair: Pair<'_, Rule>) -> Atom {
-    let span: Span = pair.as_span().into();
-    match pair.as_rule() {
-        Rule::name | Rule::word => Atom::Name(name(&pair)),
-        Rule::quantity | Rule::number => Atom::Number(lower_number(&pair)),
-        Rule::range => {
-            let mut parts = pair.into_inner();
-            let lo = lower_number(&presume(parts.next(), "range lo"));
-            let op = presume(parts.next(), "range op");
-            let hi = lower_number(&presume(parts.next(), "range hi"));
-            Atom::Range(Range {
-                lo,
-                hi,
-                inclusive: op.as_str() == "..=",
-                span,
-            })
-        }
-        Rule::string => {
-            let inner = presume(pair.into_inner().next(), "string inner").as_str();
-            Atom::Str(Str {
-                value: unescape(inner),
-                span,
-            })
-        }
-        Rule::var => {
-            let ident = presume(pair.into_inner().next(), "var ident");
-            Atom::Var(Name {
-                text: ident.as_str().to_owned(),
-                span,
-            })
-        }
-        Rule::arrow => Atom::Arrow(span),
-        Rule::source => {
-            let mut parts = significant(pair.into_inner()).filter(|p| p.as_rule() != Rule::comma);
-            let task = name(&presume(parts.next(), "source task"));
-            let args = parts
-                .map(|arg| {
-                    let arg_span = arg.as_span().into();
-                    let mut arg_parts = significant(arg.into_inner());
-                    let key = name(&presume(arg_parts.next(), "source arg key"));
-                    SourceArg {
-                        key,
-                        values: arg_parts.map(lower_atom).collect(),
-                        span: arg_span,
-                    }
-                })
-                .collect();
-            Atom::Source(Source { task, args, span })
-        }
-        other => unreachable!("grammar: {other:?} is not an atom"),
-    }
-}
-
-fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(next) = chars.next() {
-                out.push(next);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn lower_expr(pair: Pair<'_, Rule>) -> Expr {
-    let span: Span = pair.as_span().into();
-    match pair.as_rule() {
-        Rule::expr => lower_expr(presume(significant(pair.into_inner()).next(), "expr body")),
-        Rule::if_expr => {
-            let mut parts = significant(pair.into_inner());
-            let condition = Box::new(lower_expr(presume(parts.next(), "if condition")));
-            let then = Box::new(lower_expr(presume(parts.next(), "if then")));
-            let otherwise = Box::new(lower_expr(presume(parts.next(), "if else")));
-            Expr::If {
-                condition,
-                then,
-                otherwise,
-                span,
-            }
-        }
-        Rule::compare | Rule::sum | Rule::product => {
-            let mut parts = significant(pair.into_inner());
-            let mut lhs = lower_expr(presume(parts.next(), "operand"));
-            while let (Some(op), Some(rhs)) = (parts.next(), parts.next()) {
-                let rhs = lower_expr(rhs);
-                let span = lhs.span().to(rhs.span());
-                let op = binary_op(op.as_str());
-                lhs = Expr::Binary {
-                    op,
-                    lhs: Box::new(lhs),
-                    rhs: Box::new(rhs),
-                    span,
-                };
-            }
-            lhs
-        }
-        Rule::unary => {
-            let parts: Vec<_> = significant(pair.into_inner()).collect();
-            let (negs, operand) = parts.split_at(parts.len() - 1);
-            let mut expr = lower_expr(operand[0].clone());
-            for neg in negs.iter().rev() {
-                let span = Span::from(neg.as_span()).to(expr.span());
-                expr = Expr::Neg {
-                    operand: Box::new(expr),
-                    span,
-                };
-            }
-            expr
-        }
-        Rule::call => {
-            let mut parts = significant(pair.into_inner());
-            let function = name(&presume(parts.next(), "call name"));
-            Expr::Call {
-                function,
-                args: parts.map(lower_expr).collect(),
-                span,
-            }
-        }
-        Rule::expr_number => Expr::Number {
-            value: pair.as_str().parse().unwrap_or(f64::NAN),
-            span,
-        },
-        Rule::var => {
-            let ident = presume(pair.into_inner().next(), "var ident");
-            Expr::Var(Name {
-                text: ident.as_str().to_owned(),
-                span,
-            })
-        }
-        Rule::expr_name => Expr::Name(name(&pair)),
-        other => unreachable!("grammar: {other:?} is not an expression"),
-    }
-}
-
-fn binary_op(text: &str) -> BinaryOp {
-    BinaryOp::from_symbol(text).unwrap_or_else(|| unreachable!("grammar: `{text}` is an operator"))
 }
