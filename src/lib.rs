@@ -28,9 +28,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Tells mimalloc, the binaries' allocator, never to return freed memory to the OS. A training
 /// step frees and reallocates the same buffers; returned pages come back as page faults that
-/// the kernel must zero (transparent huge pages: 2 MiB each), 12% of a step's cycles at model
-/// A8. Measured (`perf stat`, A8 training, 3 alternating pairs): 4.4-6.0k page faults per run
-/// against 360, 9-10% more tokens/s. The price: the process keeps its peak footprint.
+/// the kernel must zero (transparent huge pages: 2 MiB each). The price: the process keeps its
+/// peak footprint.
 pub fn keep_freed_memory() {
     // SAFETY: setting an option is a plain store into mimalloc's option table; mimalloc reads
     // this one each time it would purge (arena.c, os.c), so a change at any time is safe.

@@ -357,39 +357,6 @@ fn data_writes_reproducible_jsonl_and_verify_scores_it() {
 }
 
 #[test]
-fn readme_sample_outputs_are_real() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for args in [
-        &[
-            "sample",
-            "pipelines/context-exposure.rlp",
-            "--source",
-            "arith[op 5, context zoo, mode reverse]",
-            "-n",
-            "1",
-            "--seed",
-            "11",
-        ][..],
-        &[
-            "sample",
-            "pipelines/quickstart.rlp",
-            "--source",
-            "arith[op 4]",
-            "-n",
-            "1",
-            "--seed",
-            "2",
-        ][..],
-    ] {
-        let out = text(&Run::new(args).expect(0).stdout);
-        assert!(
-            readme.contains(out.trim()),
-            "README shows stale output for rlp {args:?}:\n{out}"
-        );
-    }
-}
-
-#[test]
 fn run_prints_a_summary_and_refuses_a_missing_device() {
     let out = root()
         .join("target/test-runs")

@@ -4,6 +4,7 @@
 mod cli;
 mod codes;
 mod common;
+mod docs;
 mod fixtures;
 mod formatting;
 mod model;

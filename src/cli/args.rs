@@ -35,6 +35,9 @@ pub enum Command {
     Explain {
         /// A code such as `E0405` or `rlp::E0405`.
         code: Option<String>,
+        /// Print every explanation as one Markdown page (`docs/diagnostics.md` is this output).
+        #[arg(long, conflicts_with = "code")]
+        markdown: bool,
     },
     /// Print problems from a source of the file's tasks, with gold solutions and op.
     Sample {

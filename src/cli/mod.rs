@@ -68,7 +68,7 @@ where
     match arguments.command {
         Command::Check { files, format } => commands::check::run(&files, format, color),
         Command::Plan { file } => commands::plan::run(&file, color),
-        Command::Explain { code } => commands::explain::run(code.as_deref()),
+        Command::Explain { code, markdown } => commands::explain::run(code.as_deref(), markdown),
         Command::Fmt { files, check } => commands::fmt::run(&files, check, color),
         Command::Sample {
             file,

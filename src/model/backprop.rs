@@ -4,9 +4,8 @@
 //! candle's `Tensor::backward` gives every edge of the graph a zero tensor the size of the
 //! gradient (`GradStore::or_insert`) and then adds the gradient to it: for the ~30 edges of a
 //! transformer block that is one allocation, one memset and one full read-modify-write per
-//! activation-sized tensor, and fresh allocations fault their pages in. Measured with candle
-//! patched to store the first gradient of each tensor instead (bit-identical gradients), A8
-//! training went from 11.4k to 15.8k tokens/s. This module runs the same fused kernels forward
+//! activation-sized tensor, and fresh allocations fault their pages in (what that costs:
+//! docs/performance.md). This module runs the same fused kernels forward
 //! on untracked tensors, keeps the activations the backward pass needs (what candle's graph
 //! keeps), and walks the blocks back by hand: each gradient is computed once, and only the
 //! tensors that really have several contributions (the residual stream, the normalised input

@@ -1,11 +1,15 @@
-//! `rlp explain [CODE]`
+//! `rlp explain [CODE]`, `rlp explain --markdown`
 
 use std::fmt::Write as _;
 
 use super::super::{Status, eprint_line, print_raw};
-use crate::diagnostics::explain::{EXPLANATIONS, find};
+use crate::diagnostics::explain::{EXPLANATIONS, find, markdown};
 
-pub(crate) fn run(code: Option<&str>) -> Status {
+pub(crate) fn run(code: Option<&str>, as_markdown: bool) -> Status {
+    if as_markdown {
+        print_raw(&markdown());
+        return Status::Success;
+    }
     let Some(code) = code else {
         let mut out = String::new();
         for e in EXPLANATIONS {

@@ -141,10 +141,8 @@ fn summary(cell: &CellReport) -> String {
 /// products and rlp's fused kernels run on `RAYON_NUM_THREADS` threads (candle re-reads
 /// /proc/cpuinfo on every matmul when it is unset). candle's element-wise ops have a pool of
 /// their own, sized by `CANDLE_NUM_THREADS`, whose workers spin for a while after each op and
-/// so take a core from the next matrix product (18% of a training step's cycles spent
-/// spinning, `perf`, 2 cores); the heavy element-wise work is in the fused kernels, so that
-/// pool gets no extra workers unless the environment already says otherwise (model A8
-/// training 5.34k -> 6.22k tokens/s, the same binary alternating, medians of five runs).
+/// so take a core from the next matrix product; the heavy element-wise work is in the fused
+/// kernels, so that pool gets no extra workers unless the environment already says otherwise.
 fn set_threads(threads: usize) {
     // SAFETY: called at the start of `rlp run`, before this process starts any thread (the
     // Ctrl-C handler and candle's pools come later), so nothing reads the environment
