@@ -239,7 +239,7 @@ fn a_diverging_stage_stops_with_a_clear_error_and_keeps_its_checkpoint() {
     spec.checkpoint_every = 1;
     let out = scratch("nan");
     let error = execute(&plan, &input(), &options(&out), &Silent).unwrap_err();
-    let RunError::NonFiniteLoss {
+    let RunError::NonFinite {
         step, checkpoint, ..
     } = &error
     else {

@@ -16,8 +16,8 @@ use crate::plan::{ContextId, EvalSpec, Plan, SourceSpec, SplitSpec};
 use crate::tasks::sample::{example_seed, from_source};
 use crate::tasks::trace::{TraceFormat, parse};
 use crate::tasks::verify::{outcome, score, well_formed};
-use crate::tasks::{GenerateError, Generator, trace_format};
-use crate::tokenizer::{BOS, EOS, Tokenizer};
+use crate::tasks::{GenerateError, Generator, trace_formats};
+use crate::tokenizer::Tokenizer;
 
 /// Sequences per sampler call (problems × samples), at least one problem.
 const BATCH_ROWS: usize = 256;
@@ -250,8 +250,7 @@ impl<'p> Evaluator<'p> {
                 let seed = example_seed(split_seed, (u64::from(op) << 32) | i);
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let problem = from_source(&self.generator, &source, &mut rng)?;
-                let mut prompt = vec![BOS];
-                prompt.extend(self.tokenizer.encode_lossy(&problem.rendered.prompt()));
+                let prompt = self.tokenizer.prompt_ids(&problem.rendered.prompt());
                 problems.push(EvalProblem {
                     op,
                     context: problem.context,
@@ -274,18 +273,13 @@ impl<'p> Evaluator<'p> {
         models: &[(String, &Transformer)],
         tick: Tick<'_>,
     ) -> Result<Evaluation, EvalError> {
-        let stop: Vec<u32> = std::iter::once(EOS)
-            .chain(self.tokenizer.tag_ids("</answer>"))
-            .collect();
         let sampling = Sampling {
             temperature: eval.temperature,
             top_p: eval.top_p,
             max_new_tokens: eval.max_new_tokens as usize,
-            stop,
+            stop: self.tokenizer.completion_stops(),
         };
-        let formats: Vec<TraceFormat> = (0..self.plan.tasks.len())
-            .map(|t| trace_format(self.plan, crate::plan::TaskId(t)))
-            .collect();
+        let formats = trace_formats(self.plan);
         let splits = eval
             .splits
             .iter()

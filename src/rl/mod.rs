@@ -67,6 +67,20 @@ pub struct UpdateStats {
     pub grad_norm: f64,
 }
 
+/// Why an update failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The gradient's global norm was NaN or infinite; the weights were not updated.
+    #[error("the gradient norm became {norm}")]
+    NonFiniteGradient {
+        /// The norm.
+        norm: f64,
+    },
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
 /// Applies GRPO to one batch of scored rollouts: `spec.epochs` optimizer steps on the whole
 /// batch, each on the clipped objective (plus `spec.kl` times the k3 KL to `reference`).
 /// The ratio's denominator is the policy before the first step.
@@ -77,7 +91,7 @@ pub fn update(
     rollouts: &[Rollout],
     advantages: &[f64],
     spec: &RlSpec,
-) -> Result<UpdateStats> {
+) -> std::result::Result<UpdateStats, UpdateError> {
     let device = model.device().clone();
     let (inputs, targets, mask) = rollout_tensors(rollouts, &device)?;
     let advantages: Vec<f32> = advantages.iter().map(|&a| a as f32).collect();
@@ -132,10 +146,9 @@ pub fn update(
         stats.policy_loss = policy_value.unwrap_or(f64::NAN);
         stats.grad_norm = clip_grad_norm(&optimizer.vars(), &mut grads, spec.grad_clip)?;
         if !stats.grad_norm.is_finite() {
-            return Err(candle_core::Error::Msg(format!(
-                "the gradient norm became {}",
-                stats.grad_norm
-            )));
+            return Err(UpdateError::NonFiniteGradient {
+                norm: stats.grad_norm,
+            });
         }
         optimizer.step(&grads)?;
     }

@@ -25,6 +25,7 @@
 
 mod files;
 mod rl;
+mod stage;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::files::write_atomically;
-pub use self::train::StageDone;
+pub use self::stage::{FilterRecord, StageDone};
 use crate::eval::report;
 use crate::eval::runner::{EvalError, Evaluator, Row};
 use crate::model::{Config, Transformer};
@@ -96,8 +97,8 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
-    /// A training loss became NaN or infinite.
-    #[error("stage `{stage}`: the loss became {value} at step {step}; training stopped")]
+    /// A training loss, or RL's gradient norm, became NaN or infinite.
+    #[error("stage `{stage}`: the {quantity} became {value} at step {step}; training stopped")]
     #[diagnostic(
         code(rlp::run::non_finite_loss),
         help(
@@ -105,9 +106,11 @@ pub enum RunError {
             checkpoint.as_ref().map(|c| format!(" at {}", c.display())).unwrap_or_default()
         )
     )]
-    NonFiniteLoss {
+    NonFinite {
         /// The stage.
         stage: String,
+        /// What became non-finite: `loss` or `gradient norm`.
+        quantity: &'static str,
         /// The step whose loss it was.
         step: u64,
         /// The loss.

@@ -9,23 +9,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-use super::files::{JsonLines, write_atomically};
-use super::train::{StageDone, save_weights};
+use super::stage::{FilterRecord, Recent, StageDir, StageDone, mean};
 use super::{RunError, Runner};
 use crate::model::Config;
 use crate::model::sample::{Request, Sampling, sample_batch};
 use crate::plan::{RewardSpec, RlSpec, StagePlan};
-use crate::rl::{Rollout, grpo, update};
+use crate::rl::{Rollout, UpdateError, grpo, update};
 use crate::tasks::reward::Primitives;
 use crate::tasks::sample::{example, example_seed};
 use crate::tasks::trace::TraceFormat;
-use crate::tasks::{Generator, Problem, trace_format};
-use crate::tokenizer::{BOS, EOS, Tokenizer};
+use crate::tasks::{Generator, Problem, trace_formats};
+use crate::tokenizer::Tokenizer;
 use crate::train::optim::{AdamW, checkpoint_scalar, scalar_tensor};
 
 /// Salts of the rollout and filter sampling seeds.
@@ -56,12 +54,6 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    fn prompt_ids(&self, problem: &Problem) -> Vec<u32> {
-        let mut ids = vec![BOS];
-        ids.extend(self.tokenizer.encode_lossy(&problem.rendered.prompt()));
-        ids
-    }
-
     /// `n` rollouts of each problem (with its seed), scored, sampled as one batch.
     fn rollouts(
         &self,
@@ -69,7 +61,10 @@ impl Scorer<'_> {
         problems: &[(&Problem, u64)],
         n: usize,
     ) -> candle_core::Result<Vec<Vec<Scored>>> {
-        let prompts: Vec<Vec<u32>> = problems.iter().map(|(p, _)| self.prompt_ids(p)).collect();
+        let prompts: Vec<Vec<u32>> = problems
+            .iter()
+            .map(|(p, _)| self.tokenizer.prompt_ids(&p.rendered.prompt()))
+            .collect();
         let requests: Vec<Request<'_>> = prompts
             .iter()
             .zip(problems)
@@ -113,11 +108,6 @@ impl Scorer<'_> {
 /// Per-op counts of the competence filter: candidates tried and kept.
 type FilterCounts = BTreeMap<u32, (u64, u64)>;
 
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    if n == 0 { 0.0 } else { sum / n as f64 }
-}
-
 /// Runs one `rl` stage in `dir` from the `parent` weights.
 #[allow(clippy::too_many_lines)] // one loop, read top to bottom
 pub(super) fn run(
@@ -153,48 +143,39 @@ pub(super) fn run(
     let scorer = Scorer {
         tokenizer,
         reward: &plan.rewards[spec.reward.0],
-        formats: (0..plan.tasks.len())
-            .map(|t| trace_format(plan, crate::plan::TaskId(t)))
-            .collect(),
+        formats: trace_formats(plan),
         sampling: Sampling {
             temperature: spec.temperature,
             top_p: spec.top_p,
             max_new_tokens: spec.max_new_tokens as usize,
-            stop: std::iter::once(EOS)
-                .chain(tokenizer.tag_ids("</answer>"))
-                .collect(),
+            stop: tokenizer.completion_stops(),
         },
     };
     let total_steps = u64::from(spec.steps);
     let group = spec.group as usize;
 
-    let checkpoint = dir.join("checkpoint.safetensors");
-    let metrics_path = dir.join("metrics.jsonl");
-    let mut metrics = JsonLines::open(&metrics_path);
+    let mut files = StageDir::open(runner, stage, dir);
     let mut step = 0u64;
     let mut next_candidate = 0u64;
     let mut filter_counts = FilterCounts::new();
-    if checkpoint.exists() {
+    if files.can_resume() {
         let state;
-        (step, state) = optimizer.load_checkpoint(&checkpoint)?;
+        (step, state) = optimizer.load_checkpoint(&files.checkpoint)?;
         next_candidate = checkpoint_scalar(&state, "rl.next_candidate")?;
         if let Some(counts) = state.get("rl.filter_counts") {
             for row in counts.to_vec2::<f64>()? {
                 filter_counts.insert(row[0] as u32, (row[1] as u64, row[2] as u64));
             }
         }
-        metrics.keep_while(|row| row["step"].as_u64().is_some_and(|s| s <= step))?;
-        observer.note(&format!(
-            "stage `{}`: resuming at step {step} of {total_steps}",
-            stage.name
-        ));
+        files.resumed(step, total_steps)?;
     } else {
-        metrics.keep_while(|_| false)?;
+        files.fresh()?;
     }
     let save = |step: u64,
                 next_candidate: u64,
                 counts: &FilterCounts,
-                optimizer: &AdamW|
+                optimizer: &AdamW,
+                files: &StageDir<'_>|
      -> Result<(), RunError> {
         let mut state = HashMap::new();
         state.insert(
@@ -215,23 +196,19 @@ pub(super) fn run(
             "rl.filter_counts".to_owned(),
             Tensor::from_vec(rows, (n, 3), &Device::Cpu)?,
         );
-        Ok(optimizer.save_checkpoint(&checkpoint, step, state)?)
+        Ok(optimizer.save_checkpoint(&files.checkpoint, step, state)?)
     };
 
     let started = Instant::now();
     let mut response_tokens = 0u64;
-    let mut recent_rewards: Vec<f64> = Vec::new();
-    let mut recent_losses: Vec<f64> = Vec::new();
+    let mut recent_rewards = Recent::default();
+    let mut recent_losses = Recent::default();
     observer.begin(&format!("rl {}", stage.name), total_steps);
     observer.advance(step, "");
     while step < total_steps {
-        if options.interrupt.load(Ordering::SeqCst) {
-            save(step, next_candidate, &filter_counts, &optimizer)?;
-            observer.end(&format!("interrupted at step {step}"));
-            return Err(RunError::Interrupted {
-                stage: stage.name.clone(),
-                step,
-            });
+        if files.interrupt_requested() {
+            save(step, next_candidate, &filter_counts, &optimizer, &files)?;
+            return Err(files.interrupted(step));
         }
         let step_started = Instant::now();
         // Prompts and their groups, through the competence filter when there is one.
@@ -335,15 +312,10 @@ pub(super) fn run(
                     spec,
                 )
                 .map_err(|e| match e {
-                    candle_core::Error::Msg(m) if m.contains("gradient norm") => {
-                        RunError::NonFiniteLoss {
-                            stage: stage.name.clone(),
-                            step,
-                            value: f64::NAN,
-                            checkpoint: checkpoint.exists().then(|| checkpoint.clone()),
-                        }
+                    UpdateError::NonFiniteGradient { norm } => {
+                        files.non_finite("gradient norm", step, norm)
                     }
-                    e => e.into(),
+                    UpdateError::Tensor(e) => e.into(),
                 })?,
             )
         };
@@ -398,15 +370,10 @@ pub(super) fn run(
             row["filter/kept"] = in_band.into();
             row["filter/pass_rate"] = candidate_rate.into();
         }
-        metrics.push(&row)?;
+        files.metrics.push(&row)?;
         recent_rewards.push(reward_mean);
-        for recent in [&mut recent_rewards, &mut recent_losses] {
-            if recent.len() > 10 {
-                recent.remove(0);
-            }
-        }
         if step % u64::from(spec.checkpoint_every) == 0 && step < total_steps {
-            save(step, next_candidate, &filter_counts, &optimizer)?;
+            save(step, next_candidate, &filter_counts, &optimizer, &files)?;
         }
         observer.advance(
             step,
@@ -418,15 +385,14 @@ pub(super) fn run(
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    save_weights(&varmap, &dir.join("model.safetensors"))?;
     let done = StageDone {
         steps: total_steps,
         tokens: response_tokens,
-        final_loss: mean(recent_losses.iter().copied()),
+        final_loss: recent_losses.mean(),
         heldout_loss: None,
         seconds,
         tokens_per_second: response_tokens as f64 / seconds.max(1e-9),
-        reward: Some(mean(recent_rewards.iter().copied())),
+        reward: Some(recent_rewards.mean()),
         filter: spec.filter.as_ref().map(|_| {
             filter_counts
                 .iter()
@@ -434,24 +400,13 @@ pub(super) fn run(
                 .collect()
         }),
     };
-    let done_path = dir.join("done.json");
-    write_atomically(&done_path, &super::files::pretty_json(&done)?)
-        .map_err(|e| RunError::io(&done_path, &e))?;
-    let _ = std::fs::remove_file(&checkpoint);
-    observer.end(&format!(
-        "reward {:.3} (mean of the last 10 steps)",
-        done.reward.unwrap_or(0.0)
-    ));
+    files.finish(
+        &varmap,
+        &done,
+        &format!(
+            "reward {:.3} (mean of the last 10 steps)",
+            done.reward.unwrap_or(0.0)
+        ),
+    )?;
     Ok(done)
-}
-
-/// How many candidate prompts of one op the competence filter tried and kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FilterRecord {
-    /// The op.
-    pub op: u32,
-    /// Candidates whose pass rate was estimated.
-    pub tried: u64,
-    /// Candidates inside the band.
-    pub kept: u64,
 }

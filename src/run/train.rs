@@ -9,14 +9,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
-use serde::{Deserialize, Serialize};
 
-use super::files::{JsonLines, write_atomically};
+use super::stage::{Recent, StageDir, StageDone};
 use super::{RunError, Runner};
 use crate::model::Config;
 use crate::plan::{DataSpec, StagePlan, TrainSpec};
@@ -31,30 +28,6 @@ const HELDOUT_BATCHES: usize = 4;
 
 /// Salt of the held-out stream's seed.
 const HELDOUT_SALT: u64 = 0x6865_6c64_5f6f_7574;
-
-/// What a finished stage left (`done.json`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StageDone {
-    /// Optimizer steps.
-    pub steps: u64,
-    /// Tokens trained on (steps × batch × seq).
-    pub tokens: u64,
-    /// Mean training loss over the last 10 steps (`rl`: the policy loss).
-    pub final_loss: f64,
-    /// The last held-out loss (none for `rl`).
-    #[serde(default)]
-    pub heldout_loss: Option<f64>,
-    /// Seconds spent training in the run that finished the stage (resumed runs: that part).
-    pub seconds: f64,
-    /// Training tokens per second in that run (`rl`: response tokens sampled).
-    pub tokens_per_second: f64,
-    /// `rl`: the mean reward of the last 10 steps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reward: Option<f64>,
-    /// `rl` with a competence filter: candidates tried and kept, per op.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<Vec<super::rl::FilterRecord>>,
-}
 
 /// An example stream cut into blocks; its position can be saved and restored.
 pub(crate) struct BlockStream<'a> {
@@ -154,13 +127,6 @@ impl<'a> BlockStream<'a> {
     }
 }
 
-/// Saves the weights of `varmap` to `path` atomically.
-pub(crate) fn save_weights(varmap: &VarMap, path: &Path) -> Result<(), RunError> {
-    let tmp = path.with_extension("safetensors.tmp");
-    varmap.save(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| RunError::io(path, &e))
-}
-
 /// Trains one stage in `dir`, starting from `parent` weights (midtrain) or from scratch.
 #[allow(clippy::too_many_lines)] // one loop, read top to bottom
 pub(super) fn run(
@@ -197,63 +163,43 @@ pub(super) fn run(
     )?
     .blocks(HELDOUT_BATCHES * spec.batch as usize)?;
 
-    let checkpoint = dir.join("checkpoint.safetensors");
-    let metrics_path = dir.join("metrics.jsonl");
-    let mut metrics = JsonLines::open(&metrics_path);
-    if checkpoint.exists() {
-        let state = trainer.load(&checkpoint)?;
+    let mut files = StageDir::open(runner, stage, dir);
+    if files.can_resume() {
+        let state = trainer.load(&files.checkpoint)?;
         stream.restore(&state)?;
-        metrics.keep_while(|row| row["step"].as_u64().is_some_and(|s| s <= trainer.step))?;
-        observer.note(&format!(
-            "stage `{}`: resuming at step {} of {total_steps}",
-            stage.name, trainer.step
-        ));
+        files.resumed(trainer.step, total_steps)?;
     } else {
-        metrics.keep_while(|_| false)?;
+        files.fresh()?;
     }
 
     let started = Instant::now();
     let first_step = trainer.step;
-    let mut recent: Vec<f64> = Vec::new();
+    let mut recent = Recent::default();
     let mut heldout_loss = f64::NAN;
     observer.begin(
         &format!("{} {}", stage.spec.keyword(), stage.name),
         total_steps,
     );
     observer.advance(trainer.step, "");
-    let save = |trainer: &Trainer, stream: &BlockStream<'_>| -> Result<(), RunError> {
-        trainer.save(&checkpoint, stream.state()?)?;
-        Ok(())
+    let save = |trainer: &Trainer, stream: &BlockStream<'_>, files: &StageDir<'_>| {
+        trainer.save(&files.checkpoint, stream.state()?)
     };
     while trainer.step < total_steps {
-        if options.interrupt.load(Ordering::SeqCst) {
-            save(&trainer, &stream)?;
-            observer.end(&format!("interrupted at step {}", trainer.step));
-            return Err(RunError::Interrupted {
-                stage: stage.name.clone(),
-                step: trainer.step,
-            });
+        if files.interrupt_requested() {
+            save(&trainer, &stream, &files)?;
+            return Err(files.interrupted(trainer.step));
         }
         let blocks = stream.blocks(spec.batch as usize)?;
         let lr = trainer.learning_rate();
         let loss = match trainer.step(&model, &blocks) {
             Ok(loss) => loss,
             Err(StepError::NonFinite { step, value }) => {
-                observer.end(&format!("loss {value} at step {step}"));
-                return Err(RunError::NonFiniteLoss {
-                    stage: stage.name.clone(),
-                    step,
-                    value,
-                    checkpoint: checkpoint.exists().then(|| checkpoint.clone()),
-                });
+                return Err(files.non_finite("loss", step, value));
             }
             Err(StepError::Tensor(e)) => return Err(e.into()),
         };
         let step = trainer.step;
         recent.push(loss);
-        if recent.len() > 10 {
-            recent.remove(0);
-        }
         let elapsed = started.elapsed().as_secs_f64();
         let tokens_per_second = (step - first_step) as f64 * tokens_per_step as f64 / elapsed;
         let mut row = serde_json::json!({
@@ -269,9 +215,9 @@ pub(super) fn run(
             heldout_loss = evaluate_loss(&model, &heldout)?;
             row["heldout_loss"] = heldout_loss.into();
         }
-        metrics.push(&row)?;
+        files.metrics.push(&row)?;
         if step % u64::from(spec.checkpoint_every) == 0 && step < total_steps {
-            save(&trainer, &stream)?;
+            save(&trainer, &stream, &files)?;
         }
         observer.advance(
             step,
@@ -286,11 +232,10 @@ pub(super) fn run(
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    save_weights(&varmap, &dir.join("model.safetensors"))?;
     let done = StageDone {
         steps: total_steps,
         tokens: total_steps * tokens_per_step,
-        final_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        final_loss: recent.mean(),
         heldout_loss: Some(heldout_loss),
         seconds,
         tokens_per_second: (total_steps - first_step) as f64 * tokens_per_step as f64
@@ -298,14 +243,13 @@ pub(super) fn run(
         reward: None,
         filter: None,
     };
-    let done_path = dir.join("done.json");
-    write_atomically(&done_path, &super::files::pretty_json(&done)?)
-        .map_err(|e| RunError::io(&done_path, &e))?;
-    // The checkpoint's moments are no longer needed once the weights are final.
-    let _ = std::fs::remove_file(&checkpoint);
-    observer.end(&format!(
-        "loss {:.3} · held-out {:.3} · {:.0} tok/s",
-        done.final_loss, heldout_loss, done.tokens_per_second
-    ));
+    files.finish(
+        &varmap,
+        &done,
+        &format!(
+            "loss {:.3} · held-out {:.3} · {:.0} tok/s",
+            done.final_loss, heldout_loss, done.tokens_per_second
+        ),
+    )?;
     Ok(done)
 }

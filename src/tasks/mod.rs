@@ -230,3 +230,11 @@ pub struct Record {
 pub fn trace_format(plan: &Plan, task: TaskId) -> TraceFormat {
     TraceFormat::of(&plan.phrasings[plan.tasks[task.0].phrasing.0])
 }
+
+/// The trace format of every task of the plan, indexed by task id.
+#[must_use]
+pub fn trace_formats(plan: &Plan) -> Vec<TraceFormat> {
+    (0..plan.tasks.len())
+        .map(|t| trace_format(plan, TaskId(t)))
+        .collect()
+}

@@ -222,6 +222,23 @@ impl Tokenizer {
             .collect()
     }
 
+    /// A prompt as the model sees it: [`BOS`], then the text (pieces outside the vocabulary as
+    /// [`UNK`]). Training examples start the same way.
+    #[must_use]
+    pub fn prompt_ids(&self, text: &str) -> Vec<u32> {
+        let mut ids = vec![BOS];
+        ids.extend(self.encode_lossy(text));
+        ids
+    }
+
+    /// Where a completion ends: [`EOS`], or the tag that closes the answer.
+    #[must_use]
+    pub fn completion_stops(&self) -> Vec<u32> {
+        std::iter::once(EOS)
+            .chain(self.tag_ids("</answer>"))
+            .collect()
+    }
+
     /// Encodes a text, mapping pieces outside the vocabulary to [`UNK`].
     #[must_use]
     pub fn encode_lossy(&self, text: &str) -> Vec<u32> {
