@@ -24,8 +24,9 @@ use rlp::plan::{DataSpec, Decay, LossTarget, LrSchedule, TrainSpec};
 use rlp::train::data::Block;
 use rlp::train::trainer::Trainer;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The `rlp` binary's allocator and its settings, so the numbers are the binary's.
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 /// The quickstart's vocabulary size, as the PyTorch script uses.
 const VOCAB: usize = 2459;
@@ -251,7 +252,7 @@ fn phase_times(
 }
 
 fn main() {
-    rlp::keep_freed_memory();
+    allocator::keep_freed_memory();
     let steps: usize = std::env::var("RLP_BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())

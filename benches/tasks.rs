@@ -7,8 +7,9 @@
 use divan::counter::ItemsCount;
 
 /// The allocator the `rlp` binary uses, so the numbers are the binary's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../src/allocator.rs"]
+#[allow(dead_code)] // this benchmark does not train: it keeps mimalloc's default purging
+mod allocator;
 
 use rlp::plan::{Mode, Plan, TaskId};
 use rlp::tasks::trace::parse;

@@ -10,8 +10,12 @@
 
 mod cells;
 mod definitions;
+mod evals;
 mod fields;
 mod reward;
+mod sources;
+mod stage_keys;
+mod stages;
 mod suggest;
 mod symbols;
 pub mod templates;

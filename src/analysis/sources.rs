@@ -1,0 +1,429 @@
+//! Lowering data: a stage's `data`/`prompts` line, mixtures and sources, and the check that
+//! the longest problem a stage will see fits its model's context.
+
+use super::fields::{self, Env, Reader, format_number};
+use super::symbols::DefKind;
+use super::templates::max_example_tokens;
+use super::{Analyzer, suggest};
+use crate::diagnostics::AnalysisError;
+use crate::plan::{Component, DataSpec, Mode, ModelId, SourceSpec, TaskId};
+use crate::syntax::Span;
+use crate::syntax::ast::{Atom, Block, Line, Source};
+impl Analyzer<'_> {
+    /// `data MIXTURE` or `data SOURCE`: the components and the span of each one's source.
+    pub(super) fn data_line(
+        &mut self,
+        line: &Line,
+        env: Env<'_>,
+        syntax: &'static str,
+    ) -> Option<(DataSpec, Vec<Span>)> {
+        let mut r = Reader::new(line, env, syntax, &mut self.sink)?;
+        let atom = r.atom("a mixture or a source")?;
+        r.finish();
+        match atom {
+            Atom::Source(source) => {
+                let spec = self.source(&source, env)?;
+                Some((
+                    DataSpec {
+                        mixture: None,
+                        components: vec![Component {
+                            weight: 1.0,
+                            source: spec,
+                        }],
+                    },
+                    vec![source.span],
+                ))
+            }
+            Atom::Name(name) => {
+                let def = self
+                    .symbols
+                    .lookup(&name, &[DefKind::Mixture], &mut self.sink)?;
+                self.used.insert(name.text.clone());
+                let block = def.block()?;
+                self.mixtures_read.insert(name.text.clone());
+                self.mixture(block, &name.text, env)
+            }
+            other => {
+                self.sink.push(
+                    AnalysisError::WrongValue {
+                        expected: "a mixture name or a source such as `arith[op 2..=5]`".to_owned(),
+                        found: other.describe().to_owned(),
+                        span: other.span(),
+                        help: Some(format!("write `{syntax}`")),
+                    }
+                    .into(),
+                );
+                None
+            }
+        }
+    }
+
+    /// Lowers a `mixture` block in this cell.
+    pub(super) fn mixture(
+        &mut self,
+        block: &Block,
+        name: &str,
+        env: Env<'_>,
+    ) -> Option<(DataSpec, Vec<Span>)> {
+        let mut components = Vec::new();
+        let mut spans = Vec::new();
+        let mut normalized = false;
+        let mut ok = true;
+        for line in &block.lines {
+            if let Atom::Name(n) = line.key()
+                && n.text != "normalized"
+                && line.groups[0].len() == 1
+                && line.groups.len() == 1
+                && suggest::closest(&n.text, ["normalized"]).is_some()
+            {
+                self.sink.push(
+                    AnalysisError::WrongValue {
+                        expected: "a weighted source or `normalized`".to_owned(),
+                        found: format!("`{}`", n.text),
+                        span: n.span,
+                        help: Some("did you mean `normalized`?".to_owned()),
+                    }
+                    .into(),
+                );
+                ok = false;
+                continue;
+            }
+            if matches!(line.key(), Atom::Name(n) if n.text == "normalized")
+                && line.groups[0].len() == 1
+                && line.groups.len() == 1
+            {
+                normalized = true;
+                continue;
+            }
+            let Some(mut r) = Reader::keyless(line, env, "WEIGHT TASK[op LO..=HI]", &mut self.sink)
+            else {
+                ok = false;
+                continue;
+            };
+            let from_sweep = matches!(
+                line.groups.first().and_then(|g| g.first()),
+                Some(Atom::Var(_))
+            );
+            let weight = r.number("a weight");
+            let source = r.atom("a source such as `arith[op 2..=5]`");
+            let (Some((weight, number)), Some(source)) = (weight, source) else {
+                ok = false;
+                continue;
+            };
+            let Atom::Source(source) = source else {
+                r.wrong("a source such as `arith[op 2..=5]`", &source);
+                ok = false;
+                continue;
+            };
+            r.finish();
+            // A sweep's 0% leaves the source out of that cell (the reference's 0% arm); a
+            // literal 0 is a mistake.
+            let dropped = from_sweep && weight == 0.0;
+            if weight <= 0.0 && !dropped {
+                self.sink.push(
+                    AnalysisError::ValueOutOfRange {
+                        what: "a mixture weight".to_owned(),
+                        allowed: "above 0".to_owned(),
+                        value: number.text.clone(),
+                        span: number.span,
+                        help: Some("remove the line to leave a source out".to_owned()),
+                    }
+                    .into(),
+                );
+                ok = false;
+                continue;
+            }
+            match self.source(&source, env) {
+                Some(_) if dropped => {}
+                Some(spec) => {
+                    components.push(Component {
+                        weight,
+                        source: spec,
+                    });
+                    spans.push(source.span);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        if components.is_empty() {
+            self.sink.push(
+                AnalysisError::EmptyList {
+                    what: format!("mixture `{name}`"),
+                    span: fields::header_span(block),
+                    help: Some("add lines such as `0.5 arith[op 2..=4]`".to_owned()),
+                }
+                .into(),
+            );
+            return None;
+        }
+        let sum: f64 = components.iter().map(|c| c.weight).sum();
+        if !normalized && (sum - 1.0).abs() > 1e-6 {
+            self.sink.push(
+                AnalysisError::MixtureWeights {
+                    name: name.to_owned(),
+                    sum: format_number(sum),
+                    span: fields::header_span(block),
+                }
+                .into(),
+            );
+            return None;
+        }
+        for c in &mut components {
+            c.weight /= sum;
+        }
+        Some((
+            DataSpec {
+                mixture: Some(name.to_owned()),
+                components,
+            },
+            spans,
+        ))
+    }
+
+    /// Lowers `task[op A..=B, context C | D, mode M]`.
+    pub(super) fn source(&mut self, source: &Source, env: Env<'_>) -> Option<SourceSpec> {
+        let task_id = self.resolve_task(&source.task)?;
+        let task = self.plan.tasks[task_id.0].clone();
+        let mut ops = None;
+        let mut contexts = None;
+        let mut mode = None;
+        let mut seen: Vec<(&str, Span)> = Vec::new();
+        let mut ok = true;
+        for arg in &source.args {
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == arg.key.text) {
+                self.sink.push(
+                    AnalysisError::DuplicateField {
+                        field: arg.key.text.clone(),
+                        span: arg.key.span,
+                        first: *first,
+                    }
+                    .into(),
+                );
+                ok = false;
+                continue;
+            }
+            seen.push((&arg.key.text, arg.key.span));
+            let Some(values) = fields::resolve(&arg.values, env, &mut self.sink) else {
+                ok = false;
+                continue;
+            };
+            match arg.key.text.as_str() {
+                "op" => {
+                    if values.len() != 1 {
+                        self.sink.push(
+                            AnalysisError::WrongValue {
+                                expected: "one op range".to_owned(),
+                                found: "alternatives".to_owned(),
+                                span: arg.span,
+                                help: Some("write `op 2..=5`".to_owned()),
+                            }
+                            .into(),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match fields::int_range(&values[0], "an op range", &mut self.sink) {
+                        Some((lo, hi, span)) => {
+                            if lo < 1 || hi > i64::from(task.max_op) {
+                                self.sink.push(
+                                    AnalysisError::OpRangeNotProducible {
+                                        task: task.name.clone(),
+                                        lo,
+                                        hi,
+                                        span,
+                                        allowed: format!("1..={}", task.max_op),
+                                        help: Some(if lo < 1 {
+                                            "op(G) counts the operations of the solution graph: every problem has at least 1".to_owned()
+                                        } else {
+                                            format!("task `{}` generates up to op {} (its `max_op`); raise `max_op` to go further", task.name, task.max_op)
+                                        }),
+                                    }
+                                    .into(),
+                                );
+                                ok = false;
+                            } else {
+                                ops = Some((lo as u32, hi as u32));
+                            }
+                        }
+                        None => ok = false,
+                    }
+                }
+                "context" => {
+                    let mut ids = Vec::new();
+                    for value in &values {
+                        let Atom::Name(name) = value else {
+                            self.sink.push(
+                                AnalysisError::WrongValue {
+                                    expected: "a context name".to_owned(),
+                                    found: value.describe().to_owned(),
+                                    span: value.span(),
+                                    help: Some(
+                                        "write `context zoo` or `context zoo | teacher`".to_owned(),
+                                    ),
+                                }
+                                .into(),
+                            );
+                            ok = false;
+                            continue;
+                        };
+                        if self.resolve_context(name).is_none() {
+                            ok = false;
+                            continue;
+                        }
+                        let id = self.intern_context(&name.text);
+                        match id {
+                            Some(id) if task.contexts.contains(&id) => ids.push(id),
+                            _ => {
+                                let names: Vec<String> = task
+                                    .contexts
+                                    .iter()
+                                    .map(|c| format!("`{}`", self.plan.contexts[c.0].name))
+                                    .collect();
+                                self.sink.push(
+                                    AnalysisError::ContextNotInTask {
+                                        task: task.name.clone(),
+                                        context: name.text.clone(),
+                                        span: name.span,
+                                        help: Some(format!("task `{}` uses {}; add the context to its `contexts` line", task.name, names.join(", "))),
+                                    }
+                                    .into(),
+                                );
+                                ok = false;
+                            }
+                        }
+                    }
+                    contexts = Some(ids);
+                }
+                "mode" => match values.as_slice() {
+                    [Atom::Name(n)] if n.text == "forward" => mode = Some(Mode::Forward),
+                    [Atom::Name(n)] if n.text == "reverse" => mode = Some(Mode::Reverse),
+                    _ => {
+                        self.sink.push(
+                            AnalysisError::WrongValue {
+                                expected: "`forward` or `reverse`".to_owned(),
+                                found: values.first().map_or("nothing", Atom::describe).to_owned(),
+                                span: arg.span,
+                                help: Some("write `mode forward` or `mode reverse`".to_owned()),
+                            }
+                            .into(),
+                        );
+                        ok = false;
+                    }
+                },
+                other => {
+                    self.sink.push(
+                        AnalysisError::UnknownField {
+                            block: "source".to_owned(),
+                            field: other.to_owned(),
+                            span: arg.key.span,
+                            help: super::suggest::help(
+                                other,
+                                ["op", "context", "mode"],
+                                "a source takes",
+                            ),
+                        }
+                        .into(),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if ops.is_none() && ok {
+            self.sink.push(
+                AnalysisError::MissingField {
+                    block: "source".to_owned(),
+                    field: "op",
+                    span: source.span,
+                    help: Some(format!("write `{}[op 2..=5]`", source.task.text)),
+                }
+                .into(),
+            );
+            return None;
+        }
+        if !ok {
+            return None;
+        }
+        let (op_min, op_max) = ops?;
+        Some(SourceSpec {
+            task: task_id,
+            op_min,
+            op_max,
+            contexts: contexts.unwrap_or(task.contexts.clone()),
+            mode,
+        })
+    }
+
+    /// Worst-case example length of a source, in tokens.
+    pub(super) fn source_tokens(&self, source: &SourceSpec) -> u64 {
+        let key = (source.task, source.contexts.clone(), source.op_max);
+        if let Some(&known) = self.example_tokens.borrow().get(&key) {
+            return known;
+        }
+        let task = &self.plan.tasks[source.task.0];
+        let contexts: Vec<_> = source
+            .contexts
+            .iter()
+            .map(|c| &self.plan.contexts[c.0])
+            .collect();
+        let phrasing = &self.plan.phrasings[task.phrasing.0];
+        let tokens = max_example_tokens(
+            &contexts,
+            phrasing,
+            source.op_max,
+            task.distractors,
+            task.max_value,
+        );
+        self.example_tokens.borrow_mut().insert(key, tokens);
+        tokens
+    }
+
+    /// Reports sources whose longest example does not fit the model's context.
+    pub(super) fn check_lengths(
+        &mut self,
+        model: ModelId,
+        data: &DataSpec,
+        spans: &[Span],
+    ) -> Option<()> {
+        let spec = &self.plan.models[model.0];
+        let (name, context) = (spec.name.clone(), spec.context);
+        for (component, span) in data.components.iter().zip(spans) {
+            let needed = self.source_tokens(&component.source);
+            if needed > u64::from(context) {
+                let task = &self.plan.tasks[component.source.task.0];
+                self.sink.push(
+                    AnalysisError::ContextTooShort {
+                        model: name.clone(),
+                        context: context.into(),
+                        what: format!("`{}` problems at op {}", task.name, component.source.op_max),
+                        needed,
+                        span: *span,
+                        help: Some(self.shorter_problems_help(component.source.task, needed)),
+                    }
+                    .into(),
+                );
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// What can make a task's problems fit a context: only the levers the task still has.
+    pub(super) fn shorter_problems_help(&self, task: TaskId, needed: u64) -> String {
+        let task = &self.plan.tasks[task.0];
+        let mut levers = vec![
+            format!("raise the model's `context` to at least {needed}"),
+            "lower the op range".to_owned(),
+        ];
+        if task.distractors {
+            levers.push("turn `distractors off`".to_owned());
+        }
+        if self.plan.phrasings[task.phrasing.0].name != "compact" {
+            levers.push("use a shorter phrasing such as `compact`".to_owned());
+        }
+        let last = levers.pop().unwrap_or_default();
+        format!("{}, or {last}", levers.join(", "))
+    }
+}

@@ -1,0 +1,651 @@
+//! Lowering one stage block (`pretrain`, `midtrain`, `rl`) in a cell: its fields, amounts
+//! given directly or as budget shares, batch, learning-rate schedule and competence filter.
+
+use super::Analyzer;
+use super::cells::{BudgetShares, block_name};
+use super::fields::{self, Env, Fields, Reader, format_number};
+use crate::diagnostics::{AnalysisError, AnalysisWarning};
+use crate::plan::{
+    BudgetUnit, Decay, FilterSpec, LossTarget, LrSchedule, ModelId, RlSpec, StageSpec, TrainSpec,
+};
+use crate::syntax::Span;
+use crate::syntax::ast::{Atom, Block, Line};
+/// The largest `tokens` (or fixed `steps`) a stage may declare: a thousand times the paper's
+/// largest schedule, and well inside the integers a float holds exactly.
+const MAX_AMOUNT: f64 = 1e15;
+
+const PRETRAIN_FIELDS: &[&str] = &[
+    "model",
+    "data",
+    "tokens",
+    "batch",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "loss",
+    "eval_every",
+    "checkpoint_every",
+    "seed",
+];
+const MIDTRAIN_FIELDS: &[&str] = &[
+    "data",
+    "tokens",
+    "batch",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "loss",
+    "eval_every",
+    "checkpoint_every",
+    "seed",
+];
+const RL_FIELDS: &[&str] = &[
+    "prompts",
+    "group",
+    "prompts_per_step",
+    "steps",
+    "reward",
+    "kl",
+    "clip",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "epochs",
+    "filter",
+    "checkpoint_every",
+    "seed",
+];
+
+/// An amount given directly or as a share of a budget.
+enum Amount {
+    Fixed(f64),
+    Share {
+        share: f64,
+        budget: String,
+        span: Span,
+    },
+}
+
+impl Analyzer<'_> {
+    /// Lowers a `pretrain` (no parent model) or `midtrain` (parent's model) stage.
+    pub(super) fn lower_train(
+        &mut self,
+        block: &Block,
+        env: Env<'_>,
+        parent_model: Option<ModelId>,
+        pretrain: bool,
+        shares: &mut BudgetShares,
+    ) -> Option<(StageSpec, u64)> {
+        let allowed = if pretrain {
+            PRETRAIN_FIELDS
+        } else {
+            MIDTRAIN_FIELDS
+        };
+        let fields = Fields::collect(block, allowed, &[], &mut self.sink);
+        let before = self.sink.len();
+        let model = if pretrain {
+            fields
+                .require("model", "model tiny", &mut self.sink)
+                .and_then(|line| {
+                    let mut r = Reader::new(line, env, "model NAME", &mut self.sink)?;
+                    let name = r.name("a model name")?;
+                    r.finish();
+                    self.resolve_model(&name)
+                })
+        } else {
+            parent_model
+        };
+        let data = fields
+            .require("data", "data arith[op 2..=5]", &mut self.sink)
+            .and_then(|line| self.data_line(line, env, "data MIXTURE or data TASK[op LO..=HI]"));
+        let tokens = fields
+            .require("tokens", "tokens 20M", &mut self.sink)
+            .and_then(|line| self.amount(line, env, "tokens 20M  or  tokens 50% of BUDGET"));
+        // Every field is read (and its problems reported) before anything missing stops us.
+        let context = model.map(|m| {
+            let spec = &self.plan.models[m.0];
+            (spec.name.clone(), spec.context)
+        });
+        let batch = match (fields.get("batch"), context) {
+            (Some(line), Some((model, context))) => self.batch(line, env, &model, context),
+            (Some(_), None) => None,
+            (None, context) => context.map(|(_, c)| (8, c.min(512))),
+        };
+        let warmup_default = if pretrain { 0.05 } else { 0.15 };
+        let lr = match fields.get("lr") {
+            Some(line) => self.lr_schedule(line, env, warmup_default),
+            None => Some(LrSchedule {
+                peak: 1e-3,
+                floor: 1e-4,
+                decay: Decay::Cosine,
+                warmup: warmup_default,
+            }),
+        };
+        let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.1);
+        let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0);
+        let loss = match fields.get("loss") {
+            Some(line) => {
+                Reader::new(line, env, "loss full|solution", &mut self.sink).and_then(|mut r| {
+                    let target = r.word("`full` or `solution`", &["full", "solution"])?;
+                    r.finish();
+                    Some(if target == "full" {
+                        LossTarget::Full
+                    } else {
+                        LossTarget::Solution
+                    })
+                })
+            }
+            None => Some(LossTarget::Full),
+        };
+        let eval_every = self.int_field(&fields, "eval_every", env, 1, 1 << 30, 200);
+        let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 500);
+        let replica = self.int_field(&fields, "seed", env, 0, 1 << 30, 0);
+        let model = model?;
+        let (batch, seq_len) = batch?;
+        let (lr, weight_decay, grad_clip, loss) = (lr?, weight_decay?, grad_clip?, loss?);
+        let (eval_every, checkpoint_every) = (eval_every? as u32, checkpoint_every? as u32);
+        let (data, data_spans) = data?;
+        let amount = tokens?;
+        if self.sink.len() > before {
+            return None;
+        }
+        let params = self.plan.models[model.0].non_embedding_params as f64;
+        let tokens = match amount {
+            Amount::Fixed(t) => t,
+            Amount::Share {
+                share,
+                budget,
+                span,
+            } => {
+                let spec = self.resolve_budget(&crate::syntax::ast::Name {
+                    text: budget.clone(),
+                    span,
+                })?;
+                let total = match (spec.unit, spec.tokens_per_rl_step) {
+                    (BudgetUnit::Tokens, _) => spec.amount,
+                    (BudgetUnit::Flops, _) => spec.amount / (6.0 * params),
+                    (BudgetUnit::RlSteps, Some(rate)) => spec.amount * rate,
+                    (BudgetUnit::RlSteps, None) => {
+                        self.sink.push(
+                            AnalysisError::BudgetUnitMismatch {
+                                budget,
+                                unit: "rl_steps".to_owned(),
+                                stage_kind: block.kind.text.clone(),
+                                needed: "tokens".to_owned(),
+                                span,
+                                help: Some("declare the exchange rate: `budget NAME = 100 rl_steps where rl_step = 200k tokens`".to_owned()),
+                            }
+                            .into(),
+                        );
+                        return None;
+                    }
+                };
+                shares
+                    .entry(spec.name)
+                    .or_default()
+                    .push((block_name(block), share));
+                share * total
+            }
+        };
+        self.check_lengths(model, &data, &data_spans)?;
+        let spec = TrainSpec {
+            model,
+            data,
+            tokens: tokens.round() as u64,
+            batch,
+            seq_len,
+            lr,
+            weight_decay,
+            grad_clip,
+            loss,
+            eval_every,
+            checkpoint_every,
+        };
+        let spec = if pretrain {
+            StageSpec::Pretrain(spec)
+        } else {
+            StageSpec::Midtrain(spec)
+        };
+        Some((spec, replica? as u64))
+    }
+
+    /// Lowers an `rl` stage.
+    pub(super) fn lower_rl(
+        &mut self,
+        block: &Block,
+        env: Env<'_>,
+        parent_model: Option<ModelId>,
+        shares: &mut BudgetShares,
+    ) -> Option<(StageSpec, u64)> {
+        let fields = Fields::collect(block, RL_FIELDS, &[], &mut self.sink);
+        let before = self.sink.len();
+        let prompts = fields
+            .require("prompts", "prompts arith[op 5..=7]", &mut self.sink)
+            .and_then(|line| {
+                self.data_line(line, env, "prompts MIXTURE or prompts TASK[op LO..=HI]")
+            });
+        let steps = fields
+            .require("steps", "steps 200", &mut self.sink)
+            .and_then(|line| self.amount(line, env, "steps 200  or  steps 50% of BUDGET"));
+        let reward = fields
+            .require("reward", "reward blended", &mut self.sink)
+            .and_then(|line| {
+                let mut r = Reader::new(line, env, "reward NAME", &mut self.sink)?;
+                let name = r.name("a reward name")?;
+                r.finish();
+                self.resolve_reward(&name)
+            });
+        // Every field is read (and its problems reported) before anything missing stops us.
+        let group = self.int_field(&fields, "group", env, 2, 4096, 8);
+        let prompts_per_step = self.int_field(&fields, "prompts_per_step", env, 1, 1 << 20, 16);
+        let kl = self.real_field(&fields, "kl", env, 0.0, 100.0, 0.001);
+        let clip = match fields.get("clip") {
+            Some(line) => Reader::new(line, env, "clip 0.2  or  clip 0.2, 0.28", &mut self.sink)
+                .and_then(|mut r| {
+                    let low = r.real("the clip ε", 0.0, 1.0)?;
+                    let high = if r.next_group() {
+                        r.real("the upper clip ε", 0.0, 10.0)?
+                    } else {
+                        low
+                    };
+                    r.finish();
+                    Some((low, high))
+                }),
+            None => Some((0.2, 0.2)),
+        };
+        let lr = self.real_field(&fields, "lr", env, 0.0, 1.0, 1e-5);
+        let weight_decay = self.real_field(&fields, "weight_decay", env, 0.0, 10.0, 0.01);
+        let grad_clip = self.real_field(&fields, "grad_clip", env, 0.0, 1e6, 1.0);
+        let temperature = self.real_field(&fields, "temperature", env, 0.0, 10.0, 1.0);
+        self.warn_greedy(&fields, block, temperature, group.map(i64::unsigned_abs));
+        let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0);
+        let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256);
+        let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1);
+        let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 20);
+        let replica = self.int_field(&fields, "seed", env, 0, 1 << 30, 0);
+        let filter = match fields.get("filter") {
+            Some(line) => self.filter(line, env).map(Some),
+            None => Some(None),
+        };
+        let (group, prompts_per_step, kl, (clip_low, clip_high)) =
+            (group? as u32, prompts_per_step? as u32, kl?, clip?);
+        let (lr, weight_decay, grad_clip, temperature, top_p) =
+            (lr?, weight_decay?, grad_clip?, temperature?, top_p?);
+        let (max_new_tokens, epochs, checkpoint_every, filter) = (
+            max_new_tokens? as u32,
+            epochs? as u32,
+            checkpoint_every? as u32,
+            filter?,
+        );
+        let (prompts, spans) = prompts?;
+        let (amount, reward) = (steps?, reward?);
+        let model = parent_model?;
+        if self.sink.len() > before {
+            return None;
+        }
+        let steps = match amount {
+            Amount::Fixed(s) => s,
+            Amount::Share {
+                share,
+                budget,
+                span,
+            } => {
+                let spec = self.resolve_budget(&crate::syntax::ast::Name {
+                    text: budget.clone(),
+                    span,
+                })?;
+                let params = self.plan.models[model.0].non_embedding_params as f64;
+                let total = match (spec.unit, spec.tokens_per_rl_step) {
+                    (BudgetUnit::RlSteps, _) => spec.amount,
+                    (BudgetUnit::Tokens, Some(rate)) => spec.amount / rate,
+                    (BudgetUnit::Flops, Some(rate)) => spec.amount / (6.0 * params) / rate,
+                    (unit, None) => {
+                        let unit = if unit == BudgetUnit::Tokens {
+                            "tokens"
+                        } else {
+                            "flops"
+                        };
+                        self.sink.push(
+                            AnalysisError::BudgetUnitMismatch {
+                                budget,
+                                unit: unit.to_owned(),
+                                stage_kind: "rl".to_owned(),
+                                needed: "rl_steps".to_owned(),
+                                span,
+                                help: Some("declare the exchange rate: `budget NAME = ... where rl_step = 200k tokens`".to_owned()),
+                            }
+                            .into(),
+                        );
+                        return None;
+                    }
+                };
+                shares
+                    .entry(spec.name)
+                    .or_default()
+                    .push((block_name(block), share));
+                (share * total).round()
+            }
+        };
+        // `amount` guarantees at least 1 for a fixed count; a share may be 0 (a no-op stage).
+        if steps > f64::from(u32::MAX) {
+            let span = fields.get("steps").map_or(block.span, |l| l.span);
+            self.sink.push(
+                AnalysisError::ValueOutOfRange {
+                    what: "`steps`".to_owned(),
+                    allowed: format!("at most {}", u32::MAX),
+                    value: format_number(steps),
+                    span,
+                    help: None,
+                }
+                .into(),
+            );
+            return None;
+        }
+        let context = self.plan.models[model.0].context;
+        if max_new_tokens >= context {
+            let span = fields.get("max_new_tokens").map_or(block.span, |l| l.span);
+            self.sink.push(
+                AnalysisError::ValueOutOfRange {
+                    what: "`max_new_tokens`".to_owned(),
+                    allowed: format!("less than the model's context ({context})"),
+                    value: max_new_tokens.to_string(),
+                    span,
+                    help: None,
+                }
+                .into(),
+            );
+            return None;
+        }
+        self.check_lengths(model, &prompts, &spans)?;
+        let spec = RlSpec {
+            model,
+            prompts,
+            group,
+            prompts_per_step,
+            steps: steps as u32,
+            reward,
+            kl,
+            clip_low,
+            clip_high,
+            lr,
+            weight_decay,
+            grad_clip,
+            temperature,
+            top_p,
+            max_new_tokens,
+            epochs,
+            filter,
+            checkpoint_every,
+        };
+        Some((StageSpec::Rl(spec), replica? as u64))
+    }
+
+    pub(super) fn filter(&mut self, line: &Line, env: Env<'_>) -> Option<FilterSpec> {
+        let syntax = "filter pass_rate 0.1..=0.9 samples 8";
+        let mut r = Reader::new(line, env, syntax, &mut self.sink)?;
+        r.expect("pass_rate")?;
+        let atom = r.atom("a pass-rate band such as `0.1..=0.9`")?;
+        let Atom::Range(range) = &atom else {
+            r.wrong("a pass-rate band such as `0.1..=0.9`", &atom);
+            return None;
+        };
+        if !range.inclusive {
+            r.sink.push(
+                AnalysisError::ExclusiveRange {
+                    suggestion: format!("{}..={}", range.lo.text, range.hi.text),
+                    span: range.span,
+                }
+                .into(),
+            );
+            return None;
+        }
+        let (lo, hi) = (range.lo.value(), range.hi.value());
+        if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) {
+            r.out_of_range(
+                "a pass rate",
+                "between 0 and 1",
+                format!("{lo}..={hi}"),
+                range.span,
+            );
+            return None;
+        }
+        if lo > hi {
+            r.sink.push(
+                AnalysisError::EmptyRange {
+                    range: format!("{}..={}", range.lo.text, range.hi.text),
+                    suggestion: format!("{}..={}", range.hi.text, range.lo.text),
+                    span: range.span,
+                }
+                .into(),
+            );
+            return None;
+        }
+        let samples = if r.eat("samples") {
+            r.int("the filter's samples", 1, 4096)? as u32
+        } else {
+            8
+        };
+        r.finish();
+        Some(FilterSpec {
+            min_pass_rate: lo,
+            max_pass_rate: hi,
+            samples,
+        })
+    }
+
+    pub(super) fn real_field(
+        &mut self,
+        fields: &Fields<'_>,
+        field: &str,
+        env: Env<'_>,
+        lo: f64,
+        hi: f64,
+        default: f64,
+    ) -> Option<f64> {
+        fields::single(fields.get(field), env, &mut self.sink, default, |r| {
+            r.real(&format!("`{field}`"), lo, hi)
+        })
+    }
+
+    pub(super) fn int_field(
+        &mut self,
+        fields: &Fields<'_>,
+        field: &str,
+        env: Env<'_>,
+        lo: i64,
+        hi: i64,
+        default: i64,
+    ) -> Option<i64> {
+        fields::single(fields.get(field), env, &mut self.sink, default, |r| {
+            r.int(&format!("`{field}`"), lo, hi)
+        })
+    }
+
+    /// `tokens 20M` / `steps 200`, or `... 50% of BUDGET`.
+    fn amount(&mut self, line: &Line, env: Env<'_>, syntax: &'static str) -> Option<Amount> {
+        let mut r = Reader::new(line, env, syntax, &mut self.sink)?;
+        let field = r.field().to_owned();
+        let (value, number) = r.number(&format!("the number of {field}"))?;
+        if r.eat("of") {
+            let budget = r.name("a budget name")?;
+            r.finish();
+            if !(0.0..=1.0).contains(&value) {
+                self.sink.push(
+                    AnalysisError::ValueOutOfRange {
+                        what: "a budget share".to_owned(),
+                        allowed: "between 0% and 100%".to_owned(),
+                        value: format!(
+                            "{}{}",
+                            number.text,
+                            if number.suffix.is_some() { "%" } else { "" }
+                        ),
+                        span: number.span,
+                        help: None,
+                    }
+                    .into(),
+                );
+                return None;
+            }
+            return Some(Amount::Share {
+                share: value,
+                budget: budget.text,
+                span: budget.span,
+            });
+        }
+        r.finish();
+        if number.suffix == Some(crate::syntax::ast::Suffix::Percent) {
+            self.sink.push(
+                AnalysisError::WrongValue {
+                    expected: format!("a number of {field}"),
+                    found: "a percentage".to_owned(),
+                    span: number.span,
+                    help: Some(format!(
+                        "a share needs its budget: `{field} {}% of BUDGET`",
+                        number.text
+                    )),
+                }
+                .into(),
+            );
+            return None;
+        }
+        if !(1.0..=MAX_AMOUNT).contains(&value) || value.fract() != 0.0 {
+            self.sink.push(
+                AnalysisError::ValueOutOfRange {
+                    what: format!("`{field}`"),
+                    allowed: "a whole number from 1 to 1e15".to_owned(),
+                    value: if value > MAX_AMOUNT {
+                        format!("{value:e}")
+                    } else {
+                        format_number(value)
+                    },
+                    span: number.span,
+                    help: None,
+                }
+                .into(),
+            );
+            return None;
+        }
+        Some(Amount::Fixed(value))
+    }
+
+    /// `batch 32 x 512` or `batch 32` (sequence length = the model's context, up to 512).
+    pub(super) fn batch(
+        &mut self,
+        line: &Line,
+        env: Env<'_>,
+        model: &str,
+        context: u32,
+    ) -> Option<(u32, u32)> {
+        let mut r = Reader::new(line, env, "batch SEQUENCES x TOKENS", &mut self.sink)?;
+        let batch = r.int("the batch size", 1, 1 << 20)? as u32;
+        let mut seq = context.min(512);
+        let mut seq_span = None;
+        if r.eat("x") {
+            let atom = r.peek().cloned();
+            seq = r.int("the sequence length", 2, 1 << 24)? as u32;
+            seq_span = atom.map(|a| a.span());
+        }
+        r.finish();
+        if seq > context {
+            self.sink.push(
+                AnalysisError::SequenceTooLong {
+                    model: model.to_owned(),
+                    seq: seq.into(),
+                    context: context.into(),
+                    span: seq_span.unwrap_or(line.span),
+                }
+                .into(),
+            );
+            return None;
+        }
+        Some((batch, seq))
+    }
+
+    /// `lr PEAK [-> FLOOR] [cosine|linear|constant] [warmup SHARE]`.
+    pub(super) fn lr_schedule(
+        &mut self,
+        line: &Line,
+        env: Env<'_>,
+        warmup_default: f64,
+    ) -> Option<LrSchedule> {
+        let mut r = Reader::new(
+            line,
+            env,
+            "lr 1e-3 -> 1e-4 cosine warmup 5%",
+            &mut self.sink,
+        )?;
+        let peak = r.real("the learning rate", 0.0, 10.0)?;
+        let mut floor = peak;
+        let mut decay = Decay::Constant;
+        let mut span = line.span;
+        if matches!(r.peek(), Some(Atom::Arrow(_))) {
+            r.atom("`->`");
+            let end_atom = r.peek().cloned();
+            floor = r.real("the final learning rate", 0.0, 10.0)?;
+            span = end_atom.map_or(span, |a| a.span());
+            decay = Decay::Cosine;
+        }
+        if let Some(Atom::Name(n)) = r.peek()
+            && n.text != "warmup"
+        {
+            decay = match r.word("a schedule shape", &["cosine", "linear", "constant"])? {
+                "cosine" => Decay::Cosine,
+                "linear" => Decay::Linear,
+                _ => Decay::Constant,
+            };
+        }
+        let mut warmup = warmup_default;
+        if r.eat("warmup") {
+            let atom = r.peek().cloned();
+            warmup = r.share("the warmup share")?;
+            if warmup > 0.5 {
+                let span = atom.map_or(line.span, |a| a.span());
+                r.sink.push(
+                    AnalysisWarning::LongWarmup {
+                        percent: format_number(warmup * 100.0),
+                        span,
+                    }
+                    .into(),
+                );
+            }
+        }
+        r.finish();
+        if floor > peak {
+            self.sink.push(
+                AnalysisWarning::LrRises {
+                    start: format_number(peak),
+                    end: format_number(floor),
+                    span,
+                }
+                .into(),
+            );
+        }
+        Some(LrSchedule {
+            peak,
+            floor,
+            decay,
+            warmup,
+        })
+    }
+
+    /// W0103 when several samples (an eval's, or an RL group's rollouts) are drawn at
+    /// temperature 0: they are all the same.
+    pub(super) fn warn_greedy(
+        &mut self,
+        fields: &Fields<'_>,
+        block: &Block,
+        temperature: Option<f64>,
+        samples: Option<u64>,
+    ) {
+        if let (Some(0.0), Some(samples)) = (temperature, samples)
+            && samples > 1
+        {
+            let span = fields.get("temperature").map_or(block.span, |l| l.span);
+            self.sink
+                .push(AnalysisWarning::GreedySamples { samples, span }.into());
+        }
+    }
+}
