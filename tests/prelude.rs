@@ -151,7 +151,7 @@ fn zoo_teacher_movie_match_the_reference() {
 
 #[test]
 fn english_phrasing_reproduces_reference_sentences() {
-    use rlp::analysis::templates::fill;
+    use rlp::plan::template::fill;
     let src = "seed 1\nuse prelude\ntask t {\n    contexts zoo\n    phrasing english\n    distractors off\n}\n\
                pretrain p {\n    model paper-100m\n    data t[op 2]\n    tokens 1k\n}\neval {\n    models p\n    split s t[op 2]\n}\n";
     let plan = rlp::compile(&SourceFile::new("t.rlp", src)).plan.unwrap();

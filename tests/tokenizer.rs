@@ -32,7 +32,7 @@ proptest! {
         for tag in rlp::tokenizer::TAGS {
             untagged = untagged.replace(tag, "");
         }
-        prop_assert_eq!(ids.len() as u64, rlp::analysis::templates::count_tokens(&untagged) + 6);
+        prop_assert_eq!(ids.len() as u64, rlp::tokenizer::count_tokens(&untagged) + 6);
     }
 
     #[test]

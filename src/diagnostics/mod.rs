@@ -7,14 +7,13 @@
 mod analysis_error;
 pub mod explain;
 mod source;
-mod syntax_error;
 
 use std::fmt::Write as _;
 
+pub use crate::syntax::SyntaxError;
 pub use analysis_error::{AnalysisError, AnalysisWarning};
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, SourceCode};
 use serde::Serialize;
-pub use syntax_error::SyntaxError;
 
 use self::source::{Indexed, LONG_LINE_LABEL};
 use crate::syntax::SourceFile;

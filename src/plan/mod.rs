@@ -4,6 +4,7 @@
 //! Nothing after analysis parses a string or looks up a name.
 
 mod spec;
+pub mod template;
 
 use serde::{Deserialize, Serialize};
 pub use spec::*;

@@ -71,7 +71,7 @@ pub struct ContextSpec {
 pub struct PhrasingSpec {
     /// The phrasing's name.
     pub name: String,
-    /// Every slot, in the canonical order of [`crate::analysis::templates::SLOTS`].
+    /// Every slot, in the canonical order of [`crate::plan::template::SLOTS`].
     pub templates: Vec<(String, String)>,
     /// Whether problems in this phrasing show context names (entities, items).
     pub shows_context: bool,

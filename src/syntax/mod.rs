@@ -4,10 +4,12 @@
 //! Nothing here knows what a `pretrain` block means: that is [`crate::analysis`]'s job.
 
 pub mod ast;
+mod error;
 mod lower;
 pub(crate) mod parser;
 pub mod span;
 
+pub use error::SyntaxError;
 pub use parser::parse;
 pub use span::{SourceFile, Span};
 

@@ -6,11 +6,11 @@
 use pest::Parser as _;
 use pest::iterators::Pair;
 
+use super::SyntaxError;
 use super::ast::{Ast, Atom, Number};
 pub(crate) use super::lower::is_noise;
 use super::lower::{Lower, significant};
 use super::span::Span;
-use crate::diagnostics::SyntaxError;
 
 /// The pest parser generated from `grammar/rlp.pest`.
 #[derive(pest_derive::Parser)]

@@ -26,7 +26,7 @@ use self::generate::Rejection;
 use self::graph::Graph;
 use self::render::Rendered;
 use self::trace::{ParsedNode, ParsedSolution, TraceFormat};
-use crate::analysis::templates::Template;
+use crate::plan::template::Template;
 use crate::plan::{ContextId, Mode, Plan, TaskId};
 
 /// Attempts before giving up on one problem (a request the task cannot meet).

@@ -10,7 +10,7 @@ use super::graph::{Combine, Graph, NodeKind, Rule};
 use super::linear::Linear;
 use std::fmt::Write as _;
 
-use crate::analysis::templates::{Template, fill};
+use crate::plan::template::{Template, fill};
 use crate::plan::{ContextSpec, Mode, PhrasingSpec, SentenceOrder};
 
 /// A rendered problem.
@@ -61,7 +61,7 @@ fn letter_pool() -> Vec<char> {
     ('A'..='Z').chain('a'..='z').filter(|c| *c != 'x').collect()
 }
 
-/// Indices of the phrasing slots, in the order of [`crate::analysis::templates::SLOTS`]
+/// Indices of the phrasing slots, in the order of [`crate::plan::template::SLOTS`]
 /// (which is the order of [`PhrasingSpec::templates`]).
 mod slot {
     pub(super) const INSTANCE_NAME: usize = 0;
@@ -629,7 +629,7 @@ impl<R: Rng> Renderer<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::slot;
-    use crate::analysis::templates::SLOTS;
+    use crate::plan::template::SLOTS;
 
     #[test]
     fn slot_indices_follow_the_slot_table() {

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::trace::{ParsedSolution, TraceFormat, parse};
 use super::verify::{Score, outcome, score, well_formed};
-use crate::analysis::templates::count_tokens;
 use crate::plan::{Primitive, RewardSpec};
+use crate::tokenizer::count_tokens;
 
 /// The four primitives for one completion, each in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -3,7 +3,7 @@
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::syntax::Span;
+use super::Span;
 
 /// A problem found while parsing. pest stops at the first one, so a file has at most one.
 #[derive(Debug, Clone, Error, Diagnostic)]
