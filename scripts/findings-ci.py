@@ -8,7 +8,7 @@ fixed seed), and for cells that differ only in `replica`, the mean over replicas
 spread (min-max) of the per-replica values and a bootstrap that resamples problems within
 each replica. Stop-gap until `rlp report` (issue 19) does this in rlp itself.
 
-    python3 scripts/findings-ci.py runs/f1-edge [--eval eval] [--k 1,8,64] [--by-op]
+    python3 scripts/findings-ci.py runs/f1-edge [--eval eval] [--k 1,8,64] [--by-op] [--bases-differ]
 """
 import argparse
 import json
@@ -49,6 +49,11 @@ def main():
     parser.add_argument("--eval", default="eval")
     parser.add_argument("--k", default="1,8,64")
     parser.add_argument("--by-op", action="store_true", help="one row per op, not per split")
+    parser.add_argument(
+        "--bases-differ",
+        action="store_true",
+        help="the models before RL differ between cell groups (F2's exposures): one row per group",
+    )
     args = parser.parse_args()
     ks = [int(k) for k in args.k.split(",")]
     # (model, cell group, split) -> replica -> [(n, c)]
@@ -64,11 +69,12 @@ def main():
             row = json.loads(line)
             model = row["model"]
             # The shared base is evaluated in every cell with the same problems: count it once.
-            key_group = group if model == "post" else "-"
+            key_group = group if model == "post" or args.bases_differ else "-"
             if model != "post":
-                if (model, row["split"], row["op"], row["prompt"]) in seen_base:
+                seen = (model, key_group, row["split"], row["op"], row["prompt"])
+                if seen in seen_base:
                     continue
-                seen_base.add((model, row["split"], row["op"], row["prompt"]))
+                seen_base.add(seen)
                 replica_key = "-"
             else:
                 replica_key = replica
