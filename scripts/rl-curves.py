@@ -2,8 +2,12 @@
 """An RL metric over training, per cell group: means over windows of steps, and the spread of
 the per-seed means (cells that differ only in `replica` form a group).
 
-    python3 scripts/rl-curves.py RUN [METRIC ...] [--window 20] [--at 1,50,100,150,181]
+    python3 scripts/rl-curves.py RUN[,RUN...] [METRIC ...] [--window 20] [--at 1,50,100,150,181]
+        [--svg OUT.svg]
     python3 scripts/rl-curves.py runs/f4-rewards rollout/answer_right_process_wrong
+
+With `--svg`, also draws the first metric over training (means over consecutive windows of
+`--window` steps, seeds averaged), one line per cell group.
 
 Reads each cell's `manifest.json` for its `rl` stage directory and that stage's
 `metrics.jsonl`. Stop-gap until `rlp report` (issue 19) draws these curves.
@@ -21,10 +25,12 @@ def main():
     parser.add_argument("metrics", nargs="*", default=["reward/mean", "rollout/verified_acc"])
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--at", default="1,51,101,151,181")
+    parser.add_argument("--svg")
     args = parser.parse_args()
     starts = [int(a) for a in args.at.split(",")]
     groups = defaultdict(list)
-    for cell in sorted(Path(args.run).iterdir()):
+    cells = sorted(c for run in args.run.split(",") for c in Path(run).iterdir())
+    for cell in cells:
         manifest = cell / "manifest.json"
         if not manifest.is_file():
             continue
@@ -53,6 +59,53 @@ def main():
                 else:
                     cells.append("-")
             print(f"| {group} | " + " | ".join(cells) + " |")
+
+
+    if args.svg:
+        draw(groups, args.metrics[0], args.window, args.svg)
+
+
+def draw(groups, metric, window, out_path):
+    colors = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f"]
+    curves = {}
+    for group, runs in sorted(groups.items()):
+        last = max(r["step"] for rows in runs for r in rows)
+        points = []
+        for s in range(1, last + 1, window):
+            per = []
+            for rows in runs:
+                values = [r[metric] for r in rows if s <= r["step"] < s + window and metric in r]
+                if values:
+                    per.append(sum(values) / len(values))
+            if per:
+                points.append((s + window / 2, sum(per) / len(per)))
+        curves[group] = points
+    steps = max(x for pts in curves.values() for x, _ in pts) + window / 2
+    top_value = max(0.05, max(v for pts in curves.values() for _, v in pts))
+    w, h, left, right, top, bottom = 640, 380, 60, 230, 40, 50
+    pw, ph = w - left - right, h - top - bottom
+    x = lambda v: left + pw * v / steps
+    y = lambda v: top + ph * (1 - v / top_value)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{left}" y="22" font-size="14">{metric} over RL steps (seeds averaged)</text>']
+    for i in range(5):
+        v = top_value * i / 4
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    for i in range(5):
+        v = steps * i / 4
+        out.append(f'<text x="{x(v):.1f}" y="{top + ph + 18}" text-anchor="middle">{v:.0f}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{h - 10}" text-anchor="middle">step</text>')
+    for i, (group, points) in enumerate(curves.items()):
+        color = colors[i % len(colors)]
+        line = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in points)
+        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
+        ly = top + 10 + 18 * i
+        out.append(f'<line x1="{left + pw + 15}" x2="{left + pw + 35}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<text x="{left + pw + 40}" y="{ly + 4}">{group}</text>')
+    out.append("</svg>")
+    Path(out_path).write_text("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":
