@@ -139,6 +139,26 @@ fn documented_commands_parse_and_name_real_files() {
 }
 
 #[test]
+fn relative_links_lead_somewhere() {
+    for (path, text) in pages() {
+        let dir = path.parent().unwrap();
+        for (i, _) in text.match_indices("](") {
+            let target = &text[i + 2..];
+            let end = target.find([')', '#', ' ']).unwrap_or(target.len());
+            let target = &target[..end];
+            if target.is_empty() || target.starts_with("http") {
+                continue;
+            }
+            assert!(
+                dir.join(target).exists(),
+                "{}: the link `{target}` leads nowhere",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn documented_complete_files_check_clean() {
     let mut checked = 0;
     // The diagnostics page's examples are meant to fail: the fixture tests check each fires
