@@ -13,16 +13,12 @@ each replica. Stop-gap until `rlp report` (issue 19) does this in rlp itself.
 import argparse
 import json
 import random
-import re
 from collections import defaultdict
-from math import comb
 from pathlib import Path
 
+from findings_lib import group_and_replica, pass_at_k
 
-def pass_at_k(n, c, k):
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)
+
 
 
 def mean(xs):
@@ -63,8 +59,7 @@ def main():
         samples = cell / "eval" / f"{args.eval}-samples.jsonl"
         if not samples.is_file():
             continue
-        group = re.sub(r",?replica=[^,]+", "", cell.name) or "main"
-        replica = (re.search(r"replica=([^,]+)", cell.name) or [None, "-"])[1]
+        group, replica = group_and_replica(cell.name)
         for line in samples.open():
             row = json.loads(line)
             model = row["model"]

@@ -12,12 +12,11 @@ Stop-gap until `rlp report` (issue 19) does this in rlp itself.
 import json
 import random
 import sys
-from math import comb
 from pathlib import Path
 
+from findings_lib import pass_at_k
 
-def pass_at_k(n, c, k):
-    return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
+
 
 
 def main():

@@ -14,9 +14,10 @@ Reads each cell's `manifest.json` for its `rl` stage directory and that stage's
 """
 import argparse
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
+
+from findings_lib import group_and_replica, line_chart
 
 
 def main():
@@ -39,7 +40,7 @@ def main():
         if not rl:
             continue
         rows = [json.loads(l) for l in (cell / rl[-1]["dir"] / "metrics.jsonl").open()]
-        group = re.sub(r",?replica=[^,]+", "", cell.name) or "main"
+        group, _ = group_and_replica(cell.name)
         groups[group].append(rows)
     for metric in args.metrics:
         print(f"\n{metric}, mean over steps [s, s + {args.window}) (seed min-max)\n")
@@ -66,7 +67,6 @@ def main():
 
 
 def draw(groups, metric, window, out_path):
-    colors = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f"]
     curves = {}
     for group, runs in sorted(groups.items()):
         last = max(r["step"] for rows in runs for r in rows)
@@ -82,30 +82,16 @@ def draw(groups, metric, window, out_path):
         curves[group] = points
     steps = max(x for pts in curves.values() for x, _ in pts) + window / 2
     top_value = max(0.05, max(v for pts in curves.values() for _, v in pts))
-    w, h, left, right, top, bottom = 640, 380, 60, 230, 40, 50
-    pw, ph = w - left - right, h - top - bottom
-    x = lambda v: left + pw * v / steps
-    y = lambda v: top + ph * (1 - v / top_value)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{w}" height="{h}" fill="white"/>',
-           f'<text x="{left}" y="22" font-size="14">{metric} over RL steps (seeds averaged)</text>']
-    for i in range(5):
-        v = top_value * i / 4
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{left - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
-    for i in range(5):
-        v = steps * i / 4
-        out.append(f'<text x="{x(v):.1f}" y="{top + ph + 18}" text-anchor="middle">{v:.0f}</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{h - 10}" text-anchor="middle">step</text>')
-    for i, (group, points) in enumerate(curves.items()):
-        color = colors[i % len(colors)]
-        line = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in points)
-        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
-        ly = top + 10 + 18 * i
-        out.append(f'<line x1="{left + pw + 15}" x2="{left + pw + 35}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>')
-        out.append(f'<text x="{left + pw + 40}" y="{ly + 4}">{group}</text>')
-    out.append("</svg>")
-    Path(out_path).write_text("\n".join(out) + "\n")
+    line_chart(
+        out_path,
+        f"{metric} over RL steps (seeds averaged)",
+        curves,
+        x=lambda v: 350 * v / steps,
+        y=lambda v: 290 * (1 - v / top_value),
+        x_ticks=[round(steps * i / 4) for i in range(5)],
+        y_ticks=[top_value * i / 4 for i in range(5)],
+        x_label="step",
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""What the findings scripts share: the pass@k estimator, a cell's group and replica, and an
+SVG line chart. Stop-gaps until `rlp report` (issue 19)."""
+import re
+from math import comb
+from pathlib import Path
+
+COLORS = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f", "#30343f", "#e07a5f"]
+
+
+def pass_at_k(n, c, k):
+    """Chen et al.'s unbiased pass@k from n samples of which c are correct."""
+    return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def group_and_replica(cell_name):
+    """The cell's bindings without `replica`, and its replica ("-" when it has none)."""
+    group = re.sub(r",?replica=[^,]+", "", cell_name) or "main"
+    replica = (re.search(r"replica=([^,]+)", cell_name) or [None, "-"])[1]
+    return group, replica
+
+
+def line_chart(path, title, curves, x, y, x_ticks, y_ticks, x_label):
+    """Writes a standalone SVG: `curves` maps a label to [(x, y)] points, drawn through the
+    `x` and `y` scales (data -> pixels within the plot area, which is 350 x 290 at (60, 40))."""
+    w, h, left, top, pw, ph = 640, 380, 60, 40, 350, 290
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{left}" y="22" font-size="14">{title}</text>',
+    ]
+    for v in y_ticks:
+        py = top + y(v)
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py:.1f}" y2="{py:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 8}" y="{py + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    for v in x_ticks:
+        out.append(f'<text x="{left + x(v):.1f}" y="{top + ph + 18}" text-anchor="middle">{v:g}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{h - 10}" text-anchor="middle">{x_label}</text>')
+    for i, (label, points) in enumerate(curves.items()):
+        color = COLORS[i % len(COLORS)]
+        line = " ".join(f"{left + x(a):.1f},{top + y(b):.1f}" for a, b in points)
+        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
+        ly = top + 10 + 18 * i
+        out.append(f'<line x1="{left + pw + 15}" x2="{left + pw + 35}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<text x="{left + pw + 40}" y="{ly + 4}">{label}</text>')
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out) + "\n")
