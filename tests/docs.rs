@@ -32,25 +32,20 @@ fn pages() -> Vec<(PathBuf, String)> {
 /// Fenced blocks of a page with the given info string, with the line each starts on.
 fn blocks<'a>(text: &'a str, info: &str) -> Vec<(usize, &'a str)> {
     let mut out = Vec::new();
-    let mut open: Option<(usize, usize)> = None;
+    // Inside a fence: `Some(wanted)`, where `wanted` is where the block's text starts (its line
+    // and byte offset) when the fence has the wanted info string.
+    let mut open: Option<Option<(usize, usize)>> = None;
     let mut offset = 0;
     for (number, line) in text.split_inclusive('\n').enumerate() {
         let fence = line.trim_end();
-        match open {
-            None if fence.starts_with("```") => {
-                if fence[3..].trim() == info {
-                    open = Some((number + 2, offset + line.len()));
-                } else {
-                    open = Some((0, 0));
+        if let Some(rest) = fence.strip_prefix("```") {
+            match open.take() {
+                None => {
+                    open = Some((rest.trim() == info).then_some((number + 2, offset + line.len())))
                 }
+                Some(Some((start_line, start))) => out.push((start_line, &text[start..offset])),
+                Some(None) => {}
             }
-            Some((start_line, start)) if fence.starts_with("```") => {
-                if start_line > 0 {
-                    out.push((start_line, &text[start..offset]));
-                }
-                open = None;
-            }
-            _ => {}
         }
         offset += line.len();
     }
