@@ -41,7 +41,7 @@ fn blocks<'a>(text: &'a str, info: &str) -> Vec<(usize, &'a str)> {
         if let Some(rest) = fence.strip_prefix("```") {
             match open.take() {
                 None => {
-                    open = Some((rest.trim() == info).then_some((number + 2, offset + line.len())))
+                    open = Some((rest.trim() == info).then_some((number + 2, offset + line.len())));
                 }
                 Some(Some((start_line, start))) => out.push((start_line, &text[start..offset])),
                 Some(None) => {}
