@@ -86,3 +86,53 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
         }
     }
 }
+
+/// The stages' `tokens` and `steps` of the one cell of `src`, in plan order.
+fn amounts(src: &str) -> Vec<(String, u64)> {
+    let compilation = rlp::compile(&rlp::syntax::SourceFile::new("budget.rlp", src));
+    let plan = compilation
+        .plan
+        .unwrap_or_else(|| panic!("{}", compilation.diagnostics.render_plain(80)));
+    plan.stages
+        .iter()
+        .map(|s| match &s.spec {
+            rlp::plan::StageSpec::Pretrain(t) | rlp::plan::StageSpec::Midtrain(t) => {
+                (s.name.clone(), t.tokens)
+            }
+            rlp::plan::StageSpec::Rl(r) => (s.name.clone(), u64::from(r.steps)),
+        })
+        .collect()
+}
+
+#[test]
+fn a_flop_budget_buys_tokens_at_6n_and_rl_steps_at_the_declared_rate() {
+    let file = |budget: &str| {
+        format!(
+            "seed 1\nuse prelude\ntask arith {{ contexts zoo\n phrasing compact }}\n\
+             pretrain base {{ model tiny\n data arith[op 2..=3]\n tokens 100k }}\n\
+             {budget}\nreward outcome = answer\n\
+             midtrain mid from base {{ data arith[op 2..=3]\n tokens 25% of compute }}\n\
+             rl post from mid {{ prompts arith[op 2..=3]\n steps 75% of compute\n reward outcome }}\n\
+             eval {{ models post\n split id arith[op 2..=3] }}\n"
+        )
+    };
+    let params = 854_656.0_f64; // the prelude's `tiny`, outside the embedding
+    // 1e13 FLOPs: a quarter in tokens at 6N FLOPs per token, three quarters in steps of 1e11.
+    let flops = amounts(&file(
+        "budget compute = 1e13 flops where rl_step = 1e11 flops",
+    ));
+    let expected_tokens = (0.25 * 1e13 / (6.0 * params)).round() as u64;
+    assert_eq!(flops[1], ("mid".to_owned(), expected_tokens));
+    assert_eq!(flops[2], ("post".to_owned(), 75));
+    // The same budget counted in RL steps, with the step's rate in FLOPs: the same plan.
+    let steps = amounts(&file(
+        "budget compute = 100 rl_steps where rl_step = 1e11 flops",
+    ));
+    assert_eq!(steps, flops);
+    // A rate in tokens converts through 6N as well.
+    let tokens = amounts(&file(&format!(
+        "budget compute = 1e13 flops where rl_step = {} tokens",
+        1e11 / (6.0 * params)
+    )));
+    assert_eq!(tokens, flops);
+}

@@ -402,6 +402,25 @@ fn grpo_raises_the_reward_and_resumes_where_it_stopped() {
         .join(&cells[0].manifest.stages[1].dir)
         .join("metrics.jsonl");
     assert_eq!(column(&resumed, "reward/mean"), reward);
+    // FLOPs: every step's own, summed into the running total and into the stage's, the same
+    // after the resume; the base's are 6N per trained token.
+    let step_flops = column(&metrics, "compute/step_flops");
+    assert!(step_flops.iter().all(|&f| f > 0.0), "{step_flops:?}");
+    let running: Vec<f64> = step_flops
+        .iter()
+        .scan(0.0, |sum, f| {
+            *sum += f;
+            Some(*sum)
+        })
+        .collect();
+    assert_eq!(column(&metrics, "compute/flops"), running);
+    assert_eq!(column(&resumed, "compute/flops"), running);
+    assert_eq!(done.flops, running.last().copied());
+    let resumed_done = cells[0].manifest.stages[1].done.as_ref().unwrap();
+    assert_eq!(resumed_done.flops, done.flops);
+    let base = stages[0].done.as_ref().unwrap();
+    let params = plan.models[0].non_embedding_params as f64;
+    assert_eq!(base.flops, Some(6.0 * params * base.tokens as f64));
 }
 
 #[test]
@@ -454,4 +473,59 @@ fn another_pipeline_with_the_same_stage_copies_it_instead_of_training() {
     let changed = compile("changed.rlp", &src.replace("tokens 40k", "tokens 20k"));
     let changed = execute(&changed, &input(), &options(&out), &Silent).unwrap();
     assert_eq!(changed[0].manifest.stages[0].status, Status::Finished);
+}
+
+#[test]
+fn a_zero_share_passes_its_parents_model_on_and_stale_stages_train_again() {
+    let src = std::fs::read_to_string(root().join("tests/fixtures/run/sweep.rlp"))
+        .unwrap()
+        .replace(
+            "sweep range = [3..=3, 4..=4]",
+            "budget compute = 3k tokens\nsweep share = [0%, 100%]",
+        )
+        .replace("arith[op $range]", "arith[op 3..=3]")
+        .replace("tokens 3k", "tokens $share of compute");
+    let compilation = rlp::compile(&rlp::syntax::SourceFile::new("share.rlp", src));
+    let plan = compilation
+        .plan
+        .unwrap_or_else(|| panic!("{}", compilation.diagnostics.render_plain(80)));
+    let out = scratch("zero-share");
+    let cells = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    let stages = &cells[0].manifest.stages;
+    let (base_dir, mid_dir) = (
+        cells[0].dir.join(&stages[0].dir),
+        cells[0].dir.join(&stages[1].dir),
+    );
+    let done = stages[1].done.as_ref().unwrap();
+    assert_eq!((done.steps, done.tokens), (0, 0));
+    assert!(done.heldout_loss.is_some_and(f64::is_finite));
+    assert_eq!(
+        std::fs::read(mid_dir.join("model.safetensors")).unwrap(),
+        std::fs::read(base_dir.join("model.safetensors")).unwrap(),
+        "no step was taken"
+    );
+    let full = cells[1].manifest.stages[1].done.as_ref().unwrap();
+    assert_eq!(
+        full.steps,
+        3000u64.div_ceil(2 * 128),
+        "the whole budget, in batches"
+    );
+
+    // A directory an older rlp finished with another step count is trained again, and the
+    // evals of the cells that use it are computed again.
+    let done_path = mid_dir.join("done.json");
+    let stale = std::fs::read_to_string(&done_path)
+        .unwrap()
+        .replace("\"steps\": 0", "\"steps\": 1");
+    std::fs::write(&done_path, stale).unwrap();
+    let eval_path = cells[0].dir.join("eval/eval.json");
+    let mut table = json(&eval_path);
+    table["rows"][0]["process_acc"] = 0.5.into(); // a value this tiny model never reaches
+    std::fs::write(&eval_path, table.to_string()).unwrap();
+    let again = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    let mid = &again[0].manifest.stages[1];
+    assert_eq!(mid.status, Status::Finished);
+    assert_eq!(mid.done.as_ref().unwrap().steps, 0);
+    assert_eq!(again[0].evals, cells[0].evals, "the eval computed again");
+    assert_eq!(again[1].manifest.stages[1].status, Status::Reused);
 }

@@ -4,7 +4,7 @@
 use super::fields::{self, Env, Fields, Reader};
 use super::symbols::{DefKind, Symbols};
 use crate::diagnostics::{AnalysisError, Problem};
-use crate::plan::{BudgetSpec, BudgetUnit, ModeWeights, ModelSpec, SentenceOrder};
+use crate::plan::{BudgetSpec, BudgetUnit, ModeWeights, ModelSpec, RlStepRate, SentenceOrder};
 use crate::syntax::ast::{Atom, Block, BudgetItem, Line};
 
 /// Model fields, in canonical order.
@@ -358,9 +358,9 @@ pub(crate) fn lower_budget(item: &BudgetItem, sink: &mut Vec<Problem>) -> Option
         );
         return None;
     };
-    let mut tokens_per_rl_step = None;
+    let mut rl_step = None;
     if let Some(rate) = &item.rate {
-        let syntax = "write `where rl_step = 200k tokens`";
+        let syntax = "write `where rl_step = 200k tokens` or `where rl_step = 2e11 flops`";
         if rate.unit.text != "rl_step" {
             sink.push(
                 AnalysisError::WrongValue {
@@ -373,24 +373,33 @@ pub(crate) fn lower_budget(item: &BudgetItem, sink: &mut Vec<Problem>) -> Option
             );
             return None;
         }
-        if rate.other.text != "tokens" {
-            sink.push(
-                AnalysisError::WrongValue {
-                    expected: "`tokens`".to_owned(),
-                    found: format!("`{}`", rate.other.text),
-                    span: rate.other.span,
-                    help: Some(syntax.to_owned()),
-                }
-                .into(),
-            );
-            return None;
-        }
-        match &rate.amount {
-            Atom::Number(n) if n.value() > 0.0 => tokens_per_rl_step = Some(n.value()),
+        let rate_unit = match rate.other.text.as_str() {
+            "tokens" => BudgetUnit::Tokens,
+            "flops" => BudgetUnit::Flops,
             other => {
                 sink.push(
                     AnalysisError::WrongValue {
-                        expected: "a positive number of tokens".to_owned(),
+                        expected: "`tokens` or `flops`".to_owned(),
+                        found: format!("`{other}`"),
+                        span: rate.other.span,
+                        help: Some(syntax.to_owned()),
+                    }
+                    .into(),
+                );
+                return None;
+            }
+        };
+        match &rate.amount {
+            Atom::Number(n) if n.value() > 0.0 && n.value().is_finite() => {
+                rl_step = Some(RlStepRate {
+                    amount: n.value(),
+                    unit: rate_unit,
+                });
+            }
+            other => {
+                sink.push(
+                    AnalysisError::WrongValue {
+                        expected: "a positive amount".to_owned(),
                         found: other.describe().to_owned(),
                         span: other.span(),
                         help: Some(syntax.to_owned()),
@@ -405,6 +414,6 @@ pub(crate) fn lower_budget(item: &BudgetItem, sink: &mut Vec<Problem>) -> Option
         name: item.name.text.clone(),
         amount,
         unit: *unit,
-        tokens_per_rl_step,
+        rl_step,
     })
 }

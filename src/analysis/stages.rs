@@ -152,7 +152,7 @@ impl Analyzer<'_> {
         if self.sink.len() > before {
             return None;
         }
-        let params = self.plan.models[model.0].non_embedding_params as f64;
+        let params = self.plan.models[model.0].non_embedding_params;
         let tokens = match amount {
             Amount::Fixed(t) => t,
             Amount::Share {
@@ -164,24 +164,19 @@ impl Analyzer<'_> {
                     text: budget.clone(),
                     span,
                 })?;
-                let total = match (spec.unit, spec.tokens_per_rl_step) {
-                    (BudgetUnit::Tokens, _) => spec.amount,
-                    (BudgetUnit::Flops, _) => spec.amount / (6.0 * params),
-                    (BudgetUnit::RlSteps, Some(rate)) => spec.amount * rate,
-                    (BudgetUnit::RlSteps, None) => {
-                        self.sink.push(
-                            AnalysisError::BudgetUnitMismatch {
-                                budget,
-                                unit: "rl_steps".to_owned(),
-                                stage_kind: block.kind.text.clone(),
-                                needed: "tokens".to_owned(),
-                                span,
-                                help: Some("declare the exchange rate: `budget NAME = 100 rl_steps where rl_step = 200k tokens`".to_owned()),
-                            }
-                            .into(),
-                        );
-                        return None;
-                    }
+                let Some(total) = spec.in_tokens(params) else {
+                    self.sink.push(
+                        AnalysisError::BudgetUnitMismatch {
+                            budget,
+                            unit: "rl_steps".to_owned(),
+                            stage_kind: block.kind.text.clone(),
+                            needed: "tokens".to_owned(),
+                            span,
+                            help: Some("declare the exchange rate: `budget NAME = 100 rl_steps where rl_step = 200k tokens`".to_owned()),
+                        }
+                        .into(),
+                    );
+                    return None;
                 };
                 shares
                     .entry(spec.name)
@@ -297,30 +292,25 @@ impl Analyzer<'_> {
                     text: budget.clone(),
                     span,
                 })?;
-                let params = self.plan.models[model.0].non_embedding_params as f64;
-                let total = match (spec.unit, spec.tokens_per_rl_step) {
-                    (BudgetUnit::RlSteps, _) => spec.amount,
-                    (BudgetUnit::Tokens, Some(rate)) => spec.amount / rate,
-                    (BudgetUnit::Flops, Some(rate)) => spec.amount / (6.0 * params) / rate,
-                    (unit, None) => {
-                        let unit = if unit == BudgetUnit::Tokens {
-                            "tokens"
-                        } else {
-                            "flops"
-                        };
-                        self.sink.push(
-                            AnalysisError::BudgetUnitMismatch {
-                                budget,
-                                unit: unit.to_owned(),
-                                stage_kind: "rl".to_owned(),
-                                needed: "rl_steps".to_owned(),
-                                span,
-                                help: Some("declare the exchange rate: `budget NAME = ... where rl_step = 200k tokens`".to_owned()),
-                            }
-                            .into(),
-                        );
-                        return None;
-                    }
+                let params = self.plan.models[model.0].non_embedding_params;
+                let Some(total) = spec.in_rl_steps(params) else {
+                    let unit = if spec.unit == BudgetUnit::Tokens {
+                        "tokens"
+                    } else {
+                        "flops"
+                    };
+                    self.sink.push(
+                        AnalysisError::BudgetUnitMismatch {
+                            budget,
+                            unit: unit.to_owned(),
+                            stage_kind: "rl".to_owned(),
+                            needed: "rl_steps".to_owned(),
+                            span,
+                            help: Some("declare the exchange rate: `budget NAME = ... where rl_step = 200k tokens` (or `= 2e11 flops`)".to_owned()),
+                        }
+                        .into(),
+                    );
+                    return None;
                 };
                 shares
                     .entry(spec.name)

@@ -3,6 +3,7 @@
 //! is filled in, every stage has its seed and content hash, and sweeps are expanded into cells.
 //! Nothing after analysis parses a string or looks up a name.
 
+pub mod cost;
 mod spec;
 pub mod template;
 

@@ -338,6 +338,18 @@ pub enum StageSpec {
 }
 
 impl StageSpec {
+    /// Optimizer steps the stage takes: its tokens in whole batches (none for a 0% share of a
+    /// budget), or its GRPO steps.
+    #[must_use]
+    pub fn steps(&self) -> u64 {
+        match self {
+            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => {
+                t.tokens.div_ceil(u64::from(t.batch) * u64::from(t.seq_len))
+            }
+            StageSpec::Rl(r) => u64::from(r.steps),
+        }
+    }
+
     /// The stage's model.
     #[must_use]
     pub fn model(&self) -> ModelId {
@@ -545,8 +557,51 @@ pub struct BudgetSpec {
     pub amount: f64,
     /// Its unit.
     pub unit: BudgetUnit,
-    /// Tokens per RL step, if declared (`where rl_step = 200k tokens`).
-    pub tokens_per_rl_step: Option<f64>,
+    /// What one RL step counts as, if declared (`where rl_step = 200k tokens`, or `= 2e11
+    /// flops`).
+    pub rl_step: Option<RlStepRate>,
+}
+
+/// The declared cost of one RL step in another unit of a budget.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct RlStepRate {
+    /// The amount.
+    pub amount: f64,
+    /// Its unit: [`BudgetUnit::Tokens`] or [`BudgetUnit::Flops`].
+    pub unit: BudgetUnit,
+}
+
+impl BudgetSpec {
+    /// The budget in training tokens of a model with `params` parameters outside the
+    /// embedding; none for RL steps without a declared rate.
+    #[must_use]
+    pub fn in_tokens(&self, params: u64) -> Option<f64> {
+        let flops_per_token = super::cost::TRAIN * params as f64;
+        match self.unit {
+            BudgetUnit::Tokens => Some(self.amount),
+            BudgetUnit::Flops => Some(self.amount / flops_per_token),
+            BudgetUnit::RlSteps => self.rl_step.map(|rate| match rate.unit {
+                BudgetUnit::Flops => self.amount * rate.amount / flops_per_token,
+                BudgetUnit::Tokens | BudgetUnit::RlSteps => self.amount * rate.amount,
+            }),
+        }
+    }
+
+    /// The budget in RL steps of a model with `params` parameters outside the embedding; none
+    /// for tokens or FLOPs without a declared rate.
+    #[must_use]
+    pub fn in_rl_steps(&self, params: u64) -> Option<f64> {
+        if self.unit == BudgetUnit::RlSteps {
+            return Some(self.amount);
+        }
+        let rate = self.rl_step?;
+        let flops_per_token = super::cost::TRAIN * params as f64;
+        let tokens = |amount: f64, unit: BudgetUnit| match unit {
+            BudgetUnit::Flops => amount / flops_per_token,
+            BudgetUnit::Tokens | BudgetUnit::RlSteps => amount,
+        };
+        Some(tokens(self.amount, self.unit) / tokens(rate.amount, rate.unit))
+    }
 }
 
 /// Which metric an eval reports first.

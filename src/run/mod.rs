@@ -42,7 +42,7 @@ pub use self::stage::{FilterRecord, StageDone};
 use crate::eval::report;
 use crate::eval::runner::{EvalError, Evaluator, Row};
 use crate::model::{Config, Transformer};
-use crate::plan::{CellPlan, EvalSpec, Plan, StageSpec};
+use crate::plan::{CellPlan, EvalSpec, Plan, StagePlan, StageSpec};
 use crate::tasks::GenerateError;
 use crate::tokenizer::Tokenizer;
 
@@ -453,7 +453,22 @@ impl Runner<'_> {
             }
             let reused = std::fs::read_to_string(&done_path)
                 .ok()
-                .and_then(|text| serde_json::from_str::<StageDone>(&text).ok());
+                .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
+                .filter(|done| {
+                    // Finished by an older rlp that took another number of steps for the
+                    // same plan (a 0% share once took one step): trained again.
+                    let fits = done.steps == stage.spec.steps();
+                    if !fits {
+                        self.forget_evals(stage);
+                        self.observer.note(&format!(
+                            "stage `{}`: finished in an earlier run with {} steps where the plan now takes {}, trained again",
+                            stage.name,
+                            done.steps,
+                            stage.spec.steps()
+                        ));
+                    }
+                    fits
+                });
             let (status, done) = if let Some(done) = reused {
                 self.observer.note(&format!(
                     "stage `{}`: finished in an earlier run ({} steps), reused",
@@ -510,6 +525,20 @@ impl Runner<'_> {
             evals.push((eval.clone(), rows));
         }
         Ok(evals)
+    }
+
+    /// Removes the eval tables of every cell that runs `stage`, so that a stage trained
+    /// again in its old directory is evaluated again (an eval's key names the directories of
+    /// its models, not their weights).
+    fn forget_evals(&self, stage: &StagePlan) {
+        for cell in &stage.cells {
+            let evals = self.root.join(&self.plan.cells[*cell].name).join("eval");
+            for entry in std::fs::read_dir(&evals).into_iter().flatten().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "json") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 
     /// The key of an eval's results: its spec and the keys of the models it evaluates.

@@ -7,6 +7,7 @@
 //! prompt's index), and the checkpoint holds the weights, the optimizer moments, the step and
 //! the next candidate prompt, so a resumed stage takes exactly the steps it would have taken.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use super::stage::{FilterRecord, Recent, StageDir, StageDone, mean};
 use super::{RunError, Runner};
 use crate::model::Config;
 use crate::model::sample::{Request, Sampling, sample_batch};
+use crate::plan::cost::{RlStepTokens, rl_step_flops};
 use crate::plan::{RewardSpec, RlSpec, StagePlan};
 use crate::rl::{Rollout, UpdateError, grpo, update};
 use crate::tasks::reward::Primitives;
@@ -51,6 +53,8 @@ struct Scorer<'a> {
     reward: &'a RewardSpec,
     formats: Vec<TraceFormat>,
     sampling: Sampling,
+    /// Positions sampled since the counter was last taken, for the FLOPs of the step.
+    sampled: Cell<u64>,
 }
 
 impl Scorer<'_> {
@@ -71,6 +75,9 @@ impl Scorer<'_> {
             .map(|(prompt, &(_, seed))| Request { prompt, n, seed })
             .collect();
         let completions = sample_batch(model, &requests, &self.sampling)?;
+        let positions: usize = prompts.iter().map(Vec::len).sum::<usize>()
+            + completions.iter().flatten().map(Vec::len).sum::<usize>();
+        self.sampled.set(self.sampled.get() + positions as u64);
         Ok(problems
             .iter()
             .zip(prompts)
@@ -150,7 +157,9 @@ pub(super) fn run(
             max_new_tokens: spec.max_new_tokens as usize,
             stop: tokenizer.completion_stops(),
         },
+        sampled: Cell::new(0),
     };
+    let params = plan.models[spec.model.0].non_embedding_params;
     let total_steps = u64::from(spec.steps);
     let group = spec.group as usize;
 
@@ -158,10 +167,16 @@ pub(super) fn run(
     let mut step = 0u64;
     let mut next_candidate = 0u64;
     let mut filter_counts = FilterCounts::new();
+    // Unknown after resuming from a checkpoint written before FLOPs were counted.
+    let mut flops = Some(0.0);
     if files.can_resume() {
         let state;
         (step, state) = optimizer.load_checkpoint(&files.checkpoint)?;
         next_candidate = checkpoint_scalar(&state, "rl.next_candidate")?;
+        flops = match state.get("rl.flops") {
+            Some(t) => t.to_vec1::<f64>()?.first().copied(),
+            None => None,
+        };
         if let Some(counts) = state.get("rl.filter_counts") {
             for row in counts.to_vec2::<f64>()? {
                 filter_counts.insert(row[0] as u32, (row[1] as u64, row[2] as u64));
@@ -173,6 +188,7 @@ pub(super) fn run(
     }
     let save = |step: u64,
                 next_candidate: u64,
+                flops: Option<f64>,
                 counts: &FilterCounts,
                 optimizer: &AdamW,
                 files: &StageDir<'_>|
@@ -182,6 +198,9 @@ pub(super) fn run(
             "rl.next_candidate".to_owned(),
             scalar_tensor(next_candidate)?,
         );
+        if let Some(flops) = flops {
+            state.insert("rl.flops".to_owned(), Tensor::new(&[flops], &Device::Cpu)?);
+        }
         // A sentinel row keeps the tensor non-empty.
         let rows: Vec<f64> = std::iter::once([0.0; 3])
             .chain(
@@ -207,7 +226,14 @@ pub(super) fn run(
     observer.advance(step, "");
     while step < total_steps {
         if files.interrupt_requested() {
-            save(step, next_candidate, &filter_counts, &optimizer, &files)?;
+            save(
+                step,
+                next_candidate,
+                flops,
+                &filter_counts,
+                &optimizer,
+                &files,
+            )?;
             return Err(files.interrupted(step));
         }
         let step_started = Instant::now();
@@ -320,6 +346,15 @@ pub(super) fn run(
             )
         };
         step += 1;
+        let step_tokens = RlStepTokens {
+            sampled: scorer.sampled.replace(0),
+            trained: rollouts
+                .iter()
+                .map(|r| (r.prompt.len() + r.completion.len()).saturating_sub(1) as u64)
+                .sum(),
+        };
+        let step_flops = rl_step_flops(params, step_tokens, spec.epochs, reference.is_some());
+        flops = flops.map(|f| f + step_flops);
         let lengths: Vec<f64> = scored
             .iter()
             .map(|s| s.rollout.completion.len() as f64)
@@ -356,7 +391,11 @@ pub(super) fn run(
             "lr": spec.lr,
             "elapsed_s": started.elapsed().as_secs_f64(),
             "rollouts_per_s": scored.len() as f64 / step_seconds.max(1e-9),
+            "compute/step_flops": step_flops,
         });
+        if let Some(flops) = flops {
+            row["compute/flops"] = flops.into();
+        }
         if let Some(stats) = stats {
             row["actor/pg_loss"] = stats.policy_loss.into();
             row["actor/pg_clipfrac"] = stats.clip_fraction.into();
@@ -373,7 +412,14 @@ pub(super) fn run(
         files.metrics.push(&row)?;
         recent_rewards.push(reward_mean);
         if step % u64::from(spec.checkpoint_every) == 0 && step < total_steps {
-            save(step, next_candidate, &filter_counts, &optimizer, &files)?;
+            save(
+                step,
+                next_candidate,
+                flops,
+                &filter_counts,
+                &optimizer,
+                &files,
+            )?;
         }
         observer.advance(
             step,
@@ -392,6 +438,7 @@ pub(super) fn run(
         heldout_loss: None,
         seconds,
         tokens_per_second: response_tokens as f64 / seconds.max(1e-9),
+        flops,
         reward: Some(recent_rewards.mean()),
         filter: spec.filter.as_ref().map(|_| {
             filter_counts

@@ -31,6 +31,10 @@ pub struct StageDone {
     pub seconds: f64,
     /// Training tokens per second in that run (`rl`: response tokens sampled).
     pub tokens_per_second: f64,
+    /// Model FLOPs of the whole stage ([`crate::plan::cost`]); none in manifests written
+    /// before they were counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops: Option<f64>,
     /// `rl`: the mean reward of the last 10 steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reward: Option<f64>,

@@ -150,7 +150,7 @@ pub(super) fn run(
         varmap.load(parent)?;
     }
     let tokens_per_step = u64::from(spec.batch) * u64::from(spec.seq_len);
-    let total_steps = spec.tokens.div_ceil(tokens_per_step).max(1);
+    let total_steps = stage.spec.steps();
     let mut trainer = Trainer::new(&varmap, spec, total_steps)?;
     let generator = Generator::new(plan);
     let mut stream = BlockStream::new(&generator, tokenizer, &spec.data, stage.seed, spec)?;
@@ -231,6 +231,10 @@ pub(super) fn run(
             ),
         );
     }
+    if total_steps == 0 {
+        // A 0% share of a budget: the parent's model, passed on untouched.
+        heldout_loss = evaluate_loss(&model, &heldout)?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let done = StageDone {
         steps: total_steps,
@@ -240,6 +244,10 @@ pub(super) fn run(
         seconds,
         tokens_per_second: (total_steps - first_step) as f64 * tokens_per_step as f64
             / seconds.max(1e-9),
+        flops: Some(crate::plan::cost::train_flops(
+            plan.models[spec.model.0].non_embedding_params,
+            total_steps * tokens_per_step,
+        )),
         reward: None,
         filter: None,
     };

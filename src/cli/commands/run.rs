@@ -122,9 +122,12 @@ fn summary(cell: &CellReport) -> String {
                     done.tokens_per_second
                 ),
             };
+            let flops = done
+                .flops
+                .map_or_else(String::new, |f| format!(", {f:.2e} FLOPs"));
             let _ = writeln!(
                 out,
-                "  {} {:<12} {:?}: {} steps, {outcome}",
+                "  {} {:<12} {:?}: {} steps, {outcome}{flops}",
                 stage.kind, stage.name, stage.status, done.steps
             );
         }
