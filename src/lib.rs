@@ -13,6 +13,7 @@ pub mod eval;
 pub mod format;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod rl;
 pub mod run;
 pub mod syntax;

@@ -10,6 +10,7 @@ mod formatting;
 mod model;
 mod pipelines;
 mod prelude;
+mod report;
 mod robustness;
 mod run;
 mod tasks;

@@ -100,6 +100,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = crate::cli::commands::run::DeviceChoice::Cpu)]
         device: crate::cli::commands::run::DeviceChoice,
     },
+    /// Compare a run directory's cells: pass@k with 95% intervals per cell and per group of
+    /// replicas, areas under pass@1 against op, plots and training curves, stage timings.
+    Report {
+        /// The run directory (`runs/<name>`).
+        run: PathBuf,
+        /// Where the report goes (default: RUN/report).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// What to write (repeatable; default: all three).
+        #[arg(long, value_enum)]
+        format: Vec<crate::cli::commands::report::ReportFormat>,
+    },
     /// Format files in place in canonical form, keeping comments.
     Fmt {
         /// Files to format.

@@ -68,6 +68,9 @@ where
     match arguments.command {
         Command::Check { files, format } => commands::check::run(&files, format, color),
         Command::Plan { file } => commands::plan::run(&file, color),
+        Command::Report { run, out, format } => {
+            commands::report::run(&run, out.as_deref(), &format)
+        }
         Command::Explain { code, markdown } => commands::explain::run(code.as_deref(), markdown),
         Command::Fmt { files, check } => commands::fmt::run(&files, check, color),
         Command::Sample {

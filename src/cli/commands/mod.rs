@@ -5,6 +5,7 @@ pub(super) mod data;
 pub(super) mod explain;
 pub(super) mod fmt;
 pub(super) mod plan;
+pub(super) mod report;
 pub(super) mod run;
 pub(super) mod sample;
 pub(super) mod verify;

@@ -1,0 +1,78 @@
+//! `rlp report RUNDIR [--out DIR] [--format html|md|json]`
+
+use std::path::{Path, PathBuf};
+
+use super::super::{Status, eprint_line};
+use crate::report::render::{self, Block};
+use crate::run::write_atomically;
+
+/// What `rlp report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// `report.html`: one self-contained page.
+    Html,
+    /// `report.md` and `plots/*.svg`.
+    Md,
+    /// `report.json`.
+    Json,
+}
+
+pub(crate) fn run(run_dir: &Path, out: Option<&Path>, formats: &[ReportFormat]) -> Status {
+    let report = match crate::report::load(run_dir) {
+        Ok(report) => report,
+        Err(error) => {
+            eprint_line(&format!("error: {error}"));
+            return Status::Error;
+        }
+    };
+    let out: PathBuf = out.map_or_else(|| run_dir.join("report"), Path::to_owned);
+    let formats = if formats.is_empty() {
+        &[ReportFormat::Html, ReportFormat::Md, ReportFormat::Json][..]
+    } else {
+        formats
+    };
+    let blocks: Vec<Block> = if formats.iter().any(|f| *f != ReportFormat::Json) {
+        match render::document(&report) {
+            Ok(blocks) => blocks,
+            Err(error) => {
+                eprint_line(&format!("error: drawing a chart: {error}"));
+                return Status::Error;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for format in formats {
+        match format {
+            ReportFormat::Html => files.push((out.join("report.html"), render::html(&blocks))),
+            ReportFormat::Md => {
+                files.push((out.join("report.md"), render::markdown(&blocks)));
+                for (stem, svg) in render::figures(&blocks) {
+                    files.push((out.join("plots").join(format!("{stem}.svg")), svg));
+                }
+            }
+            ReportFormat::Json => match serde_json::to_string_pretty(&report) {
+                Ok(text) => files.push((out.join("report.json"), text + "\n")),
+                Err(error) => {
+                    eprint_line(&format!("error: report JSON: {error}"));
+                    return Status::Error;
+                }
+            },
+        }
+    }
+    for (path, text) in &files {
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| write_atomically(path, text.as_bytes()));
+        if let Err(error) = written {
+            eprint_line(&format!("error: cannot write {}: {error}", path.display()));
+            return Status::Error;
+        }
+    }
+    for (path, _) in files.iter().filter(|(p, _)| p.parent() == Some(&out)) {
+        eprint_line(&format!("wrote {}", path.display()));
+    }
+    Status::Success
+}

@@ -1,0 +1,699 @@
+//! `rlp report`: every cell of a run directory side by side. Reads each cell's manifest, plan
+//! and eval samples and each stage's metrics (never the weights), and builds one [`Report`]:
+//! pass@k per cell and per group of replicas with 95% intervals ([`stats`]), the area under
+//! pass@1 against op, the training curves, and the timings and key numbers of every stage.
+//! [`render`] writes it as Markdown, a self-contained HTML page, or JSON.
+//!
+//! A sweep variable is a *replica* variable when cells that differ only in it have the same
+//! stages but for their seeds (`seed $replica`): such cells are aggregated, with the spread over
+//! replicas.
+
+mod charts;
+pub mod render;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use self::stats::Estimate;
+use crate::plan::Plan;
+use crate::run::Manifest;
+use crate::run::StageDone;
+
+/// The version of the report JSON.
+pub const REPORT_SCHEMA: u32 = 1;
+
+/// At most this many points of a training curve are kept (bucket means).
+const CURVE_POINTS: usize = 200;
+
+/// What went wrong reading a run directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file could not be read.
+    #[error("cannot read {}: {message}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The directory has no cell with a manifest.
+    #[error("{} holds no cell directory with a manifest.json (is it a run directory, `runs/<name>`?)", path.display())]
+    NoCells {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// A run directory, compared across its cells.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Version of this structure.
+    pub schema: u32,
+    /// The experiment's name.
+    pub name: String,
+    /// The sweep variables that only change seeds.
+    pub replica_variables: Vec<String>,
+    /// The cells, in the plan's order.
+    pub cells: Vec<CellSummary>,
+    /// Every distinct stage instance, in the order cells first use them.
+    pub stages: Vec<StageSummary>,
+    /// Per eval and split, the comparison tables.
+    pub splits: Vec<SplitComparison>,
+    /// Training curves per stage name and metric.
+    pub curves: Vec<Curve>,
+}
+
+/// One cell as its manifest records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellSummary {
+    /// The cell's directory name.
+    pub name: String,
+    /// Its sweep bindings.
+    pub bindings: Vec<(String, String)>,
+    /// Its group: the bindings without the replica variables.
+    pub group: String,
+    /// How its last run ended.
+    pub status: String,
+    /// Wall seconds of its last run.
+    pub seconds: f64,
+}
+
+/// One stage instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSummary {
+    /// The stage's name.
+    pub name: String,
+    /// `pretrain`, `midtrain` or `rl`.
+    pub kind: String,
+    /// Its directory under `stages/`.
+    pub dir: String,
+    /// The bindings every cell that uses it shares ("every cell" when it is common to all).
+    pub used_by: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Its content hash.
+    pub hash: String,
+    /// What it left, once finished.
+    pub done: Option<StageDone>,
+}
+
+/// Which problems a row counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// One op.
+    Op(u32),
+    /// The whole split.
+    All,
+    /// One context, every op.
+    Context(String),
+}
+
+/// One model on one selection of a split, for a cell or a group of replicas.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComparisonRow {
+    /// The cells or groups this row stands for (one model evaluated in several of them, the
+    /// same weights on the same problems, is one row).
+    pub units: Vec<String>,
+    /// The evaluated stage.
+    pub model: String,
+    /// The problems counted.
+    pub selection: Selection,
+    /// Distinct models (stage directories) averaged.
+    pub replicas: usize,
+    /// Problems per replica.
+    pub problems: usize,
+    /// Process-verified pass@k.
+    pub verified: Vec<Estimate>,
+    /// Answer-only pass@k.
+    pub answer: Vec<Estimate>,
+}
+
+/// The area under verified pass@k against op of one row's model, over the split's ops, for the
+/// eval's first k (1 unless the file declares otherwise).
+#[derive(Debug, Clone, Serialize)]
+pub struct Area {
+    /// As [`ComparisonRow::units`].
+    pub units: Vec<String>,
+    /// The model.
+    pub model: String,
+    /// The ops spanned.
+    pub ops: (u32, u32),
+    /// The trapezoid area (ops × pass@1).
+    pub value: f64,
+}
+
+/// One split of one eval, compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitComparison {
+    /// The eval's name.
+    pub eval: String,
+    /// The split's name.
+    pub split: String,
+    /// The ks.
+    pub ks: Vec<u32>,
+    /// Per cell.
+    pub cells: Vec<ComparisonRow>,
+    /// Per group of replicas (empty without replica variables).
+    pub groups: Vec<ComparisonRow>,
+    /// Areas, per group when there are groups, else per cell.
+    pub areas: Vec<Area>,
+}
+
+/// One metric of one stage name over steps, one series per instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Curve {
+    /// The stage's name.
+    pub stage: String,
+    /// The metric key, as in `metrics.jsonl`.
+    pub metric: String,
+    /// (label, [(step, value)]) per instance.
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// The metrics drawn for training stages and for `rl` stages.
+const TRAIN_METRICS: [&str; 2] = ["loss", "heldout_loss"];
+const RL_METRICS: [&str; 6] = [
+    "reward/mean",
+    "rollout/verified_acc",
+    "rollout/answer_right_process_wrong",
+    "actor/kl_loss",
+    "actor/entropy",
+    "filter/pass_rate",
+];
+
+/// One line of an eval's samples file, as far as the report needs it.
+#[derive(Debug, Deserialize)]
+struct SampleCounts {
+    model: String,
+    split: String,
+    op: u32,
+    context: String,
+    samples: u64,
+    verified_samples: u64,
+    answer_samples: u64,
+}
+
+/// A cell as read from disk.
+struct Cell {
+    manifest: Manifest,
+    /// Per eval name, its sample counts.
+    samples: Vec<(String, Vec<SampleCounts>)>,
+    /// Stage name → its directory name under `stages/`.
+    dirs: HashMap<String, String>,
+}
+
+fn read(path: &Path) -> Result<String, ReportError> {
+    std::fs::read_to_string(path).map_err(|e| ReportError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ReportError> {
+    serde_json::from_str(text).map_err(|e| ReportError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The directory name under `stages/` of a manifest's stage path (`../stages/base-…`).
+fn stage_dir_name(dir: &str) -> String {
+    Path::new(dir)
+        .file_name()
+        .map_or_else(|| dir.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Reads the run directory `run` into a report.
+///
+/// # Errors
+/// A manifest, plan, samples or metrics file that cannot be read or parsed, or no cells.
+pub fn load(run: &Path) -> Result<Report, ReportError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(run)
+        .map_err(|e| ReportError::Read {
+            path: run.to_owned(),
+            message: e.to_string(),
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    entries.sort();
+    let Some(first) = entries.first() else {
+        return Err(ReportError::NoCells {
+            path: run.to_owned(),
+        });
+    };
+    let plan_path = first.join("plan.json");
+    let plan: Plan = parse(&plan_path, &read(&plan_path)?)?;
+    let mut cells = Vec::new();
+    for dir in &entries {
+        let path = dir.join("manifest.json");
+        let manifest: Manifest = parse(&path, &read(&path)?)?;
+        let mut samples = Vec::new();
+        for eval in &manifest.evals {
+            let path = dir
+                .join("eval")
+                .join(format!("{}-samples.jsonl", eval.name));
+            if !path.is_file() {
+                continue;
+            }
+            let lines = read(&path)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| parse::<SampleCounts>(&path, l))
+                .collect::<Result<Vec<_>, _>>()?;
+            samples.push((eval.name.clone(), lines));
+        }
+        let dirs = manifest
+            .stages
+            .iter()
+            .map(|s| (s.name.clone(), stage_dir_name(&s.dir)))
+            .collect();
+        cells.push(Cell {
+            manifest,
+            samples,
+            dirs,
+        });
+    }
+    // The plan's order of cells (sweep order), with cells it does not know last.
+    let position = |name: &str| {
+        plan.cells
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    cells.sort_by_key(|c| position(&c.manifest.cell));
+    let replica_variables = replica_variables(&plan);
+    let group_of = |cell: &Cell| group_label(&cell.manifest.bindings, &replica_variables);
+    let summaries: Vec<CellSummary> = cells
+        .iter()
+        .map(|c| CellSummary {
+            name: c.manifest.cell.clone(),
+            bindings: c.manifest.bindings.clone(),
+            group: group_of(c),
+            status: format!("{:?}", c.manifest.status).to_lowercase(),
+            seconds: c.manifest.seconds,
+        })
+        .collect();
+    let stages = stage_summaries(&cells);
+    let units_by_cell: Vec<(String, Vec<usize>)> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.manifest.cell.clone(), vec![i]))
+        .collect();
+    let mut units_by_group: Vec<(String, Vec<usize>)> = Vec::new();
+    if !replica_variables.is_empty() {
+        for (i, cell) in cells.iter().enumerate() {
+            let group = group_of(cell);
+            match units_by_group.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, members)) => members.push(i),
+                None => units_by_group.push((group, vec![i])),
+            }
+        }
+    }
+    let mut splits = Vec::new();
+    for eval in plan.cells.first().map_or(&[][..], |c| &c.evals[..]) {
+        for split in &eval.splits {
+            let per_cell = comparison(
+                &cells,
+                &units_by_cell,
+                &eval.name,
+                &split.name,
+                &eval.pass_at,
+            );
+            let groups = comparison(
+                &cells,
+                &units_by_group,
+                &eval.name,
+                &split.name,
+                &eval.pass_at,
+            );
+            let areas = areas(if groups.is_empty() {
+                &per_cell
+            } else {
+                &groups
+            });
+            splits.push(SplitComparison {
+                eval: eval.name.clone(),
+                split: split.name.clone(),
+                ks: eval.pass_at.clone(),
+                cells: per_cell,
+                groups,
+                areas,
+            });
+        }
+    }
+    let curves = curves(run, &stages)?;
+    Ok(Report {
+        schema: REPORT_SCHEMA,
+        name: plan.name.clone(),
+        replica_variables,
+        cells: summaries,
+        stages,
+        splits,
+        curves,
+    })
+}
+
+/// The sweep variables whose values change only stage seeds: for every group of cells equal in
+/// all other bindings, the cells' stages have the same specs, and some group has two cells.
+fn replica_variables(plan: &Plan) -> Vec<String> {
+    let Some(first) = plan.cells.first() else {
+        return Vec::new();
+    };
+    let specs = |cell: &crate::plan::CellPlan| -> Vec<String> {
+        cell.stages
+            .iter()
+            .map(|s| serde_json::to_string(&plan.stages[s.0].spec).unwrap_or_default())
+            .collect()
+    };
+    first
+        .bindings
+        .iter()
+        .map(|(variable, _)| variable.clone())
+        .filter(|variable| {
+            let mut groups: BTreeMap<Vec<(String, String)>, Vec<Vec<String>>> = BTreeMap::new();
+            for cell in &plan.cells {
+                let rest: Vec<(String, String)> = cell
+                    .bindings
+                    .iter()
+                    .filter(|(v, _)| v != variable)
+                    .cloned()
+                    .collect();
+                groups.entry(rest).or_default().push(specs(cell));
+            }
+            groups.values().any(|g| g.len() > 1)
+                && groups.values().all(|g| g.iter().all(|s| *s == g[0]))
+        })
+        .collect()
+}
+
+/// `a=1, b=2` without the replica variables; `main` when nothing is left.
+fn group_label(bindings: &[(String, String)], replicas: &[String]) -> String {
+    let kept: Vec<String> = bindings
+        .iter()
+        .filter(|(v, _)| !replicas.contains(v))
+        .map(|(v, value)| format!("{v}={value}"))
+        .collect();
+    if kept.is_empty() {
+        "main".to_owned()
+    } else {
+        kept.join(", ")
+    }
+}
+
+/// The bindings all of `cells` share, as a label ("every cell" when they are all the cells).
+fn common_bindings(cells: &[&Cell], total: usize) -> String {
+    if cells.len() == total {
+        return "every cell".to_owned();
+    }
+    let Some(first) = cells.first() else {
+        return String::new();
+    };
+    first
+        .manifest
+        .bindings
+        .iter()
+        .filter(|b| cells.iter().all(|c| c.manifest.bindings.contains(b)))
+        .map(|(v, value)| format!("{v}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn stage_summaries(cells: &[Cell]) -> Vec<StageSummary> {
+    let mut out: Vec<StageSummary> = Vec::new();
+    for cell in cells {
+        for stage in &cell.manifest.stages {
+            let dir = stage_dir_name(&stage.dir);
+            if out.iter().any(|s| s.dir == dir) {
+                continue;
+            }
+            let users: Vec<&Cell> = cells
+                .iter()
+                .filter(|c| c.dirs.get(&stage.name) == Some(&dir))
+                .collect();
+            out.push(StageSummary {
+                name: stage.name.clone(),
+                kind: stage.kind.clone(),
+                dir,
+                used_by: common_bindings(&users, cells.len()),
+                seed: stage.seed,
+                hash: stage.hash.clone(),
+                done: stage.done.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Per problem: samples, verified samples, right answers.
+type Counts = (u64, u64, u64);
+
+/// One model's replicas within a unit: per stage directory, the records read for it.
+struct ModelReplicas<'a> {
+    model: String,
+    replicas: Vec<(String, Vec<&'a SampleCounts>)>,
+}
+
+/// A row being assembled: the units it stands for, and the counts of each replica.
+struct PendingRow {
+    model: String,
+    selection: Selection,
+    dirs: Vec<String>,
+    units: Vec<String>,
+    counts: Vec<Vec<Counts>>,
+}
+
+/// The records of one split, per model and stage directory, in `members` (a unit's cells):
+/// each directory's records come from the first member cell that runs the model from it (the
+/// same weights on the same problems elsewhere are not counted twice).
+fn models_of<'a>(
+    cells: &'a [Cell],
+    members: &[usize],
+    eval: &str,
+    split: &str,
+) -> Vec<ModelReplicas<'a>> {
+    let mut models: Vec<ModelReplicas<'a>> = Vec::new();
+    let mut owner: HashMap<(&str, &str), usize> = HashMap::new();
+    for &i in members {
+        let cell = &cells[i];
+        let Some((_, records)) = cell.samples.iter().find(|(name, _)| name == eval) else {
+            continue;
+        };
+        for record in records.iter().filter(|r| r.split == split) {
+            let dir = cell.dirs.get(&record.model).map_or("", String::as_str);
+            if *owner.entry((record.model.as_str(), dir)).or_insert(i) != i {
+                continue;
+            }
+            let slot = if let Some(p) = models.iter().position(|m| m.model == record.model) {
+                p
+            } else {
+                models.push(ModelReplicas {
+                    model: record.model.clone(),
+                    replicas: Vec::new(),
+                });
+                models.len() - 1
+            };
+            let replicas = &mut models[slot].replicas;
+            match replicas.iter_mut().find(|(d, _)| d == dir) {
+                Some((_, list)) => list.push(record),
+                None => replicas.push((dir.to_owned(), vec![record])),
+            }
+        }
+    }
+    models
+}
+
+/// The selections of a model's records: each op, the whole split, and each context when there
+/// are several.
+fn selections(model: &ModelReplicas<'_>) -> Vec<Selection> {
+    let records = || model.replicas.iter().flat_map(|(_, r)| r.iter());
+    let ops: std::collections::BTreeSet<u32> = records().map(|s| s.op).collect();
+    let contexts: std::collections::BTreeSet<&str> =
+        records().map(|s| s.context.as_str()).collect();
+    let mut out: Vec<Selection> = ops.into_iter().map(Selection::Op).collect();
+    out.push(Selection::All);
+    if contexts.len() > 1 {
+        out.extend(
+            contexts
+                .into_iter()
+                .map(|c| Selection::Context(c.to_owned())),
+        );
+    }
+    out
+}
+
+/// The rows of one split for `units` (cells, or groups of replica cells).
+fn comparison(
+    cells: &[Cell],
+    units: &[(String, Vec<usize>)],
+    eval: &str,
+    split: &str,
+    ks: &[u32],
+) -> Vec<ComparisonRow> {
+    let mut rows: Vec<PendingRow> = Vec::new();
+    for (label, members) in units {
+        for model in models_of(cells, members, eval, split) {
+            let dirs: Vec<String> = model.replicas.iter().map(|(d, _)| d.clone()).collect();
+            for selection in selections(&model) {
+                let counts: Vec<Vec<Counts>> = model
+                    .replicas
+                    .iter()
+                    .map(|(_, records)| {
+                        records
+                            .iter()
+                            .filter(|r| match &selection {
+                                Selection::Op(op) => r.op == *op,
+                                Selection::All => true,
+                                Selection::Context(c) => r.context == *c,
+                            })
+                            .map(|r| (r.samples, r.verified_samples, r.answer_samples))
+                            .collect()
+                    })
+                    .filter(|c: &Vec<_>| !c.is_empty())
+                    .collect();
+                if counts.is_empty() {
+                    continue;
+                }
+                match rows
+                    .iter_mut()
+                    .find(|r| r.model == model.model && r.selection == selection && r.dirs == dirs)
+                {
+                    Some(row) => row.units.push(label.clone()),
+                    None => rows.push(PendingRow {
+                        model: model.model.clone(),
+                        selection,
+                        dirs: dirs.clone(),
+                        units: vec![label.clone()],
+                        counts,
+                    }),
+                }
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let pick = |f: fn(&Counts) -> (u64, u64)| -> Vec<Vec<(u64, u64)>> {
+                row.counts
+                    .iter()
+                    .map(|r| r.iter().map(f).collect())
+                    .collect()
+            };
+            let verified = pick(|&(n, v, _)| (n, v));
+            let answer = pick(|&(n, _, a)| (n, a));
+            ComparisonRow {
+                replicas: row.counts.len(),
+                problems: row.counts.iter().map(Vec::len).sum::<usize>() / row.counts.len(),
+                verified: stats::estimates(&stats::per_problem(&verified, ks), ks),
+                answer: stats::estimates(&stats::per_problem(&answer, ks), ks),
+                units: row.units,
+                model: row.model,
+                selection: row.selection,
+            }
+        })
+        .collect()
+}
+
+/// Per row key (units, model), the area under verified pass@k against op for the first k.
+fn areas(rows: &[ComparisonRow]) -> Vec<Area> {
+    let mut out: Vec<Area> = Vec::new();
+    for row in rows {
+        let (Selection::Op(op), Some(pass1)) = (&row.selection, row.verified.first()) else {
+            continue;
+        };
+        let point = (*op, pass1.value);
+        match out
+            .iter_mut()
+            .find(|a| a.units == row.units && a.model == row.model)
+        {
+            Some(area) => {
+                area.ops = (area.ops.0.min(point.0), area.ops.1.max(point.0));
+            }
+            None => out.push(Area {
+                units: row.units.clone(),
+                model: row.model.clone(),
+                ops: (point.0, point.0),
+                value: 0.0,
+            }),
+        }
+    }
+    for area in &mut out {
+        let mut points: Vec<(u32, f64)> = rows
+            .iter()
+            .filter(|r| r.units == area.units && r.model == area.model)
+            .filter_map(|r| match (&r.selection, r.verified.first()) {
+                (Selection::Op(op), Some(e)) => Some((*op, e.value)),
+                _ => None,
+            })
+            .collect();
+        points.sort_by_key(|p| p.0);
+        area.value = stats::area(&points);
+    }
+    out
+}
+
+/// The training curves of every stage instance, grouped by stage name and metric.
+fn curves(run: &Path, stages: &[StageSummary]) -> Result<Vec<Curve>, ReportError> {
+    let mut out: Vec<Curve> = Vec::new();
+    for stage in stages {
+        let path = run.join("stages").join(&stage.dir).join("metrics.jsonl");
+        if !path.is_file() {
+            continue;
+        }
+        let rows: Vec<serde_json::Value> = read(&path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| parse(&path, l))
+            .collect::<Result<_, _>>()?;
+        let metrics: &[&str] = if stage.kind == "rl" {
+            &RL_METRICS
+        } else {
+            &TRAIN_METRICS
+        };
+        for metric in metrics {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|r| Some((r["step"].as_f64()?, r[*metric].as_f64()?)))
+                .filter(|(_, v)| v.is_finite())
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            let series = (stage.used_by.clone(), downsample(&points));
+            match out
+                .iter_mut()
+                .find(|c| c.stage == stage.name && c.metric == *metric)
+            {
+                Some(curve) => curve.series.push(series),
+                None => out.push(Curve {
+                    stage: stage.name.clone(),
+                    metric: (*metric).to_owned(),
+                    series: vec![series],
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// At most [`CURVE_POINTS`] points: the means of equal runs of consecutive points.
+fn downsample(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    if points.len() <= CURVE_POINTS {
+        return points.to_vec();
+    }
+    let size = points.len().div_ceil(CURVE_POINTS);
+    points
+        .chunks(size)
+        .map(|chunk| {
+            let n = chunk.len() as f64;
+            (
+                chunk.iter().map(|p| p.0).sum::<f64>() / n,
+                chunk.iter().map(|p| p.1).sum::<f64>() / n,
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,139 @@
+//! `rlp report` on a fixture run directory (`tests/fixtures/report/replicas/`, written by
+//! `rlp run tests/fixtures/report/replicas.rlp` with the weights left out): two RL ranges, two
+//! seeds each, from one base.
+
+use std::process::Command;
+
+use rlp::report::{Selection, load, render};
+
+use crate::common::{root, with_snapshot_settings};
+
+fn fixture() -> std::path::PathBuf {
+    root().join("tests/fixtures/report/replicas")
+}
+
+#[test]
+fn replicas_are_found_and_shared_models_counted_once() {
+    let report = load(&fixture()).unwrap();
+    assert_eq!(report.replica_variables, ["replica"]);
+    assert_eq!(report.cells.len(), 4);
+    assert_eq!(
+        report
+            .stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["base", "post", "post", "post", "post"],
+        "one base for every cell, one post per cell"
+    );
+    let split = &report.splits[0];
+    let all = |model: &str| {
+        split
+            .groups
+            .iter()
+            .filter(|r| r.model == model && r.selection == Selection::All)
+            .collect::<Vec<_>>()
+    };
+    let base = all("base");
+    assert_eq!(base.len(), 1, "the shared base is one row: {base:?}");
+    assert_eq!(base[0].units, ["range=2..=2", "range=3..=3"]);
+    assert_eq!(base[0].replicas, 1);
+    let post = all("post");
+    assert_eq!(post.len(), 2);
+    assert!(post.iter().all(|r| r.replicas == 2 && r.problems == 6));
+    for row in post {
+        for e in &row.answer {
+            let (lo, hi) = (e.seed_min.unwrap(), e.seed_max.unwrap());
+            assert!(lo <= e.value && e.value <= hi, "{e:?}");
+            assert!(e.lo <= e.value && e.value <= e.hi, "{e:?}");
+        }
+    }
+    // Training curves: the base's loss, at most 200 points (bucket means of 391 steps), and
+    // one series per post instance.
+    let loss = report
+        .curves
+        .iter()
+        .find(|c| c.stage == "base" && c.metric == "loss")
+        .unwrap();
+    assert_eq!(loss.series.len(), 1);
+    assert!(loss.series[0].1.len() <= 200 && loss.series[0].1.len() > 100);
+    let first = loss.series[0].1[0];
+    let last = loss.series[0].1[loss.series[0].1.len() - 1];
+    assert!(first.1 > last.1, "the loss falls: {first:?} -> {last:?}");
+    let reward = report
+        .curves
+        .iter()
+        .find(|c| c.stage == "post" && c.metric == "reward/mean")
+        .unwrap();
+    assert_eq!(reward.series.len(), 4);
+    assert!(reward.series.iter().all(|(_, points)| points.len() == 3));
+    // The per-cell table has the same base row once, and one post row per cell.
+    let cells_all = split
+        .cells
+        .iter()
+        .filter(|r| r.selection == Selection::All)
+        .count();
+    assert_eq!(cells_all, 1 + 4);
+}
+
+#[test]
+fn markdown_and_json_are_stable() {
+    let report = load(&fixture()).unwrap();
+    let blocks = render::document(&report).unwrap();
+    with_snapshot_settings(&fixture(), || {
+        insta::assert_snapshot!("report-replicas.md", render::markdown(&blocks));
+        // The curves' points are checked in `replicas_are_found_...`; here, their shape.
+        let mut json = serde_json::to_value(&report).unwrap();
+        for curve in json["curves"].as_array_mut().unwrap() {
+            for series in curve["series"].as_array_mut().unwrap() {
+                series[1] = format!("{} points", series[1].as_array().unwrap().len()).into();
+            }
+        }
+        // The per-op and per-context rows are in the Markdown; the JSON keeps the whole-split
+        // ones, for the shape of a row.
+        for split in json["splits"].as_array_mut().unwrap() {
+            for table in ["cells", "groups"] {
+                split[table]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|row| row["selection"] == "all");
+            }
+        }
+        insta::assert_json_snapshot!("report-replicas.json", json);
+    });
+}
+
+#[test]
+fn the_page_is_self_contained() {
+    let out = root().join(format!("target/test-runs/report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let status = Command::new(env!("CARGO_BIN_EXE_rlp"))
+        .args(["report", "--out"])
+        .arg(&out)
+        .arg(fixture())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("<table>"));
+    assert!(!page.contains("<script"), "no script");
+    // Every URL on the page is an SVG namespace, never a resource to fetch.
+    for (at, _) in page.match_indices("http") {
+        let around = &page[at.saturating_sub(8)..(at + 40).min(page.len())];
+        assert!(around.contains("http://www.w3.org/"), "{around}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for link in md.split("](").skip(1) {
+        let target = &link[..link.find(')').unwrap()];
+        assert!(out.join(target).is_file(), "{target}");
+    }
+    assert!(out.join("report.json").is_file());
+    // A directory that is not a run: a clear error, exit 2.
+    let output = Command::new(env!("CARGO_BIN_EXE_rlp"))
+        .args(["report"])
+        .arg(root().join("pipelines"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no cell directory"));
+}
