@@ -148,6 +148,21 @@ fn a_run_trains_evaluates_and_reuses_finished_work() {
         let v1 = row["verified"][0]["value"].as_f64().unwrap();
         let v4 = row["verified"][1]["value"].as_f64().unwrap();
         assert!(v1 <= v4, "pass@k grows with k");
+        // Each estimate carries its 95% interval over problems, around it and within [0, 1].
+        for family in ["verified", "answer"] {
+            for pass in row[family].as_array().unwrap() {
+                let value = pass["value"].as_f64().unwrap();
+                let (lo, hi) = (
+                    pass["interval"][0].as_f64().unwrap(),
+                    pass["interval"][1].as_f64().unwrap(),
+                );
+                assert!(
+                    (0.0..=value).contains(&lo) && (value..=1.0).contains(&hi),
+                    "{pass}"
+                );
+            }
+        }
+        assert!(row["guess_sampled"][0].get("interval").is_none());
         // The guessing baseline comes from the answer distribution: positive, below 1.
         let g = row["guess_sampled"][0]["value"].as_f64().unwrap();
         assert!(g > 0.0 && g < 1.0, "guessing pass@1 {g}");
@@ -155,6 +170,14 @@ fn a_run_trains_evaluates_and_reuses_finished_work() {
     let csv = std::fs::read_to_string(cell.join("eval/eval.csv")).unwrap();
     assert!(csv.starts_with("model,split,op,context,problems,samples,verified_pass@1,"));
     assert_eq!(csv.lines().count(), 1 + table_rows.len());
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",answer_pass@4_lo,answer_pass@4_hi")
+    );
+    let columns = csv.lines().next().unwrap().split(',').count();
+    assert!(csv.lines().all(|l| l.split(',').count() == columns));
     let svg = std::fs::read_to_string(cell.join("eval/eval-id.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("base pass@4"));
     // The cell's metrics: the stage's steps, then one line per eval row.
@@ -484,7 +507,11 @@ fn a_zero_share_passes_its_parents_model_on_and_stale_stages_train_again() {
             "budget compute = 3k tokens\nsweep share = [0%, 100%]",
         )
         .replace("arith[op $range]", "arith[op 3..=3]")
-        .replace("tokens 3k", "tokens $share of compute");
+        .replace("tokens 3k", "tokens $share of compute")
+        .replace(
+            "eval {",
+            "midtrain after from mid {\n    data arith[op 3..=3]\n    tokens 512\n    batch 2 x 128\n}\n\neval {",
+        );
     let compilation = rlp::compile(&rlp::syntax::SourceFile::new("share.rlp", src));
     let plan = compilation
         .plan
@@ -511,8 +538,8 @@ fn a_zero_share_passes_its_parents_model_on_and_stale_stages_train_again() {
         "the whole budget, in batches"
     );
 
-    // A directory an older rlp finished with another step count is trained again, and the
-    // evals of the cells that use it are computed again.
+    // A directory an older rlp finished with another step count is trained again, with every
+    // stage trained from it, and the evals of the cells that use them are computed again.
     let done_path = mid_dir.join("done.json");
     let stale = std::fs::read_to_string(&done_path)
         .unwrap()
@@ -526,6 +553,11 @@ fn a_zero_share_passes_its_parents_model_on_and_stale_stages_train_again() {
     let mid = &again[0].manifest.stages[1];
     assert_eq!(mid.status, Status::Finished);
     assert_eq!(mid.done.as_ref().unwrap().steps, 0);
+    assert_eq!(
+        again[0].manifest.stages[2].status,
+        Status::Finished,
+        "a stage trained from the stale one is trained again too"
+    );
     assert_eq!(again[0].evals, cells[0].evals, "the eval computed again");
     assert_eq!(again[1].manifest.stages[1].status, Status::Reused);
 }

@@ -17,7 +17,13 @@ pub fn csv(eval: &EvalSpec, rows: &[Row]) -> String {
             let _ = write!(out, ",{family}_pass@{k}");
         }
     }
-    out.push_str(",guess_commonest,process_acc,well_formed\n");
+    out.push_str(",guess_commonest,process_acc,well_formed");
+    for family in ["verified", "answer"] {
+        for k in &eval.pass_at {
+            let _ = write!(out, ",{family}_pass@{k}_lo,{family}_pass@{k}_hi");
+        }
+    }
+    out.push('\n');
     for row in rows {
         let _ = write!(
             out,
@@ -34,11 +40,20 @@ pub fn csv(eval: &EvalSpec, rows: &[Row]) -> String {
                 let _ = write!(out, ",{:.4}", pass.value);
             }
         }
-        let _ = writeln!(
+        let _ = write!(
             out,
             ",{:.4},{:.4},{:.4}",
             row.guess_commonest, row.process_acc, row.well_formed
         );
+        for pass in row.verified.iter().chain(&row.answer) {
+            match pass.interval {
+                Some((lo, hi)) => {
+                    let _ = write!(out, ",{lo:.4},{hi:.4}");
+                }
+                None => out.push_str(",,"),
+            }
+        }
+        out.push('\n');
     }
     out
 }
@@ -140,16 +155,21 @@ pub fn summary(eval: &EvalSpec, rows: &[Row]) -> String {
         "eval `{}`: {} problems per op, {} samples, temperature {}",
         eval.name, eval.problems_per_op, eval.samples, eval.temperature
     );
+    let first = eval.pass_at.first().copied().unwrap_or(1);
+    let metric = match eval.metric {
+        Metric::Verified => "verified",
+        Metric::Answer => "answer",
+    };
     let _ = writeln!(
         out,
-        "{:<12} {:<10} {:>4}  {:<22}  {:<22}  {:<22}  {:>7}",
+        "{:<12} {:<10} {:>4}  {:<22}  {:<22}  {:<22}  {:>7}  95% CI of {metric} pass@{first}",
         "model",
         "split",
         "op",
         format!("verified pass@{}", ks.join("/")),
         format!("answer pass@{}", ks.join("/")),
         format!("guessing pass@{}", ks.join("/")),
-        "procacc"
+        "procacc",
     );
     let join = |values: &[PassAt]| {
         values
@@ -161,14 +181,18 @@ pub fn summary(eval: &EvalSpec, rows: &[Row]) -> String {
     for row in rows.iter().filter(|r| r.context.is_none()) {
         let _ = writeln!(
             out,
-            "{:<12} {:<10} {:>4}  {:<22}  {:<22}  {:<22}  {:>7.2}",
+            "{:<12} {:<10} {:>4}  {:<22}  {:<22}  {:<22}  {:>7.2}  {}",
             row.model,
             row.split,
             row.op.map_or_else(|| "all".to_owned(), |op| op.to_string()),
             join(&row.verified),
             join(&row.answer),
             join(&row.guess_sampled),
-            row.process_acc
+            row.process_acc,
+            headline(eval, row)
+                .first()
+                .and_then(|p| p.interval)
+                .map_or_else(|| "-".to_owned(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"))
         );
     }
     out

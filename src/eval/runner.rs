@@ -61,6 +61,10 @@ pub struct PassAt {
     pub k: u32,
     /// The estimate, averaged over problems.
     pub value: f64,
+    /// The 95% bootstrap interval over problems ([`super::stats`]); none for the guessing
+    /// baseline and in tables written before intervals were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<(f64, f64)>,
 }
 
 /// One line of an eval table: a model on a split, for one op (or all), one context (or all).
@@ -453,26 +457,14 @@ fn summarise(
         context,
         problems: outcomes.len(),
         samples: eval.samples,
-        verified: ks
-            .iter()
-            .map(|&k| PassAt {
-                k,
-                value: mean(&|o: &ProblemOutcome| {
-                    let verified: Vec<bool> = o.judgements.iter().map(|j| j.verified).collect();
-                    pass_at_k_first(&verified, k as usize)
-                }),
-            })
-            .collect(),
-        answer: ks
-            .iter()
-            .map(|&k| PassAt {
-                k,
-                value: mean(&|o: &ProblemOutcome| {
-                    let correct = o.judgements.iter().filter(|j| j.answer).count() as u64;
-                    pass_at_k_unbiased(o.judgements.len() as u64, correct, u64::from(k))
-                }),
-            })
-            .collect(),
+        verified: with_intervals(ks, outcomes, &|o: &ProblemOutcome, k: u32| {
+            let verified: Vec<bool> = o.judgements.iter().map(|j| j.verified).collect();
+            pass_at_k_first(&verified, k as usize)
+        }),
+        answer: with_intervals(ks, outcomes, &|o: &ProblemOutcome, k: u32| {
+            let correct = o.judgements.iter().filter(|j| j.answer).count() as u64;
+            pass_at_k_unbiased(o.judgements.len() as u64, correct, u64::from(k))
+        }),
         process_acc: per_sample(&|j: &Judgement| j.process_acc),
         well_formed: per_sample(&|j: &Judgement| f64::from(u8::from(j.well_formed))),
         guess_commonest: mean(&|o: &ProblemOutcome| f64::from(u8::from(o.commonest_hits))),
@@ -483,7 +475,39 @@ fn summarise(
                 value: mean(&|o: &ProblemOutcome| {
                     1.0 - (1.0 - o.guess_probability).powi(k.try_into().unwrap_or(i32::MAX))
                 }),
+                interval: None,
             })
             .collect(),
     }
+}
+
+/// pass@k for every k, each problem scored by `score`, with its bootstrap interval over the
+/// problems.
+fn with_intervals(
+    ks: &[u32],
+    outcomes: &[&ProblemOutcome],
+    score: &dyn Fn(&ProblemOutcome, u32) -> f64,
+) -> Vec<PassAt> {
+    let values: Vec<Vec<f64>> = outcomes
+        .iter()
+        .map(|o| ks.iter().map(|&k| score(o, k)).collect())
+        .collect();
+    if values.is_empty() {
+        return ks
+            .iter()
+            .map(|&k| PassAt {
+                k,
+                value: 0.0,
+                interval: None,
+            })
+            .collect();
+    }
+    super::stats::estimates(&[values], ks)
+        .into_iter()
+        .map(|e| PassAt {
+            k: e.k,
+            value: e.value,
+            interval: Some((e.lo, e.hi)),
+        })
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! `rlp report`: every cell of a run directory side by side. Reads each cell's manifest, plan
 //! and eval samples and each stage's metrics (never the weights), and builds one [`Report`]:
-//! pass@k per cell and per group of replicas with 95% intervals ([`stats`]), the area under
+//! pass@k per cell and per group of replicas with 95% intervals ([`crate::eval::stats`]), the area under
 //! pass@1 against op, the training curves, and the timings and key numbers of every stage.
 //! [`render`] writes it as Markdown, a self-contained HTML page, or JSON.
 //!
@@ -10,14 +10,13 @@
 
 mod charts;
 pub mod render;
-pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use self::stats::Estimate;
+use crate::eval::stats::{self, Estimate};
 use crate::plan::Plan;
 use crate::run::Manifest;
 use crate::run::StageDone;

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 
 use super::charts::{Chart, XScale, svg};
-use super::stats::{Estimate, ROUNDS};
 use super::{ComparisonRow, Report, Selection, SplitComparison};
+use crate::eval::stats::{Estimate, ROUNDS};
 
 /// One block of the document.
 #[derive(Debug, Clone)]

@@ -459,6 +459,7 @@ impl Runner<'_> {
                     // same plan (a 0% share once took one step): trained again.
                     let fits = done.steps == stage.spec.steps();
                     if !fits {
+                        self.forget_descendants(stage);
                         self.forget_evals(stage);
                         self.observer.note(&format!(
                             "stage `{}`: finished in an earlier run with {} steps where the plan now takes {}, trained again",
@@ -525,6 +526,35 @@ impl Runner<'_> {
             evals.push((eval.clone(), rows));
         }
         Ok(evals)
+    }
+
+    /// Marks every stage trained from `stage` (directly or further down) unfinished, and
+    /// forgets its cells' evals: they were trained from weights that are about to change. Done
+    /// before `stage` trains again, so an interruption cannot leave a stale child finished.
+    fn forget_descendants(&self, stage: &StagePlan) {
+        let descends = |mut id: Option<crate::plan::StageId>| {
+            while let Some(current) = id {
+                if current == stage.id {
+                    return true;
+                }
+                id = self.plan.stages[current.0].parent;
+            }
+            false
+        };
+        for child in self.plan.stages.iter().filter(|s| descends(s.parent)) {
+            let done = self
+                .root
+                .join("stages")
+                .join(self.stage_dir(child.id.0))
+                .join("done.json");
+            if std::fs::remove_file(&done).is_ok() {
+                self.observer.note(&format!(
+                    "stage `{}`: its parent is trained again, so it will be too",
+                    child.name
+                ));
+            }
+            self.forget_evals(child);
+        }
     }
 
     /// Removes the eval tables of every cell that runs `stage`, so that a stage trained
