@@ -186,9 +186,8 @@ pub(super) fn run(
     } else {
         files.fresh()?;
     }
-    let save = |step: u64,
-                next_candidate: u64,
-                flops: Option<f64>,
+    // (step, next candidate, FLOPs so far): the counters a resumed stage continues from.
+    let save = |(step, next_candidate, flops): (u64, u64, Option<f64>),
                 counts: &FilterCounts,
                 optimizer: &AdamW,
                 files: &StageDir<'_>|
@@ -227,9 +226,7 @@ pub(super) fn run(
     while step < total_steps {
         if files.interrupt_requested() {
             save(
-                step,
-                next_candidate,
-                flops,
+                (step, next_candidate, flops),
                 &filter_counts,
                 &optimizer,
                 &files,
@@ -413,9 +410,7 @@ pub(super) fn run(
         recent_rewards.push(reward_mean);
         if step % u64::from(spec.checkpoint_every) == 0 && step < total_steps {
             save(
-                step,
-                next_candidate,
-                flops,
+                (step, next_candidate, flops),
                 &filter_counts,
                 &optimizer,
                 &files,
