@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Paired differences RL model minus base, per problem, with a 95% bootstrap interval.
+"""Paired differences of one model minus another, per problem, with a 95% bootstrap interval.
 
-The base and every RL model of a findings run are evaluated on the same problems, so the
-difference per problem (RL pass@k averaged over the cells of one group, e.g. its three
-replicas, minus the base's) is bootstrapped over problems (4,000 resamples, fixed seed).
-Stop-gap until `rlp report` (issue 19) does this in rlp itself.
+Every model of a findings run is evaluated on the same problems, so the difference per problem
+(the model's pass@k averaged over the cells of one group, e.g. its three replicas, minus the
+other model's in the same cells) is bootstrapped over problems (4,000 resamples, fixed seed).
+`rlp report` gives each model's own intervals; this is the paired comparison it does not make.
 
-    python3 scripts/findings-paired.py RUN CELL_PREFIX SPLIT OPS
-    python3 scripts/findings-paired.py runs/f1-edge 'range=7..=9' edge 9
+    python3 scripts/findings-paired.py RUN CELL_PREFIX SPLIT OPS [MODEL [BASE]]
+    python3 scripts/findings-paired.py runs/f1-edge 'range=7..=9' edge 9          # post - widen
+    python3 scripts/findings-paired.py runs/f3-compute 'mid_share=80pct' edge 8,9,10 post mid
 """
 import json
 import random
@@ -22,6 +23,8 @@ from findings_lib import pass_at_k
 def main():
     run, group, split = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     ops = [int(o) for o in sys.argv[4].split(",")]
+    model = sys.argv[5] if len(sys.argv) > 5 else "post"
+    base_model = sys.argv[6] if len(sys.argv) > 6 else "widen"
     base, post = {}, {}
     for cell in sorted(run.iterdir()):
         samples = cell / "eval" / "eval-samples.jsonl"
@@ -33,10 +36,12 @@ def main():
                 continue
             key = (row["op"], row["prompt"])
             counts = (row["samples"], row["verified_samples"])
-            if row["model"] == "post":
-                if cell.name.startswith(group):
-                    post.setdefault(key, []).append(counts)
-            else:
+            if not cell.name.startswith(group):
+                continue
+            if row["model"] == model:
+                post.setdefault(key, []).append(counts)
+            elif row["model"] == base_model:
+                # A base the group's cells share (or each replica's own: the last one).
                 base[key] = counts
     keys = sorted(set(base) & set(post))
     for k in (1, 8, 64):
@@ -49,7 +54,7 @@ def main():
             sum(diffs[rng.randrange(len(diffs))] for _ in diffs) / len(diffs) for _ in range(4000)
         )
         print(
-            f"{group} {split} ops {ops} pass@{k}: {sum(diffs) / len(diffs):+.3f} "
+            f"{group} {split} ops {ops} {model} - {base_model} pass@{k}: {sum(diffs) / len(diffs):+.3f} "
             f"[{means[100]:+.3f}, {means[3899]:+.3f}] over {len(keys)} problems"
         )
 

@@ -561,3 +561,80 @@ fn a_zero_share_passes_its_parents_model_on_and_stale_stages_train_again() {
     assert_eq!(again[0].evals, cells[0].evals, "the eval computed again");
     assert_eq!(again[1].manifest.stages[1].status, Status::Reused);
 }
+
+#[test]
+fn two_runs_at_once_train_a_shared_stage_once() {
+    let plan = mini_plan();
+    let out = scratch("concurrent");
+    let (first, second) = std::thread::scope(|s| {
+        let a = s.spawn(|| execute(&plan, &input(), &options(&out), &Silent).unwrap());
+        let b = s.spawn(|| execute(&plan, &input(), &options(&out), &Silent).unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let statuses: Vec<Status> = [&first, &second]
+        .iter()
+        .map(|cells| cells[0].manifest.stages[0].status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Status::Finished).count(),
+        1,
+        "one run trained the stage, the other waited and reused it: {statuses:?}"
+    );
+    let stage = &first[0].manifest.stages[0];
+    let done = stage.done.as_ref().unwrap();
+    let rows = losses(&first[0].dir.join(&stage.dir).join("metrics.jsonl"));
+    assert_eq!(
+        rows.len() as u64,
+        done.steps,
+        "one training's rows, not two"
+    );
+    assert_eq!(
+        second[0].manifest.stages[0].done, first[0].manifest.stages[0].done,
+        "the same result"
+    );
+    let lock = rlp::run::lock::lock_path(&first[0].dir.join(&stage.dir));
+    assert!(!lock.exists(), "the lock is gone once the stage is done");
+}
+
+#[test]
+fn a_lock_whose_heartbeat_stopped_is_taken_over() {
+    let plan = mini_plan();
+    let out = scratch("stale-lock");
+    // The stage's directory, as a first run names it, with a lock its killed owner left.
+    let first = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    let stage_dir = first[0].dir.join(&first[0].manifest.stages[0].dir);
+    std::fs::remove_file(stage_dir.join("done.json")).unwrap();
+    let lock = rlp::run::lock::lock_path(&stage_dir);
+    let abandoned = rlp::run::lock::LockInfo {
+        owner: "gone:1".into(),
+        token: "gone:1:0".into(),
+        since_unix: 1,
+        heartbeat_unix: 1,
+    };
+    std::fs::write(&lock, serde_json::to_string(&abandoned).unwrap()).unwrap();
+    let notes = std::sync::Mutex::new(Vec::new());
+    let again = execute(&plan, &input(), &options(&out), &Notes(&notes)).unwrap();
+    assert_eq!(again[0].manifest.stages[0].status, Status::Finished);
+    assert!(
+        notes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("taken over from gone:1")),
+        "{:?}",
+        notes.lock().unwrap()
+    );
+    assert!(!lock.exists());
+}
+
+/// Keeps the run's notes.
+struct Notes<'a>(&'a std::sync::Mutex<Vec<String>>);
+
+impl Observer for Notes<'_> {
+    fn begin(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64, _: &str) {}
+    fn end(&self, _: &str) {}
+    fn note(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_owned());
+    }
+}

@@ -24,6 +24,7 @@
 //! experiments that share a base train it once. Evaluations are skipped likewise when their table records the same key.
 
 mod files;
+pub mod lock;
 mod rl;
 mod stage;
 mod train;
@@ -437,6 +438,17 @@ impl Runner<'_> {
             let dir_name = self.stage_dir(id.0);
             let stage_dir = self.root.join("stages").join(&dir_name);
             let done_path = stage_dir.join("done.json");
+            let finished = std::fs::read_to_string(&done_path)
+                .ok()
+                .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
+                .is_some_and(|done| done.steps == stage.spec.steps());
+            // Held while this run adopts, trains or checks the stage: another run that reaches
+            // the same instance waits, then reuses it.
+            let _lock = if finished {
+                None
+            } else {
+                Some(self.lock_stage(stage, &stage_dir)?)
+            };
             if !done_path.is_file()
                 && let Some(source) = files::adopt_finished_stage(
                     &self.options.out,
@@ -526,6 +538,29 @@ impl Runner<'_> {
             evals.push((eval.clone(), rows));
         }
         Ok(evals)
+    }
+
+    /// Takes the lock of a stage directory, saying so when it had to wait or take it over.
+    fn lock_stage(&self, stage: &StagePlan, dir: &Path) -> Result<lock::StageLock, RunError> {
+        let acquired =
+            lock::StageLock::acquire(dir).map_err(|e| RunError::io(&lock::lock_path(dir), &e))?;
+        Ok(match acquired {
+            lock::Acquired::Free(held) => held,
+            lock::Acquired::AfterWaiting(held, owner) => {
+                self.observer.note(&format!(
+                    "stage `{}`: waited for {owner}, which held it",
+                    stage.name
+                ));
+                held
+            }
+            lock::Acquired::TakenOver(held, owner) => {
+                self.observer.note(&format!(
+                    "stage `{}`: taken over from {owner}, whose heartbeat had stopped",
+                    stage.name
+                ));
+                held
+            }
+        })
     }
 
     /// Marks every stage trained from `stage` (directly or further down) unfinished, and
