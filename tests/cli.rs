@@ -403,3 +403,44 @@ fn run_prints_a_summary_and_refuses_a_missing_device() {
     ])
     .expect(1);
 }
+
+#[test]
+fn run_takes_one_cell_or_one_stage_at_a_time() {
+    let out = root().join(format!("target/test-runs/parts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_arg = out.display().to_string();
+    let file = "tests/fixtures/run/sweep.rlp";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", file, "--out", &out_arg, "--threads", "2"];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
+    };
+    let with = |extra: &[&str]| Run {
+        args: run(extra),
+    };
+    let stderr = |o: &Output| text(&o.stderr);
+    // `mid` differs between the cells: the run asks which one.
+    let o = with(&["--stage", "mid"]).expect(2);
+    assert!(stderr(&o).contains("2 instances across cells"), "{}", stderr(&o));
+    let o = with(&["--cell", "nope"]).expect(2);
+    assert!(stderr(&o).contains("range=3..=3, range=4..=4"), "{}", stderr(&o));
+    // A stage before its parent: a clear error naming the parent.
+    let o = with(&["--stage", "mid", "--cell", "range=3..=3"]).expect(1);
+    assert!(stderr(&o).contains("starts from `base`, which has not finished"), "{}", stderr(&o));
+    // The parent, then the stage: no eval, no cell manifest.
+    with(&["--stage", "base"]).expect(0);
+    with(&["--stage", "mid", "--cell", "range=3..=3"]).expect(0);
+    let root_dir = out.join("sweep");
+    let finished: Vec<_> = std::fs::read_dir(root_dir.join("stages"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("done.json").is_file())
+        .collect();
+    assert_eq!(finished.len(), 2, "base and one mid");
+    assert!(!root_dir.join("range=3..=3/manifest.json").exists());
+    // One cell: its stages (the base reused) and evals, and only its manifest.
+    let o = with(&["--cell", "range=4..=4"]).expect(0);
+    assert!(text(&o.stdout).contains("cell `range=4..=4`"));
+    assert!(root_dir.join("range=4..=4/manifest.json").is_file());
+    assert!(!root_dir.join("range=3..=3/manifest.json").exists());
+}

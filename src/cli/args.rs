@@ -99,6 +99,13 @@ pub enum Command {
         /// Where tensors live.
         #[arg(long, value_enum, default_value_t = crate::cli::commands::run::DeviceChoice::Cpu)]
         device: crate::cli::commands::run::DeviceChoice,
+        /// Run only this sweep cell (its stages and evals).
+        #[arg(long)]
+        cell: Option<String>,
+        /// Run only this stage instance (no eval); its parent must have finished. With several
+        /// instances of the name across cells, `--cell` picks one.
+        #[arg(long)]
+        stage: Option<String>,
     },
     /// Compare a run directory's cells: pass@k with 95% intervals per cell and per group of
     /// replicas, areas under pass@1 against op, plots and training curves, stage timings.

@@ -92,7 +92,16 @@ where
             out,
             threads,
             device,
-        } => commands::run::run(&file, &out, threads, device, color),
+            cell,
+            stage,
+        } => commands::run::run(
+            &file,
+            &out,
+            threads,
+            device,
+            &commands::run::Part { cell, stage },
+            color,
+        ),
         Command::Verify {
             input,
             out,

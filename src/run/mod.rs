@@ -43,7 +43,7 @@ pub use self::stage::{FilterRecord, StageDone};
 use crate::eval::report;
 use crate::eval::runner::{EvalError, Evaluator, Row};
 use crate::model::{Config, Transformer};
-use crate::plan::{CellPlan, EvalSpec, Plan, StagePlan, StageSpec};
+use crate::plan::{CellPlan, EvalSpec, Plan, StageId, StagePlan, StageSpec};
 use crate::tasks::GenerateError;
 use crate::tokenizer::Tokenizer;
 
@@ -149,6 +149,20 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(code(rlp::run::generate))]
     Generate(#[from] GenerateError),
+    /// `rlp run --stage` on a stage whose parent has not finished.
+    #[error("stage `{stage}` starts from `{parent}`, which has not finished")]
+    #[diagnostic(
+        code(rlp::run::parent_unfinished),
+        help(
+            "run `{parent}` first (`rlp run FILE --stage {parent}`, with `--cell` if it differs between cells)"
+        )
+    )]
+    ParentUnfinished {
+        /// The stage asked for.
+        stage: String,
+        /// Its parent.
+        parent: String,
+    },
     /// Something that should not happen.
     #[error("internal error: {0}")]
     #[diagnostic(code(rlp::run::internal))]
@@ -308,22 +322,61 @@ pub fn execute(
     options: &RunOptions,
     observer: &dyn Observer,
 ) -> Result<Vec<CellReport>, RunError> {
-    let root = options.out.join(&plan.name);
-    create_dir(&root.join("stages"))?;
-    let tokenizer = Tokenizer::for_plan(plan);
-    let tokenizer_json = serde_json::to_vec(&tokenizer)
-        .map_err(|e| RunError::Internal(format!("tokenizer JSON: {e}")))?;
-    write(&root.join("tokenizer.json"), &tokenizer_json)?;
-    let runner = Runner {
-        plan,
-        input,
-        options,
-        observer,
-        root,
-        tokenizer_hash: sha256_hex(&tokenizer_json),
-        tokenizer,
-    };
+    let runner = Runner::new(plan, input, options, observer)?;
     plan.cells.iter().map(|cell| runner.cell(cell)).collect()
+}
+
+/// Runs one cell of `plan` (`plan.cells[index]`), its stages and evals, as [`execute`] does.
+///
+/// # Errors
+/// As [`execute`].
+pub fn execute_cell(
+    plan: &Plan,
+    input: &Input,
+    options: &RunOptions,
+    observer: &dyn Observer,
+    index: usize,
+) -> Result<CellReport, RunError> {
+    let cell = plan
+        .cells
+        .get(index)
+        .ok_or_else(|| RunError::Internal(format!("no cell {index}")))?;
+    Runner::new(plan, input, options, observer)?.cell(cell)
+}
+
+/// Brings one stage instance of `plan` to finished, as [`execute`] would in a cell that runs
+/// it, and nothing else: no eval, no cell manifest (a scheduler's unit of work). Its parent
+/// must have finished.
+///
+/// # Errors
+/// [`RunError::ParentUnfinished`], or whatever training the stage raises.
+pub fn execute_stage(
+    plan: &Plan,
+    input: &Input,
+    options: &RunOptions,
+    observer: &dyn Observer,
+    id: StageId,
+) -> Result<(Status, StageDone), RunError> {
+    let runner = Runner::new(plan, input, options, observer)?;
+    let stage = &plan.stages[id.0];
+    if let Some(parent) = stage.parent {
+        let done = runner
+            .root
+            .join("stages")
+            .join(runner.stage_dir(parent.0))
+            .join("done.json");
+        let finished = std::fs::read_to_string(&done)
+            .ok()
+            .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
+            .is_some_and(|d| d.steps == plan.stages[parent.0].spec.steps());
+        if !finished {
+            return Err(RunError::ParentUnfinished {
+                stage: stage.name.clone(),
+                parent: plan.stages[parent.0].name.clone(),
+            });
+        }
+    }
+    runner.stage(id)
 }
 
 /// The state shared by a run's cells.
@@ -337,7 +390,31 @@ struct Runner<'a> {
     tokenizer_hash: String,
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    /// The run directory `options.out/<plan name>/` with its tokenizer written.
+    fn new(
+        plan: &'a Plan,
+        input: &'a Input,
+        options: &'a RunOptions,
+        observer: &'a dyn Observer,
+    ) -> Result<Self, RunError> {
+        let root = options.out.join(&plan.name);
+        create_dir(&root.join("stages"))?;
+        let tokenizer = Tokenizer::for_plan(plan);
+        let tokenizer_json = serde_json::to_vec(&tokenizer)
+            .map_err(|e| RunError::Internal(format!("tokenizer JSON: {e}")))?;
+        write(&root.join("tokenizer.json"), &tokenizer_json)?;
+        Ok(Runner {
+            plan,
+            input,
+            options,
+            observer,
+            root,
+            tokenizer_hash: sha256_hex(&tokenizer_json),
+            tokenizer,
+        })
+    }
+
     /// A stage's directory name: its name and a key over its content hash and the tokenizer.
     fn stage_dir(&self, stage: usize) -> String {
         let stage = &self.plan.stages[stage];
@@ -434,81 +511,7 @@ impl Runner<'_> {
         save: &dyn Fn(&mut Manifest) -> Result<(), RunError>,
     ) -> Result<Vec<(EvalSpec, Vec<Row>)>, RunError> {
         for (position, &id) in cell.stages.iter().enumerate() {
-            let stage = &self.plan.stages[id.0];
-            let dir_name = self.stage_dir(id.0);
-            let stage_dir = self.root.join("stages").join(&dir_name);
-            let done_path = stage_dir.join("done.json");
-            let finished = std::fs::read_to_string(&done_path)
-                .ok()
-                .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
-                .is_some_and(|done| done.steps == stage.spec.steps());
-            // Held while this run adopts, trains or checks the stage: another run that reaches
-            // the same instance waits, then reuses it.
-            let _lock = if finished {
-                None
-            } else {
-                Some(self.lock_stage(stage, &stage_dir)?)
-            };
-            if !done_path.is_file()
-                && let Some(source) = files::adopt_finished_stage(
-                    &self.options.out,
-                    &self.root,
-                    &dir_name,
-                    &stage_dir,
-                )?
-            {
-                self.observer.note(&format!(
-                    "stage `{}`: the same stage finished in {}, copied",
-                    stage.name,
-                    source.display()
-                ));
-            }
-            let reused = std::fs::read_to_string(&done_path)
-                .ok()
-                .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
-                .filter(|done| {
-                    // Finished by an older rlp that took another number of steps for the
-                    // same plan (a 0% share once took one step): trained again.
-                    let fits = done.steps == stage.spec.steps();
-                    if !fits {
-                        self.forget_descendants(stage);
-                        self.forget_evals(stage);
-                        self.observer.note(&format!(
-                            "stage `{}`: finished in an earlier run with {} steps where the plan now takes {}, trained again",
-                            stage.name,
-                            done.steps,
-                            stage.spec.steps()
-                        ));
-                    }
-                    fits
-                });
-            let (status, done) = if let Some(done) = reused {
-                self.observer.note(&format!(
-                    "stage `{}`: finished in an earlier run ({} steps), reused",
-                    stage.name, done.steps
-                ));
-                (Status::Reused, done)
-            } else {
-                create_dir(&stage_dir)?;
-                let parent = stage.parent.map(|p| {
-                    self.root
-                        .join("stages")
-                        .join(self.stage_dir(p.0))
-                        .join("model.safetensors")
-                });
-                let done = match &stage.spec {
-                    StageSpec::Pretrain(spec) | StageSpec::Midtrain(spec) => {
-                        train::run(self, stage, spec, parent.as_deref(), &stage_dir)?
-                    }
-                    StageSpec::Rl(spec) => {
-                        let parent = parent.ok_or_else(|| {
-                            RunError::Internal(format!("`rl {}` has no parent", stage.name))
-                        })?;
-                        rl::run(self, stage, spec, &parent, &stage_dir)?
-                    }
-                };
-                (Status::Finished, done)
-            };
+            let (status, done) = self.stage(id)?;
             manifest.stages[position].status = status;
             manifest.stages[position].done = Some(done);
             save(manifest)?;
@@ -538,6 +541,83 @@ impl Runner<'_> {
             evals.push((eval.clone(), rows));
         }
         Ok(evals)
+    }
+
+    /// Brings one stage instance to finished: reused when its directory holds a finished
+    /// result, else adopted from a sibling run, else trained (under its lock).
+    fn stage(&self, id: StageId) -> Result<(Status, StageDone), RunError> {
+        let stage = &self.plan.stages[id.0];
+        let dir_name = self.stage_dir(id.0);
+        let stage_dir = self.root.join("stages").join(&dir_name);
+        let done_path = stage_dir.join("done.json");
+        let finished = std::fs::read_to_string(&done_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
+            .is_some_and(|done| done.steps == stage.spec.steps());
+        // Held while this run adopts, trains or checks the stage: another run that reaches
+        // the same instance waits, then reuses it.
+        let _lock = if finished {
+            None
+        } else {
+            Some(self.lock_stage(stage, &stage_dir)?)
+        };
+        if !done_path.is_file()
+            && let Some(source) =
+                files::adopt_finished_stage(&self.options.out, &self.root, &dir_name, &stage_dir)?
+        {
+            self.observer.note(&format!(
+                "stage `{}`: the same stage finished in {}, copied",
+                stage.name,
+                source.display()
+            ));
+        }
+        let reused = std::fs::read_to_string(&done_path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
+            .filter(|done| {
+                // Finished by an older rlp that took another number of steps for the
+                // same plan (a 0% share once took one step): trained again.
+                let fits = done.steps == stage.spec.steps();
+                if !fits {
+                    self.forget_descendants(stage);
+                    self.forget_evals(stage);
+                    self.observer.note(&format!(
+                        "stage `{}`: finished in an earlier run with {} steps where the plan now takes {}, trained again",
+                        stage.name,
+                        done.steps,
+                        stage.spec.steps()
+                    ));
+                }
+                fits
+            });
+        let (status, done) = if let Some(done) = reused {
+            self.observer.note(&format!(
+                "stage `{}`: finished in an earlier run ({} steps), reused",
+                stage.name, done.steps
+            ));
+            (Status::Reused, done)
+        } else {
+            create_dir(&stage_dir)?;
+            let parent = stage.parent.map(|p| {
+                self.root
+                    .join("stages")
+                    .join(self.stage_dir(p.0))
+                    .join("model.safetensors")
+            });
+            let done = match &stage.spec {
+                StageSpec::Pretrain(spec) | StageSpec::Midtrain(spec) => {
+                    train::run(self, stage, spec, parent.as_deref(), &stage_dir)?
+                }
+                StageSpec::Rl(spec) => {
+                    let parent = parent.ok_or_else(|| {
+                        RunError::Internal(format!("`rl {}` has no parent", stage.name))
+                    })?;
+                    rl::run(self, stage, spec, &parent, &stage_dir)?
+                }
+            };
+            (Status::Finished, done)
+        };
+        Ok((status, done))
     }
 
     /// Takes the lock of a stage directory, saying so when it had to wait or take it over.

@@ -10,7 +10,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::super::{Status, compile_file, eprint_line, print_raw, read};
 use crate::eval::report;
-use crate::run::{CellReport, Input, Observer, RunError, RunOptions, execute, sha256_hex};
+use crate::plan::{Plan, StageId};
+use crate::run::{
+    CellReport, Input, Observer, RunError, RunOptions, execute, execute_cell, execute_stage,
+    sha256_hex,
+};
 
 /// Which device to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -158,11 +162,70 @@ fn set_threads(threads: usize) {
     }
 }
 
+/// Which part of a file `rlp run` runs: everything, one cell, or one stage instance.
+pub(crate) struct Part {
+    pub(crate) cell: Option<String>,
+    pub(crate) stage: Option<String>,
+}
+
+/// What a part names in the plan.
+enum Target {
+    All,
+    Cell(usize),
+    Stage(StageId),
+}
+
+/// Resolves `--cell` and `--stage` against the plan, or says what they could have been.
+fn target(plan: &Plan, part: &Part) -> Result<Target, String> {
+    let cells: Vec<usize> = match &part.cell {
+        None => (0..plan.cells.len()).collect(),
+        Some(name) => {
+            let Some(index) = plan.cells.iter().position(|c| c.name == *name) else {
+                let names: Vec<&str> = plan.cells.iter().map(|c| c.name.as_str()).collect();
+                return Err(format!(
+                    "no cell `{name}` in the plan; its cells are: {}",
+                    names.join(", ")
+                ));
+            };
+            vec![index]
+        }
+    };
+    let Some(stage) = &part.stage else {
+        return Ok(match part.cell {
+            Some(_) => Target::Cell(cells[0]),
+            None => Target::All,
+        });
+    };
+    let mut ids: Vec<StageId> = Vec::new();
+    for &c in &cells {
+        for &id in &plan.cells[c].stages {
+            if plan.stages[id.0].name == *stage && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    match ids.as_slice() {
+        [id] => Ok(Target::Stage(*id)),
+        [] => Err(format!(
+            "no stage `{stage}`{}",
+            part.cell
+                .as_ref()
+                .map(|c| format!(" in cell `{c}`"))
+                .unwrap_or_default()
+        )),
+        many => Err(format!(
+            "stage `{stage}` has {} instances across cells; pick one with `--cell`",
+            many.len()
+        )),
+    }
+}
+
 pub(crate) fn run(
     file: &Path,
     out: &Path,
     threads: Option<usize>,
     device: DeviceChoice,
+    part: &Part,
     color: bool,
 ) -> Status {
     let threads = threads
@@ -177,6 +240,13 @@ pub(crate) fn run(
     let plan = match compile_file(file, color) {
         Ok(plan) => plan,
         Err(status) => return status,
+    };
+    let target = match target(&plan, part) {
+        Ok(target) => target,
+        Err(message) => {
+            eprint_line(&format!("error: {message}"));
+            return Status::Error;
+        }
     };
     let device = match device {
         DeviceChoice::Cpu => candle_core::Device::Cpu,
@@ -209,7 +279,23 @@ pub(crate) fn run(
         sha256: sha256_hex(&bytes),
     };
     let bars = Bars::new();
-    match execute(&plan, &input, &options, &bars) {
+    let outcome = match target {
+        Target::All => execute(&plan, &input, &options, &bars),
+        Target::Cell(index) => {
+            execute_cell(&plan, &input, &options, &bars, index).map(|cell| vec![cell])
+        }
+        Target::Stage(id) => {
+            execute_stage(&plan, &input, &options, &bars, id).map(|(status, done)| {
+                let stage = &plan.stages[id.0];
+                eprint_line(&format!(
+                    "stage `{}` ({}): {status:?}, {} steps",
+                    stage.name, stage.hash, done.steps
+                ));
+                Vec::new()
+            })
+        }
+    };
+    match outcome {
         Ok(cells) => {
             let text: String = cells.iter().map(summary).collect();
             print_raw(&text);
