@@ -28,6 +28,9 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--title", default="")
     parser.add_argument("--bases-differ", action="store_true")
+    parser.add_argument(
+        "--shared", default="widen", help="the model every cell shares (one line); others: per group"
+    )
     args = parser.parse_args()
     ops = {int(o) for o in args.ops.split(",")}
     # line label -> replica -> problem prompt -> (n, c)
@@ -44,7 +47,8 @@ def main():
             if row["model"] == "post":
                 label, rep = f"RL, {group}", replica
             else:
-                label = f'{row["model"]}, {group}' if args.bases_differ else row["model"]
+                shared = row["model"] == args.shared and not args.bases_differ
+                label = row["model"] if shared else f'{row["model"]}, {group}'
                 rep = "-"
             lines[label][rep][(row["op"], row["prompt"])] = (row["samples"], row["verified_samples"])
     n = min(nc[0] for reps in lines.values() for probs in reps.values() for nc in probs.values())
