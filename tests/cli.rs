@@ -415,18 +415,28 @@ fn run_takes_one_cell_or_one_stage_at_a_time() {
         args.extend_from_slice(extra);
         args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
     };
-    let with = |extra: &[&str]| Run {
-        args: run(extra),
-    };
+    let with = |extra: &[&str]| Run { args: run(extra) };
     let stderr = |o: &Output| text(&o.stderr);
     // `mid` differs between the cells: the run asks which one.
     let o = with(&["--stage", "mid"]).expect(2);
-    assert!(stderr(&o).contains("2 instances across cells"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 instances across cells"),
+        "{}",
+        stderr(&o)
+    );
     let o = with(&["--cell", "nope"]).expect(2);
-    assert!(stderr(&o).contains("range=3..=3, range=4..=4"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("range=3..=3, range=4..=4"),
+        "{}",
+        stderr(&o)
+    );
     // A stage before its parent: a clear error naming the parent.
     let o = with(&["--stage", "mid", "--cell", "range=3..=3"]).expect(1);
-    assert!(stderr(&o).contains("starts from `base`, which has not finished"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("starts from `base`, which has not finished"),
+        "{}",
+        stderr(&o)
+    );
     // The parent, then the stage: no eval, no cell manifest.
     with(&["--stage", "base"]).expect(0);
     with(&["--stage", "mid", "--cell", "range=3..=3"]).expect(0);
@@ -438,6 +448,60 @@ fn run_takes_one_cell_or_one_stage_at_a_time() {
         .collect();
     assert_eq!(finished.len(), 2, "base and one mid");
     assert!(!root_dir.join("range=3..=3/manifest.json").exists());
+    // `rlp status`: the finished base and mid, the other mid pending, the evals blocked on it
+    // or on nothing run yet; a lock left by a killed run shows as abandoned.
+    let status = |json: bool| {
+        let mut args = vec!["status".to_owned(), root_dir.display().to_string()];
+        if json {
+            args.push("--json".to_owned());
+        }
+        text(&Run { args }.expect(0).stdout)
+    };
+    let lines: Vec<serde_json::Value> = status(true)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let states: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                format!(
+                    "{} {}",
+                    l["kind"].as_str().unwrap(),
+                    l["name"].as_str().unwrap()
+                ),
+                l["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        states,
+        [
+            pair("stage base", "finished"),
+            pair("stage mid", "finished"),
+            pair("stage mid", "pending"),
+            pair("eval eval", "pending"),
+            pair("eval eval", "blocked"),
+        ]
+    );
+    let pending_mid = root_dir.join(lines[2]["dir"].as_str().unwrap());
+    let lock = rlp::run::lock::LockInfo {
+        owner: "gone:7".into(),
+        token: "gone:7:0".into(),
+        since_unix: 1,
+        heartbeat_unix: 1,
+    };
+    std::fs::write(
+        rlp::run::lock::lock_path(&pending_mid),
+        serde_json::to_string(&lock).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        status(false).contains("abandoned by gone:7"),
+        "{}",
+        status(false)
+    );
     // One cell: its stages (the base reused) and evals, and only its manifest.
     let o = with(&["--cell", "range=4..=4"]).expect(0);
     assert!(text(&o.stdout).contains("cell `range=4..=4`"));

@@ -119,6 +119,15 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: Vec<crate::cli::commands::report::ReportFormat>,
     },
+    /// Where every stage instance and eval of a run directory stands: pending, running (step,
+    /// owner, heartbeat), interrupted, abandoned, failed (with the error), blocked, finished.
+    Status {
+        /// The run directory (`runs/<name>`).
+        run: PathBuf,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Format files in place in canonical form, keeping comments.
     Fmt {
         /// Files to format.

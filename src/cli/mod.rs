@@ -68,6 +68,7 @@ where
     match arguments.command {
         Command::Check { files, format } => commands::check::run(&files, format, color),
         Command::Plan { file } => commands::plan::run(&file, color),
+        Command::Status { run, json } => commands::status::run(&run, json),
         Command::Report { run, out, format } => {
             commands::report::run(&run, out.as_deref(), &format)
         }

@@ -27,6 +27,7 @@ mod files;
 pub mod lock;
 mod rl;
 mod stage;
+pub mod status;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -344,6 +345,43 @@ pub fn execute_cell(
     Runner::new(plan, input, options, observer)?.cell(cell)
 }
 
+/// A stage's directory name: its name and a key over its content hash and the tokenizer's.
+fn stage_dir_name(stage: &StagePlan, tokenizer_hash: &str) -> String {
+    let key = sha256_hex(format!("{}\n{tokenizer_hash}", stage.hash).as_bytes());
+    format!("{}-{}", stage.name, &key[..12])
+}
+
+/// Where every stage instance and eval of the run directory `run` stands ([`status`]).
+///
+/// # Errors
+/// The run's plan or tokenizer cannot be read: not a run directory.
+pub fn run_status(run: &Path) -> Result<(Plan, Vec<status::Line>), String> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let tokenizer = read(&run.join("tokenizer.json"))
+        .map_err(|e| format!("{e} (is it a run directory, `runs/<name>`?)"))?;
+    let plan_path = run.join("plan.json");
+    let plan_path = if plan_path.is_file() {
+        plan_path
+    } else {
+        // Run directories written before the plan was kept at their top: a cell's copy.
+        std::fs::read_dir(run)
+            .map_err(|e| format!("cannot read {}: {e}", run.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("plan.json"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("{} holds no plan.json", run.display()))?
+    };
+    let plan: Plan = serde_json::from_slice(&read(&plan_path)?)
+        .map_err(|e| format!("{}: {e}", plan_path.display()))?;
+    let tokenizer_hash = sha256_hex(&tokenizer);
+    let lines = status::status(run, &plan, &|i| {
+        stage_dir_name(&plan.stages[i], &tokenizer_hash)
+    });
+    Ok((plan, lines))
+}
+
 /// Brings one stage instance of `plan` to finished, as [`execute`] would in a cell that runs
 /// it, and nothing else: no eval, no cell manifest (a scheduler's unit of work). Its parent
 /// must have finished.
@@ -404,6 +442,8 @@ impl<'a> Runner<'a> {
         let tokenizer_json = serde_json::to_vec(&tokenizer)
             .map_err(|e| RunError::Internal(format!("tokenizer JSON: {e}")))?;
         write(&root.join("tokenizer.json"), &tokenizer_json)?;
+        // For `rlp status`, which must read the plan before any cell has a directory.
+        write(&root.join("plan.json"), &files::pretty_json(plan)?)?;
         Ok(Runner {
             plan,
             input,
@@ -415,11 +455,9 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// A stage's directory name: its name and a key over its content hash and the tokenizer.
+    /// A stage's directory name.
     fn stage_dir(&self, stage: usize) -> String {
-        let stage = &self.plan.stages[stage];
-        let key = sha256_hex(format!("{}\n{}", stage.hash, self.tokenizer_hash).as_bytes());
-        format!("{}-{}", stage.name, &key[..12])
+        stage_dir_name(&self.plan.stages[stage], &self.tokenizer_hash)
     }
 
     fn cell(&self, cell: &CellPlan) -> Result<CellReport, RunError> {

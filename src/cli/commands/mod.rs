@@ -8,4 +8,5 @@ pub(super) mod plan;
 pub(super) mod report;
 pub(super) mod run;
 pub(super) mod sample;
+pub(super) mod status;
 pub(super) mod verify;

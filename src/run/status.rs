@@ -1,0 +1,256 @@
+//! `rlp status`: where every stage instance and eval of a run directory stands, read from the
+//! files runs leave (the plan, `done.json`, checkpoints, locks and their heartbeats, metrics,
+//! manifests), so it works while runs are going, on any machine that sees the directory.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::lock::{lock_path, read_lock};
+use super::{Manifest, StageDone, Status};
+use crate::plan::Plan;
+
+/// A lock whose heartbeat is older than this is reported as abandoned.
+const ABANDONED_AFTER_S: u64 = 60;
+
+/// Where one stage instance or eval stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum State {
+    /// Not started.
+    Pending,
+    /// Cannot start: a stage's parent failed or is itself blocked, or an eval's model has not
+    /// finished.
+    Blocked {
+        /// The parent.
+        on: String,
+    },
+    /// A run holds its lock and beats.
+    Running {
+        /// The run (`host:pid`).
+        owner: String,
+        /// The last step written to its metrics.
+        step: u64,
+        /// Of how many.
+        of: u64,
+        /// Seconds since the owner's last heartbeat.
+        heartbeat_age_s: u64,
+    },
+    /// Stopped with a checkpoint; the next run resumes it.
+    Interrupted {
+        /// The last step written.
+        step: u64,
+        /// Of how many.
+        of: u64,
+    },
+    /// Its lock's heartbeat stopped: its run was killed; the next run takes it over.
+    Abandoned {
+        /// The run that held it.
+        owner: String,
+        /// Seconds since its last heartbeat.
+        heartbeat_age_s: u64,
+    },
+    /// Stopped by an error (as a cell's manifest recorded it).
+    Failed {
+        /// The error.
+        error: String,
+    },
+    /// Finished.
+    Finished {
+        /// Optimizer steps.
+        steps: u64,
+        /// Seconds it took.
+        seconds: f64,
+    },
+}
+
+/// One line of the status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Line {
+    /// `stage` or `eval`.
+    pub kind: &'static str,
+    /// The stage's or eval's name.
+    pub name: String,
+    /// The cells it belongs to (for an eval, its cell).
+    pub cells: Vec<String>,
+    /// Its directory under the run (`stages/<dir>` or `<cell>/eval`).
+    pub dir: String,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub state: State,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The last `step` in a metrics file.
+fn last_step(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["step"].as_u64())
+        })
+        .unwrap_or(0)
+}
+
+/// The status of the run directory `run`, whose plan is `plan`: each stage instance in plan
+/// order, then each cell's evals.
+#[must_use]
+pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> Vec<Line> {
+    let manifests: Vec<Manifest> = plan
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let text = std::fs::read_to_string(run.join(&c.name).join("manifest.json")).ok()?;
+            serde_json::from_str(&text).ok()
+        })
+        .collect();
+    let mut lines: Vec<Line> = Vec::new();
+    for (index, stage) in plan.stages.iter().enumerate() {
+        let dir_name = stage_dir(index);
+        let dir = run.join("stages").join(&dir_name);
+        let steps = stage.spec.steps();
+        let done = std::fs::read_to_string(dir.join("done.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<StageDone>(&t).ok())
+            .filter(|d| d.steps == steps);
+        let failed = manifests.iter().find_map(|m| {
+            let record = m
+                .stages
+                .iter()
+                .find(|s| s.dir.ends_with(&dir_name) && s.status == Status::Failed)?;
+            Some(
+                m.error
+                    .clone()
+                    .unwrap_or_else(|| format!("stage `{}` failed", record.name)),
+            )
+        });
+        let parent_line = stage.parent.and_then(|p| lines.get(p.0));
+        let state = if let Some(done) = done {
+            State::Finished {
+                steps: done.steps,
+                seconds: done.seconds,
+            }
+        } else if let Some(info) = read_lock(&lock_path(&dir)) {
+            let age = now().saturating_sub(info.heartbeat_unix);
+            if age > ABANDONED_AFTER_S {
+                State::Abandoned {
+                    owner: info.owner,
+                    heartbeat_age_s: age,
+                }
+            } else {
+                State::Running {
+                    owner: info.owner,
+                    step: last_step(&dir.join("metrics.jsonl")),
+                    of: steps,
+                    heartbeat_age_s: age,
+                }
+            }
+        } else if let Some(error) = failed {
+            State::Failed { error }
+        } else if dir.join("checkpoint.safetensors").is_file() {
+            State::Interrupted {
+                step: last_step(&dir.join("metrics.jsonl")),
+                of: steps,
+            }
+        } else if let Some(parent) =
+            parent_line.filter(|p| matches!(p.state, State::Failed { .. } | State::Blocked { .. }))
+        {
+            State::Blocked {
+                on: parent.name.clone(),
+            }
+        } else {
+            State::Pending
+        };
+        lines.push(Line {
+            kind: "stage",
+            name: stage.name.clone(),
+            cells: stage
+                .cells
+                .iter()
+                .map(|&c| plan.cells[c].name.clone())
+                .collect(),
+            dir: format!("stages/{dir_name}"),
+            state,
+        });
+    }
+    for cell in &plan.cells {
+        let manifest = manifests.iter().find(|m| m.cell == cell.name);
+        for eval in &cell.evals {
+            let finished = manifest.and_then(|m| m.evals.iter().find(|e| e.name == eval.name));
+            let blocked = eval.models.iter().find_map(|m| match &lines[m.0].state {
+                State::Finished { .. } => None,
+                _ => Some(lines[m.0].name.clone()),
+            });
+            let state = match (finished, blocked) {
+                (Some(record), _) => State::Finished {
+                    steps: 0,
+                    seconds: record.seconds,
+                },
+                (None, _) if manifest.is_some_and(|m| m.status == Status::Failed) => {
+                    State::Failed {
+                        error: manifest.and_then(|m| m.error.clone()).unwrap_or_default(),
+                    }
+                }
+                (None, Some(on)) => State::Blocked { on },
+                (None, None) => State::Pending,
+            };
+            lines.push(Line {
+                kind: "eval",
+                name: eval.name.clone(),
+                cells: vec![cell.name.clone()],
+                dir: format!("{}/eval", cell.name),
+                state,
+            });
+        }
+    }
+    lines
+}
+
+/// The status as a table for people.
+#[must_use]
+pub fn render(lines: &[Line]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for line in lines {
+        let what = match &line.state {
+            State::Pending => "pending".to_owned(),
+            State::Blocked { on } => format!("blocked: `{on}` has not finished"),
+            State::Running {
+                owner,
+                step,
+                of,
+                heartbeat_age_s,
+            } => format!("running: step {step}/{of}, {owner}, heartbeat {heartbeat_age_s} s ago"),
+            State::Interrupted { step, of } => {
+                format!("interrupted at step {step}/{of}; resumable")
+            }
+            State::Abandoned {
+                owner,
+                heartbeat_age_s,
+            } => format!(
+                "abandoned by {owner} (heartbeat {heartbeat_age_s} s ago); the next run takes it over"
+            ),
+            State::Failed { error } => format!("failed: {error}"),
+            State::Finished { steps, seconds } if line.kind == "stage" => {
+                format!("finished: {steps} steps, {seconds:.0} s")
+            }
+            State::Finished { seconds, .. } => format!("finished: {seconds:.0} s"),
+        };
+        let cells = match line.cells.as_slice() {
+            [one] => one.clone(),
+            many => format!("{} cells", many.len()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<6} {:<10} {:<28} {:<44} {what}",
+            line.kind, line.name, line.dir, cells
+        );
+    }
+    out
+}
