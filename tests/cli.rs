@@ -508,3 +508,52 @@ fn run_takes_one_cell_or_one_stage_at_a_time() {
     assert!(root_dir.join("range=4..=4/manifest.json").is_file());
     assert!(!root_dir.join("range=3..=3/manifest.json").exists());
 }
+
+#[test]
+fn submit_writes_one_job_per_unfinished_stage_with_the_plans_edges() {
+    let out = root().join(format!("target/test-runs/submit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_arg = out.display().to_string();
+    let submit = |extra: &[&str]| {
+        let mut args: Vec<String> = ["submit", "tests/fixtures/run/sweep.rlp", "--slurm"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.extend(["--out".to_owned(), out_arg.clone(), "--dry-run".to_owned()]);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        text(&Run { args }.expect(0).stdout)
+    };
+    let script = submit(&["--", "--partition=cpu"]);
+    let lines: Vec<&str> = script.lines().filter(|l| l.starts_with("job_")).collect();
+    // The shared base once, each cell's mid after it, each cell's evals after both.
+    assert_eq!(lines.len(), 5, "{script}");
+    assert!(lines[0].contains("--parsable '--partition=cpu'") && lines[0].contains("/base-"));
+    for mid in &lines[1..3] {
+        assert!(mid.contains("--dependency=afterok:${job_0} ") && mid.contains("/mid-"));
+    }
+    assert!(
+        lines[3].contains("afterok:${job_0}:${job_1} ") && lines[3].contains("eval-range=3..=3")
+    );
+    assert!(
+        lines[4].contains("afterok:${job_0}:${job_2} ") && lines[4].contains("eval-range=4..=4")
+    );
+    let slurm = out.join("sweep/slurm");
+    let eval_job = std::fs::read_to_string(slurm.join("eval-range=4..=4.sh")).unwrap();
+    assert!(eval_job.contains("#SBATCH --job-name=rlp-eval-range=4..=4\n"));
+    assert!(eval_job.contains("--cell' 'range=4..=4'"), "{eval_job}");
+    // Once the base has finished, it has no job and nothing waits for it.
+    Run::new(&[
+        "run",
+        "tests/fixtures/run/sweep.rlp",
+        "--out",
+        &out_arg,
+        "--stage",
+        "base",
+    ])
+    .expect(0);
+    let script = submit(&[]);
+    let lines: Vec<&str> = script.lines().filter(|l| l.starts_with("job_")).collect();
+    assert_eq!(lines.len(), 4, "{script}");
+    assert!(!script.contains("/base-"));
+    assert!(lines[0].contains("sbatch --parsable '") && lines[0].contains("/mid-"));
+}

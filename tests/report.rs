@@ -81,7 +81,7 @@ fn markdown_and_json_are_stable() {
     let report = load(&fixture()).unwrap();
     let blocks = render::document(&report).unwrap();
     with_snapshot_settings(&fixture(), || {
-        insta::assert_snapshot!("report-replicas.md", render::markdown(&blocks));
+        insta::assert_snapshot!("markdown@report__replicas", render::markdown(&blocks));
         // The curves' points are checked in `replicas_are_found_...`; here, their shape.
         let mut json = serde_json::to_value(&report).unwrap();
         for curve in json["curves"].as_array_mut().unwrap() {
@@ -99,7 +99,7 @@ fn markdown_and_json_are_stable() {
                     .retain(|row| row["selection"] == "all");
             }
         }
-        insta::assert_json_snapshot!("report-replicas.json", json);
+        insta::assert_json_snapshot!("json@report__replicas", json);
     });
 }
 

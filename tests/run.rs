@@ -276,6 +276,18 @@ fn a_diverging_stage_stops_with_a_clear_error_and_keeps_its_checkpoint() {
     assert!(manifest["error"].as_str().unwrap().contains("loss became"));
     let help = miette::Diagnostic::help(&error).unwrap().to_string();
     assert!(help.contains("checkpoint"), "{help}");
+    // `rlp status` reads the failure from the stage's directory (stage-only runs write no
+    // manifest), and the eval that needed the stage is blocked.
+    let (_, lines) = rlp::run::run_status(&out.join("mini")).unwrap();
+    let rlp::run::status::State::Failed { error: why } = &lines[0].state else {
+        panic!("{lines:?}")
+    };
+    assert!(why.contains("loss became"), "{why}");
+    assert!(
+        lines.iter().any(|l| l.kind == "eval"
+            && matches!(&l.state, rlp::run::status::State::Failed { .. })),
+        "{lines:?}"
+    );
 }
 
 #[test]

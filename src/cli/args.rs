@@ -128,6 +128,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Submit a pipeline's unfinished work to Slurm: one job per stage instance and one per
+    /// cell's evals, with `--dependency=afterok` edges that mirror the plan; the job scripts and
+    /// `submit.sh` go to `OUT/<name>/slurm/`.
+    Submit {
+        /// The .rlp file.
+        file: PathBuf,
+        /// The scheduler (the one there is).
+        #[arg(long, required = true)]
+        slurm: bool,
+        /// Where run directories go.
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        /// Write the job scripts and `submit.sh`, print it, and submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Options for every `sbatch` (after `--`), e.g. `-- --partition=gpu --gres=gpu:1`.
+        #[arg(last = true)]
+        sbatch: Vec<String>,
+    },
     /// Format files in place in canonical form, keeping comments.
     Fmt {
         /// Files to format.

@@ -69,6 +69,13 @@ where
         Command::Check { files, format } => commands::check::run(&files, format, color),
         Command::Plan { file } => commands::plan::run(&file, color),
         Command::Status { run, json } => commands::status::run(&run, json),
+        Command::Submit {
+            file,
+            slurm: _,
+            out,
+            dry_run,
+            sbatch,
+        } => commands::submit::run(&file, &out, dry_run, &sbatch, color),
         Command::Report { run, out, format } => {
             commands::report::run(&run, out.as_deref(), &format)
         }

@@ -28,6 +28,7 @@ pub mod lock;
 mod rl;
 mod stage;
 pub mod status;
+pub mod submit;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -382,6 +383,49 @@ pub fn run_status(run: &Path) -> Result<(Plan, Vec<status::Line>), String> {
     Ok((plan, lines))
 }
 
+/// The run directory of `plan` under `out`, prepared as a run prepares it (tokenizer, plan),
+/// and the scheduler jobs of its unfinished work ([`submit::jobs`]).
+///
+/// # Errors
+/// The directory cannot be written.
+pub fn submission(plan: &Plan, out: &Path) -> Result<(PathBuf, Vec<submit::Job>), RunError> {
+    let options = RunOptions {
+        out: out.to_owned(),
+        device: candle_core::Device::Cpu,
+        threads: 1,
+        interrupt: std::sync::Arc::default(),
+    };
+    let input = Input {
+        file: String::new(),
+        sha256: String::new(),
+    };
+    let runner = Runner::new(plan, &input, &options, &Silent)?;
+    let finished = |id: StageId| {
+        let done = runner
+            .root
+            .join("stages")
+            .join(runner.stage_dir(id.0))
+            .join("done.json");
+        std::fs::read_to_string(done)
+            .ok()
+            .and_then(|t| serde_json::from_str::<StageDone>(&t).ok())
+            .is_some_and(|d| d.steps == plan.stages[id.0].spec.steps())
+    };
+    let cell_finished = |index: usize| {
+        let cell = &plan.cells[index];
+        std::fs::read_to_string(runner.root.join(&cell.name).join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+            .is_some_and(|m| {
+                m.status == Status::Finished && cell.stages.iter().all(|&s| finished(s))
+            })
+    };
+    let jobs = submit::jobs(plan, &finished, &cell_finished, &|id| {
+        runner.stage_dir(id.0)
+    });
+    Ok((runner.root.clone(), jobs))
+}
+
 /// Brings one stage instance of `plan` to finished, as [`execute`] would in a cell that runs
 /// it, and nothing else: no eval, no cell manifest (a scheduler's unit of work). Its parent
 /// must have finished.
@@ -642,17 +686,28 @@ impl<'a> Runner<'a> {
                     .join(self.stage_dir(p.0))
                     .join("model.safetensors")
             });
+            // `failed.json` says why the last attempt stopped, for `rlp status`; an
+            // interruption is not a failure.
+            let failed = stage_dir.join("failed.json");
+            let _ = std::fs::remove_file(&failed);
             let done = match &stage.spec {
                 StageSpec::Pretrain(spec) | StageSpec::Midtrain(spec) => {
-                    train::run(self, stage, spec, parent.as_deref(), &stage_dir)?
+                    train::run(self, stage, spec, parent.as_deref(), &stage_dir)
                 }
-                StageSpec::Rl(spec) => {
-                    let parent = parent.ok_or_else(|| {
-                        RunError::Internal(format!("`rl {}` has no parent", stage.name))
-                    })?;
-                    rl::run(self, stage, spec, &parent, &stage_dir)?
-                }
+                StageSpec::Rl(spec) => match parent {
+                    Some(parent) => rl::run(self, stage, spec, &parent, &stage_dir),
+                    None => Err(RunError::Internal(format!(
+                        "`rl {}` has no parent",
+                        stage.name
+                    ))),
+                },
             };
+            let done = done.inspect_err(|error| {
+                if !matches!(error, RunError::Interrupted { .. }) {
+                    let text = serde_json::json!({ "error": error.to_string() }).to_string();
+                    let _ = write_atomically(&failed, text.as_bytes());
+                }
+            })?;
             (Status::Finished, done)
         };
         Ok((status, done))

@@ -119,16 +119,22 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
             .ok()
             .and_then(|t| serde_json::from_str::<StageDone>(&t).ok())
             .filter(|d| d.steps == steps);
-        let failed = manifests.iter().find_map(|m| {
-            let record = m
-                .stages
-                .iter()
-                .find(|s| s.dir.ends_with(&dir_name) && s.status == Status::Failed)?;
-            Some(
-                m.error
-                    .clone()
-                    .unwrap_or_else(|| format!("stage `{}` failed", record.name)),
-            )
+        let failed_file = std::fs::read_to_string(dir.join("failed.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["error"].as_str().map(str::to_owned));
+        let failed = failed_file.or_else(|| {
+            manifests.iter().find_map(|m| {
+                let record = m
+                    .stages
+                    .iter()
+                    .find(|s| s.dir.ends_with(&dir_name) && s.status == Status::Failed)?;
+                Some(
+                    m.error
+                        .clone()
+                        .unwrap_or_else(|| format!("stage `{}` failed", record.name)),
+                )
+            })
         });
         let parent_line = stage.parent.and_then(|p| lines.get(p.0));
         let state = if let Some(done) = done {

@@ -9,4 +9,5 @@ pub(super) mod report;
 pub(super) mod run;
 pub(super) mod sample;
 pub(super) mod status;
+pub(super) mod submit;
 pub(super) mod verify;

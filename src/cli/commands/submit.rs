@@ -1,0 +1,148 @@
+//! `rlp submit FILE --slurm [--out runs] [--dry-run] [-- SBATCH_OPTIONS...]`
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use super::super::{Status, compile_file, eprint_line, print_raw};
+use crate::run::submit::Job;
+use crate::run::write_atomically;
+
+/// A path as the job scripts name it: absolute, so a job runs from any directory.
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Single-quoted for the shell.
+fn quoted(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+pub(crate) fn run(
+    file: &Path,
+    out: &Path,
+    dry_run: bool,
+    sbatch: &[String],
+    color: bool,
+) -> Status {
+    let plan = match compile_file(file, color) {
+        Ok(plan) => plan,
+        Err(status) => return status,
+    };
+    let (root, jobs) = match crate::run::submission(&plan, out) {
+        Ok(found) => found,
+        Err(error) => {
+            eprint_line(&format!("error: {error}"));
+            return Status::Error;
+        }
+    };
+    let slurm = root.join("slurm");
+    let rlp = std::env::current_exe().map_or_else(|_| "rlp".to_owned(), |p| absolute(&p));
+    let mut script = String::from(
+        "#!/usr/bin/env bash\n# Written by `rlp submit --slurm`: one job per unfinished stage instance and one per\n# cell's evals, each after the jobs it needs. Run it again after `rlp submit` to re-submit.\nset -euo pipefail\n",
+    );
+    let extra: String = sbatch.iter().map(|a| format!(" {}", quoted(a))).collect();
+    for (index, job) in jobs.iter().enumerate() {
+        let path = slurm.join(format!("{}.sh", job.name));
+        let body = job_script(job, &plan, &rlp, file, out, &slurm);
+        if let Err(error) =
+            std::fs::create_dir_all(&slurm).and_then(|()| write_atomically(&path, body.as_bytes()))
+        {
+            eprint_line(&format!("error: cannot write {}: {error}", path.display()));
+            return Status::Error;
+        }
+        let dependency = if job.after.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = job.after.iter().map(|a| format!("${{job_{a}}}")).collect();
+            format!(
+                " --dependency=afterok:{} --kill-on-invalid-dep=yes",
+                ids.join(":")
+            )
+        };
+        let _ = writeln!(
+            script,
+            "job_{index}=$(sbatch --parsable{dependency}{extra} {})\necho \"{} $job_{index}\"",
+            quoted(&absolute(&path)),
+            job.name
+        );
+    }
+    let submit = slurm.join("submit.sh");
+    if let Err(error) =
+        std::fs::create_dir_all(&slurm).and_then(|()| write_atomically(&submit, script.as_bytes()))
+    {
+        eprint_line(&format!(
+            "error: cannot write {}: {error}",
+            submit.display()
+        ));
+        return Status::Error;
+    }
+    if jobs.is_empty() {
+        eprint_line("nothing to submit: every stage and eval has finished");
+        return Status::Success;
+    }
+    if dry_run {
+        print_raw(&script);
+        eprint_line(&format!(
+            "{} jobs written to {} (not submitted: --dry-run)",
+            jobs.len(),
+            slurm.display()
+        ));
+        return Status::Success;
+    }
+    match Command::new("bash").arg(&submit).output() {
+        Ok(output) if output.status.success() => {
+            let ids = String::from_utf8_lossy(&output.stdout).into_owned();
+            let path = slurm.join("jobs.txt");
+            let _ = write_atomically(&path, ids.as_bytes());
+            print_raw(&ids);
+            eprint_line(&format!(
+                "{} jobs submitted; ids in {}",
+                jobs.len(),
+                path.display()
+            ));
+            Status::Success
+        }
+        Ok(output) => {
+            eprint_line(&format!(
+                "error: sbatch failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+            Status::Error
+        }
+        Err(error) => {
+            eprint_line(&format!(
+                "error: cannot run bash {}: {error}",
+                submit.display()
+            ));
+            Status::Error
+        }
+    }
+}
+
+fn job_script(
+    job: &Job,
+    plan: &crate::plan::Plan,
+    rlp: &str,
+    file: &Path,
+    out: &Path,
+    slurm: &Path,
+) -> String {
+    let args: String = job
+        .run_args(plan)
+        .iter()
+        .map(|a| format!(" {}", quoted(a)))
+        .collect();
+    format!(
+        "#!/usr/bin/env bash\n#SBATCH --job-name={name}\n#SBATCH --output={log}\nset -euo pipefail\nexec {rlp} run {file} --out {out}{args}\n",
+        // sbatch reads these lines itself, without a shell: no quotes.
+        name = format!("rlp-{}", job.name),
+        log = absolute(&slurm.join(format!("{}.log", job.name))),
+        rlp = quoted(rlp),
+        file = quoted(&absolute(file)),
+        out = quoted(&absolute(out)),
+    )
+}
