@@ -21,6 +21,15 @@ fn quoted(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// Each word quoted, each after a space.
+fn words(list: &[String]) -> String {
+    list.iter().fold(String::new(), |mut out, word| {
+        out.push(' ');
+        out.push_str(&quoted(word));
+        out
+    })
+}
+
 pub(crate) fn run(
     file: &Path,
     out: &Path,
@@ -44,7 +53,7 @@ pub(crate) fn run(
     let mut script = String::from(
         "#!/usr/bin/env bash\n# Written by `rlp submit --slurm`: one job per unfinished stage instance and one per\n# cell's evals, each after the jobs it needs. Run it again after `rlp submit` to re-submit.\nset -euo pipefail\n",
     );
-    let extra: String = sbatch.iter().map(|a| format!(" {}", quoted(a))).collect();
+    let extra = words(sbatch);
     for (index, job) in jobs.iter().enumerate() {
         let path = slurm.join(format!("{}.sh", job.name));
         let body = job_script(job, &plan, &rlp, file, out, &slurm);
@@ -131,15 +140,11 @@ fn job_script(
     out: &Path,
     slurm: &Path,
 ) -> String {
-    let args: String = job
-        .run_args(plan)
-        .iter()
-        .map(|a| format!(" {}", quoted(a)))
-        .collect();
+    let args = words(&job.run_args(plan));
     format!(
-        "#!/usr/bin/env bash\n#SBATCH --job-name={name}\n#SBATCH --output={log}\nset -euo pipefail\nexec {rlp} run {file} --out {out}{args}\n",
+        "#!/usr/bin/env bash\n#SBATCH --job-name=rlp-{name}\n#SBATCH --output={log}\nset -euo pipefail\nexec {rlp} run {file} --out {out}{args}\n",
         // sbatch reads these lines itself, without a shell: no quotes.
-        name = format!("rlp-{}", job.name),
+        name = job.name,
         log = absolute(&slurm.join(format!("{}.log", job.name))),
         rlp = quoted(rlp),
         file = quoted(&absolute(file)),
