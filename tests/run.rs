@@ -632,7 +632,7 @@ fn a_lock_whose_heartbeat_stopped_is_taken_over() {
             .lock()
             .unwrap()
             .iter()
-            .any(|n| n.contains("taken over from gone:1")),
+            .any(|n| n.contains("taken over from gone:1, which is no longer running")),
         "{:?}",
         notes.lock().unwrap()
     );

@@ -8,6 +8,9 @@ use super::RunError;
 
 /// Writes through a temporary file in the same directory, then renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // Unique per writer: runs that share a directory (jobs started together) may write the
+    // same file at once, and each rename must find its own temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -16,7 +19,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.rlp-tmp"));
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{file_name}.{}-{n}.rlp-tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
@@ -129,4 +133,33 @@ pub(crate) fn adopt_finished_stage(
         std::fs::rename(&tmp, &to).map_err(|e| RunError::io(&to, &e))?;
     }
     Ok(Some(source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_of_one_file_at_once_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("rlp-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shared.json");
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let path = &path;
+                s.spawn(move || {
+                    // Long enough that two writers' turns overlap.
+                    let padding = " ".repeat(1 << 16);
+                    for i in 0..200 {
+                        write_atomically(path, format!("{padding}{t} {i}").as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        let last = std::fs::read_to_string(&path).unwrap();
+        assert!(last.ends_with(" 199"), "{last}");
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -2,7 +2,8 @@
 //! `stages/<dir>.lock`, created exclusively, names its owner and carries a heartbeat that the
 //! owner rewrites every few seconds while it trains. Another run that needs the stage waits
 //! until the lock is gone and then reuses what the owner finished; a lock whose heartbeat has
-//! stopped (its owner was killed) is taken over, and the stage resumes from its checkpoint.
+//! stopped, or whose owner ran on this machine and has ended (killed), is taken over, and the
+//! stage resumes from its checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +35,25 @@ pub struct LockInfo {
     pub since_unix: u64,
     /// Unix seconds of the owner's last heartbeat.
     pub heartbeat_unix: u64,
+}
+
+/// This machine's name, as lock owners give it.
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
+}
+
+/// Whether the owner of a lock is a process that has ended, when that can be known: it ran on
+/// this machine (with `/proc`) and its pid is gone. A killed owner's heartbeat still looks
+/// fresh for up to a minute; this tells sooner.
+#[must_use]
+pub fn owner_gone(info: &LockInfo) -> bool {
+    let Some((host_name, pid)) = info.owner.rsplit_once(':') else {
+        return false;
+    };
+    host_name == host()
+        && Path::new("/proc/self").exists()
+        && !Path::new("/proc").join(pid).exists()
 }
 
 fn now() -> u64 {
@@ -84,9 +104,7 @@ impl StageLock {
     /// An I/O error other than the lock being held.
     pub fn acquire(stage_dir: &Path) -> std::io::Result<Acquired> {
         let path = lock_path(stage_dir);
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned());
-        let owner = format!("{host}:{}", std::process::id());
+        let owner = format!("{}:{}", host(), std::process::id());
         let token = format!(
             "{owner}:{}:{}",
             SystemTime::now()
@@ -127,7 +145,7 @@ impl StageLock {
                 Some(info) => now().saturating_sub(info.heartbeat_unix),
                 None => modified_age(&path).unwrap_or(0),
             };
-            if age > STALE.as_secs() {
+            if age > STALE.as_secs() || held.as_ref().is_some_and(owner_gone) {
                 if take_over(&path, held.as_ref())? {
                     took_over = Some(held.map_or_else(|| "an unknown run".to_owned(), |i| i.owner));
                 }

@@ -728,7 +728,7 @@ impl<'a> Runner<'a> {
             }
             lock::Acquired::TakenOver(held, owner) => {
                 self.observer.note(&format!(
-                    "stage `{}`: taken over from {owner}, whose heartbeat had stopped",
+                    "stage `{}`: taken over from {owner}, which is no longer running",
                     stage.name
                 ));
                 held

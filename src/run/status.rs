@@ -144,7 +144,7 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
             }
         } else if let Some(info) = read_lock(&lock_path(&dir)) {
             let age = now().saturating_sub(info.heartbeat_unix);
-            if age > ABANDONED_AFTER_S {
+            if age > ABANDONED_AFTER_S || super::lock::owner_gone(&info) {
                 State::Abandoned {
                     owner: info.owner,
                     heartbeat_age_s: age,
