@@ -86,6 +86,7 @@ steps=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['steps']
 rows=$(wc -l <"$base/metrics.jsonl")
 [ "$rows" = "$steps" ] || fail "the base's metrics have $rows rows for $steps steps"
 grep -l "reused" "$out"/sweep/slurm/eval-*.log >/dev/null || fail "the eval jobs did not reuse the stages"
+[ "$("$rlp" status "$out/sweep" | grep -c "(job [0-9]*)$")" = 5 ] || fail "rlp status lacks the job ids"
 log "1. ok: 5 jobs, the shared base trained once ($steps steps, $rows metric rows), both cells evaluated"
 
 # --- 2. cancelled mid-stage, re-submitted -------------------------------------------------

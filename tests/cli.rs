@@ -502,6 +502,26 @@ fn run_takes_one_cell_or_one_stage_at_a_time() {
         "{}",
         status(false)
     );
+    // Job ids from `rlp submit`'s record, the last submission's when there are several.
+    let base_dir = lines[0]["dir"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("stages/");
+    std::fs::create_dir_all(root_dir.join("slurm")).unwrap();
+    std::fs::write(
+        root_dir.join("slurm/jobs.txt"),
+        format!("{base_dir} 41\neval-range=4..=4 43\n{base_dir} 42\n"),
+    )
+    .unwrap();
+    let table = status(false);
+    assert!(
+        table.lines().next().unwrap().ends_with("(job 42)"),
+        "{table}"
+    );
+    assert!(
+        table.lines().last().unwrap().ends_with("(job 43)"),
+        "{table}"
+    );
     // One cell: its stages (the base reused) and evals, and only its manifest.
     let o = with(&["--cell", "range=4..=4"]).expect(0);
     assert!(text(&o.stdout).contains("cell `range=4..=4`"));

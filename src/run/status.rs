@@ -75,6 +75,9 @@ pub struct Line {
     pub cells: Vec<String>,
     /// Its directory under the run (`stages/<dir>` or `<cell>/eval`).
     pub dir: String,
+    /// The Slurm job id, when `rlp submit` submitted it (its last submission).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     /// Where it stands.
     #[serde(flatten)]
     pub state: State,
@@ -110,6 +113,14 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
             serde_json::from_str(&text).ok()
         })
         .collect();
+    // `rlp submit` records "<job name> <id>" per line; later submissions come later.
+    let jobs: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(run.join("slurm").join("jobs.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, id)| (name.to_owned(), id.trim().to_owned()))
+            .collect();
     let mut lines: Vec<Line> = Vec::new();
     for (index, stage) in plan.stages.iter().enumerate() {
         let dir_name = stage_dir(index);
@@ -182,6 +193,7 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
                 .map(|&c| plan.cells[c].name.clone())
                 .collect(),
             dir: format!("stages/{dir_name}"),
+            job: jobs.get(&dir_name).cloned(),
             state,
         });
     }
@@ -211,6 +223,7 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
                 name: eval.name.clone(),
                 cells: vec![cell.name.clone()],
                 dir: format!("{}/eval", cell.name),
+                job: jobs.get(&format!("eval-{}", cell.name)).cloned(),
                 state,
             });
         }
@@ -252,9 +265,13 @@ pub fn render(lines: &[Line]) -> String {
             [one] => one.clone(),
             many => format!("{} cells", many.len()),
         };
+        let job = line
+            .job
+            .as_ref()
+            .map_or_else(String::new, |id| format!(" (job {id})"));
         let _ = writeln!(
             out,
-            "{:<6} {:<10} {:<28} {:<44} {what}",
+            "{:<6} {:<10} {:<28} {:<44} {what}{job}",
             line.kind, line.name, line.dir, cells
         );
     }

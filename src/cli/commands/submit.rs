@@ -106,7 +106,9 @@ pub(crate) fn run(
         Ok(output) if output.status.success() => {
             let ids = String::from_utf8_lossy(&output.stdout).into_owned();
             let path = slurm.join("jobs.txt");
-            let _ = write_atomically(&path, ids.as_bytes());
+            // Appended: a re-submission's ids come after, and win, the earlier ones.
+            let earlier = std::fs::read_to_string(&path).unwrap_or_default();
+            let _ = write_atomically(&path, (earlier + &ids).as_bytes());
             print_raw(&ids);
             eprint_line(&format!(
                 "{} jobs submitted; ids in {}",
