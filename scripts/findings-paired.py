@@ -6,7 +6,7 @@ Every model of a findings run is evaluated on the same problems, so the differen
 other model's in the same cells) is bootstrapped over problems (4,000 resamples, fixed seed).
 `rlp report` gives each model's own intervals; this is the paired comparison it does not make.
 
-    python3 scripts/findings-paired.py RUN CELL_PREFIX SPLIT OPS [MODEL [BASE]]
+    python3 scripts/findings-paired.py RUN CELL_PREFIX [EVAL/]SPLIT OPS [MODEL [BASE]]
     python3 scripts/findings-paired.py runs/f1-edge 'range=7..=9' edge 9          # post - widen
     python3 scripts/findings-paired.py runs/f3-compute 'mid_share=80pct' edge 8,9,10 post mid
 """
@@ -22,12 +22,14 @@ from findings_lib import pass_at_k
 
 def main():
     run, group, split = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    # `EVAL/SPLIT` names a split of another eval than `eval`.
+    eval_name, split = split.split("/", 1) if "/" in split else ("eval", split)
     ops = [int(o) for o in sys.argv[4].split(",")]
     model = sys.argv[5] if len(sys.argv) > 5 else "post"
     base_model = sys.argv[6] if len(sys.argv) > 6 else "widen"
     base, post = {}, {}
     for cell in sorted(run.iterdir()):
-        samples = cell / "eval" / "eval-samples.jsonl"
+        samples = cell / "eval" / f"{eval_name}-samples.jsonl"
         if not samples.is_file():
             continue
         for line in samples.open():
