@@ -72,6 +72,17 @@ wait_jobs() { # waits until no job is pending or running, at most $1 seconds
     fail "jobs still queued after $1 s: $(squeue)"
 }
 status_of() { "$rlp" status "$1" --json; }
+# Every stage and eval of the run directory $1 finished, and its base has one metrics row per
+# step (trained once, or resumed without repeating a step); sets $steps and $rows.
+check_finished() {
+    local unfinished base
+    unfinished=$(status_of "$1" | grep -vc '"state":"finished"' || true)
+    [ "$unfinished" = 0 ] || fail "not all finished: $("$rlp" status "$1")"
+    base=$(ls -d "$1"/stages/base-*)
+    steps=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$base/done.json")
+    rows=$(wc -l <"$base/metrics.jsonl")
+    [ "$rows" = "$steps" ] || fail "the base's metrics have $rows rows for $steps steps"
+}
 
 # --- 1. two cells sharing a base ----------------------------------------------------------
 out=$work/shared
@@ -79,12 +90,7 @@ out=$work/shared
 jobs=$(wc -l <"$out/sweep/slurm/jobs.txt")
 [ "$jobs" = 5 ] || fail "expected 5 jobs (base, two mids, two evals), got $jobs"
 wait_jobs 300
-unfinished=$(status_of "$out/sweep" | grep -vc '"state":"finished"' || true)
-[ "$unfinished" = 0 ] || fail "not all finished: $("$rlp" status "$out/sweep")"
-base=$(ls -d "$out"/sweep/stages/base-*)
-steps=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$base/done.json")
-rows=$(wc -l <"$base/metrics.jsonl")
-[ "$rows" = "$steps" ] || fail "the base's metrics have $rows rows for $steps steps"
+check_finished "$out/sweep"
 grep -l "reused" "$out"/sweep/slurm/eval-*.log >/dev/null || fail "the eval jobs did not reuse the stages"
 [ "$("$rlp" status "$out/sweep" | grep -c "(job [0-9]*)$")" = 5 ] || fail "rlp status lacks the job ids"
 log "1. ok: 5 jobs, the shared base trained once ($steps steps, $rows metric rows), both cells evaluated"
@@ -110,12 +116,7 @@ wait_jobs 60
 log "2. cancelled at step $step: $("$rlp" status "$out/long" | head -1)"
 "$rlp" submit "$work/long.rlp" --slurm --out "$out" >/dev/null
 wait_jobs 600
-unfinished=$(status_of "$out/long" | grep -vc '"state":"finished"' || true)
-[ "$unfinished" = 0 ] || fail "not all finished after re-submitting: $("$rlp" status "$out/long")"
-base=$(ls -d "$out"/long/stages/base-*)
-steps=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$base/done.json")
-rows=$(wc -l <"$base/metrics.jsonl")
-[ "$rows" = "$steps" ] || fail "the resumed base's metrics have $rows rows for $steps steps"
+check_finished "$out/long"
 grep -hE "resum|taken over" "$out"/long/slurm/base-*.log >/dev/null || fail "the base did not resume"
 log "2. ok: re-submitted, the base resumed ($(grep -hoE '(resum|taken over)[^.]*' "$out"/long/slurm/base-*.log | head -1)), $rows rows for $steps steps"
 

@@ -543,14 +543,27 @@ fn submit_writes_one_job_per_unfinished_stage_with_the_plans_edges() {
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         text(&Run { args }.expect(0).stdout)
     };
-    let script = submit(&["--", "--partition=cpu"]);
+    let script = submit(&[
+        "--kind",
+        "midtrain=--gres=gpu:1 --time=1:00:00",
+        "--",
+        "--partition=cpu",
+    ]);
     let lines: Vec<&str> = script.lines().filter(|l| l.starts_with("job_")).collect();
     // The shared base once, each cell's mid after it, each cell's evals after both.
     assert_eq!(lines.len(), 5, "{script}");
     assert!(lines[0].contains("--parsable '--partition=cpu'") && lines[0].contains("/base-"));
     for mid in &lines[1..3] {
         assert!(mid.contains("--dependency=afterok:${job_0} ") && mid.contains("/mid-"));
+        assert!(
+            mid.contains("'--partition=cpu' '--gres=gpu:1' '--time=1:00:00' '"),
+            "{mid}"
+        );
     }
+    assert!(
+        !lines[0].contains("gres") && !lines[3].contains("gres"),
+        "{script}"
+    );
     assert!(
         lines[3].contains("afterok:${job_0}:${job_1} ") && lines[3].contains("eval-range=3..=3")
     );

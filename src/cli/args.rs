@@ -143,6 +143,10 @@ pub enum Command {
         /// Write the job scripts and `submit.sh`, print it, and submit nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Options for the jobs of one kind only, `KIND=OPTIONS` with KIND `pretrain`,
+        /// `midtrain`, `rl` or `eval` (repeatable), e.g. `--kind rl='--gres=gpu:1 --time=2:00:00'`.
+        #[arg(long = "kind", value_name = "KIND=OPTIONS")]
+        kinds: Vec<String>,
         /// Options for every `sbatch` (after `--`), e.g. `-- --partition=gpu --gres=gpu:1`.
         #[arg(last = true)]
         sbatch: Vec<String>,

@@ -74,8 +74,9 @@ where
             slurm: _,
             out,
             dry_run,
+            kinds,
             sbatch,
-        } => commands::submit::run(&file, &out, dry_run, &sbatch, color),
+        } => commands::submit::run(&file, &out, dry_run, &kinds, &sbatch, color),
         Command::Report { run, out, format } => {
             commands::report::run(&run, out.as_deref(), &format)
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::super::{Status, compile_file, eprint_line, print_raw};
-use crate::run::submit::Job;
+use crate::run::submit::{Job, Work};
 use crate::run::write_atomically;
 
 /// A path as the job scripts name it: absolute, so a job runs from any directory.
@@ -30,13 +30,46 @@ fn words(list: &[String]) -> String {
     })
 }
 
+/// The job kinds `--kind` may name.
+const KINDS: [&str; 4] = ["pretrain", "midtrain", "rl", "eval"];
+
+/// `KIND=OPTIONS` pairs as (kind, options split at whitespace).
+fn kind_options(kinds: &[String]) -> Result<Vec<(String, Vec<String>)>, String> {
+    kinds
+        .iter()
+        .map(|pair| {
+            let (kind, options) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`--kind {pair}`: write KIND=OPTIONS"))?;
+            if !KINDS.contains(&kind) {
+                return Err(format!(
+                    "`--kind {pair}`: the kinds are {}",
+                    KINDS.join(", ")
+                ));
+            }
+            Ok((
+                kind.to_owned(),
+                options.split_whitespace().map(str::to_owned).collect(),
+            ))
+        })
+        .collect()
+}
+
 pub(crate) fn run(
     file: &Path,
     out: &Path,
     dry_run: bool,
+    kinds: &[String],
     sbatch: &[String],
     color: bool,
 ) -> Status {
+    let per_kind = match kind_options(kinds) {
+        Ok(pairs) => pairs,
+        Err(message) => {
+            eprint_line(&format!("error: {message}"));
+            return Status::Error;
+        }
+    };
     let plan = match compile_file(file, color) {
         Ok(plan) => plan,
         Err(status) => return status,
@@ -72,9 +105,19 @@ pub(crate) fn run(
                 ids.join(":")
             )
         };
+        let kind = match &job.work {
+            Work::Stage { id, .. } => plan.stages[id.0].spec.keyword(),
+            Work::Cell { .. } => "eval",
+        };
+        let own: Vec<String> = per_kind
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .flat_map(|(_, options)| options.iter().cloned())
+            .collect();
+        let own = words(&own);
         let _ = writeln!(
             script,
-            "job_{index}=$(sbatch --parsable{dependency}{extra} {})\necho \"{} $job_{index}\"",
+            "job_{index}=$(sbatch --parsable{dependency}{extra}{own} {})\necho \"{} $job_{index}\"",
             quoted(&absolute(&path)),
             job.name
         );
