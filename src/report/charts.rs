@@ -23,7 +23,7 @@ pub(super) struct Chart<'a> {
     pub(super) y_label: &'a str,
     /// The x axis.
     pub(super) x_scale: XScale,
-    /// The x values are whole numbers (ops): one tick per number, no fractions.
+    /// The x values are whole numbers (ops, steps): ticks without fractions, at most 20.
     pub(super) integer_x: bool,
     /// The y axis spans [0, 1] (rates) rather than the data's range.
     pub(super) unit_y: bool,
@@ -130,7 +130,8 @@ fn draw(
                     points.iter().copied(),
                     series(i).stroke_width(2),
                 ))?;
-                if chart.integer_x {
+                // Points marked where there are few (ops), not along training curves.
+                if points.len() <= 40 {
                     c.draw_series(
                         points
                             .iter()

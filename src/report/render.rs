@@ -85,7 +85,7 @@ pub fn document(report: &Report) -> Result<Vec<Block>, String> {
                 x_label: "step",
                 y_label: &curve.metric,
                 x_scale: XScale::Linear,
-                integer_x: false,
+                integer_x: true,
                 unit_y: false,
                 series: &curve.series,
             };
