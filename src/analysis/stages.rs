@@ -152,38 +152,13 @@ impl Analyzer<'_> {
         if self.sink.len() > before {
             return None;
         }
-        let params = self.plan.models[model.0].non_embedding_params;
         let tokens = match amount {
             Amount::Fixed(t) => t,
             Amount::Share {
                 share,
                 budget,
                 span,
-            } => {
-                let spec = self.resolve_budget(&crate::syntax::ast::Name {
-                    text: budget.clone(),
-                    span,
-                })?;
-                let Some(total) = spec.in_tokens(params) else {
-                    self.sink.push(
-                        AnalysisError::BudgetUnitMismatch {
-                            budget,
-                            unit: "rl_steps".to_owned(),
-                            stage_kind: block.kind.text.clone(),
-                            needed: "tokens".to_owned(),
-                            span,
-                            help: Some("declare the exchange rate: `budget NAME = 100 rl_steps where rl_step = 200k tokens`".to_owned()),
-                        }
-                        .into(),
-                    );
-                    return None;
-                };
-                shares
-                    .entry(spec.name)
-                    .or_default()
-                    .push((block_name(block), share));
-                share * total
-            }
+            } => self.budget_share(share, budget, span, model, block, shares, Unit::Tokens)?,
         };
         self.check_lengths(model, &data, &data_spans)?;
         let spec = TrainSpec {
@@ -287,37 +262,9 @@ impl Analyzer<'_> {
                 share,
                 budget,
                 span,
-            } => {
-                let spec = self.resolve_budget(&crate::syntax::ast::Name {
-                    text: budget.clone(),
-                    span,
-                })?;
-                let params = self.plan.models[model.0].non_embedding_params;
-                let Some(total) = spec.in_rl_steps(params) else {
-                    let unit = if spec.unit == BudgetUnit::Tokens {
-                        "tokens"
-                    } else {
-                        "flops"
-                    };
-                    self.sink.push(
-                        AnalysisError::BudgetUnitMismatch {
-                            budget,
-                            unit: unit.to_owned(),
-                            stage_kind: "rl".to_owned(),
-                            needed: "rl_steps".to_owned(),
-                            span,
-                            help: Some("declare the exchange rate: `budget NAME = ... where rl_step = 200k tokens` (or `= 2e11 flops`)".to_owned()),
-                        }
-                        .into(),
-                    );
-                    return None;
-                };
-                shares
-                    .entry(spec.name)
-                    .or_default()
-                    .push((block_name(block), share));
-                (share * total).round()
-            }
+            } => self
+                .budget_share(share, budget, span, model, block, shares, Unit::RlSteps)?
+                .round(),
         };
         // `amount` guarantees at least 1 for a fixed count; a share may be 0 (a no-op stage).
         if steps > f64::from(u32::MAX) {
@@ -637,5 +584,67 @@ impl Analyzer<'_> {
             self.sink
                 .push(AnalysisWarning::GreedySamples { samples, span }.into());
         }
+    }
+}
+
+/// What a stage takes a budget's share in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    /// Training tokens (`pretrain`, `midtrain`).
+    Tokens,
+    /// GRPO steps (`rl`).
+    RlSteps,
+}
+
+impl Analyzer<'_> {
+    /// `share` of the budget named `budget`, in the stage's unit for its model (converted
+    /// through the budget's declared rate where needed), recorded for the overspending check.
+    #[allow(clippy::too_many_arguments)] // one share of one budget, as the stage declared it
+    fn budget_share(
+        &mut self,
+        share: f64,
+        budget: String,
+        span: Span,
+        model: ModelId,
+        block: &Block,
+        shares: &mut BudgetShares,
+        unit: Unit,
+    ) -> Option<f64> {
+        let spec = self.resolve_budget(&crate::syntax::ast::Name {
+            text: budget.clone(),
+            span,
+        })?;
+        let params = self.plan.models[model.0].non_embedding_params;
+        let total = match unit {
+            Unit::Tokens => spec.in_tokens(params),
+            Unit::RlSteps => spec.in_rl_steps(params),
+        };
+        let Some(total) = total else {
+            let (has, needed) = match (unit, spec.unit) {
+                (Unit::Tokens, _) => ("rl_steps", "tokens"),
+                (Unit::RlSteps, BudgetUnit::Tokens) => ("tokens", "rl_steps"),
+                (Unit::RlSteps, _) => ("flops", "rl_steps"),
+            };
+            self.sink.push(
+                AnalysisError::BudgetUnitMismatch {
+                    budget,
+                    unit: has.to_owned(),
+                    stage_kind: block.kind.text.clone(),
+                    needed: needed.to_owned(),
+                    span,
+                    help: Some(
+                        "declare the exchange rate: `budget NAME = ... where rl_step = 200k tokens` (or `= 2e11 flops`)"
+                            .to_owned(),
+                    ),
+                }
+                .into(),
+            );
+            return None;
+        };
+        shares
+            .entry(spec.name)
+            .or_default()
+            .push((block_name(block), share));
+        Some(share * total)
     }
 }

@@ -220,7 +220,7 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, R
 }
 
 /// The directory name under `stages/` of a manifest's stage path (`../stages/base-…`).
-fn stage_dir_name(dir: &str) -> String {
+fn dir_file_name(dir: &str) -> String {
     Path::new(dir)
         .file_name()
         .map_or_else(|| dir.to_owned(), |n| n.to_string_lossy().into_owned())
@@ -270,7 +270,7 @@ pub fn load(run: &Path) -> Result<Report, ReportError> {
         let dirs = manifest
             .stages
             .iter()
-            .map(|s| (s.name.clone(), stage_dir_name(&s.dir)))
+            .map(|s| (s.name.clone(), dir_file_name(&s.dir)))
             .collect();
         cells.push(Cell {
             manifest,
@@ -427,7 +427,7 @@ fn stage_summaries(cells: &[Cell]) -> Vec<StageSummary> {
     let mut out: Vec<StageSummary> = Vec::new();
     for cell in cells {
         for stage in &cell.manifest.stages {
-            let dir = stage_dir_name(&stage.dir);
+            let dir = dir_file_name(&stage.dir);
             if out.iter().any(|s| s.dir == dir) {
                 continue;
             }

@@ -56,12 +56,6 @@ pub fn owner_gone(info: &LockInfo) -> bool {
         && !Path::new("/proc").join(pid).exists()
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The lock file of a stage directory.
 #[must_use]
 pub fn lock_path(stage_dir: &Path) -> PathBuf {
@@ -124,8 +118,8 @@ impl StageLock {
                     let info = LockInfo {
                         owner: owner.clone(),
                         token: token.clone(),
-                        since_unix: now(),
-                        heartbeat_unix: now(),
+                        since_unix: super::unix_now(),
+                        heartbeat_unix: super::unix_now(),
                     };
                     write_lock(&path, &info)?;
                     let lock = Self::start(path, info);
@@ -142,7 +136,7 @@ impl StageLock {
             // as nothing; its age decides.
             let held = read_lock(&path);
             let age = match &held {
-                Some(info) => now().saturating_sub(info.heartbeat_unix),
+                Some(info) => super::unix_now().saturating_sub(info.heartbeat_unix),
                 None => modified_age(&path).unwrap_or(0),
             };
             if age > STALE.as_secs() || held.as_ref().is_some_and(owner_gone) {
@@ -174,7 +168,7 @@ impl StageLock {
                     if read_lock(&path).is_none_or(|held| held.token != info.token) {
                         return;
                     }
-                    info.heartbeat_unix = now();
+                    info.heartbeat_unix = super::unix_now();
                     let _ = write_lock(&path, &info);
                 }
             })

@@ -303,7 +303,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         })
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -400,17 +400,8 @@ pub fn submission(plan: &Plan, out: &Path) -> Result<(PathBuf, Vec<submit::Job>)
         sha256: String::new(),
     };
     let runner = Runner::new(plan, &input, &options, &Silent)?;
-    let finished = |id: StageId| {
-        let done = runner
-            .root
-            .join("stages")
-            .join(runner.stage_dir(id.0))
-            .join("done.json");
-        std::fs::read_to_string(done)
-            .ok()
-            .and_then(|t| serde_json::from_str::<StageDone>(&t).ok())
-            .is_some_and(|d| d.steps == plan.stages[id.0].spec.steps())
-    };
+    let finished =
+        |id: StageId| stage::finished(&runner.stage_path(id), &plan.stages[id.0]).is_some();
     let cell_finished = |index: usize| {
         let cell = &plan.cells[index];
         std::fs::read_to_string(runner.root.join(&cell.name).join("manifest.json"))
@@ -442,16 +433,7 @@ pub fn execute_stage(
     let runner = Runner::new(plan, input, options, observer)?;
     let stage = &plan.stages[id.0];
     if let Some(parent) = stage.parent {
-        let done = runner
-            .root
-            .join("stages")
-            .join(runner.stage_dir(parent.0))
-            .join("done.json");
-        let finished = std::fs::read_to_string(&done)
-            .ok()
-            .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
-            .is_some_and(|d| d.steps == plan.stages[parent.0].spec.steps());
-        if !finished {
+        if stage::finished(&runner.stage_path(parent), &plan.stages[parent.0]).is_none() {
             return Err(RunError::ParentUnfinished {
                 stage: stage.name.clone(),
                 parent: plan.stages[parent.0].name.clone(),
@@ -502,6 +484,11 @@ impl<'a> Runner<'a> {
     /// A stage's directory name.
     fn stage_dir(&self, stage: usize) -> String {
         stage_dir_name(&self.plan.stages[stage], &self.tokenizer_hash)
+    }
+
+    /// A stage's directory.
+    fn stage_path(&self, id: StageId) -> PathBuf {
+        self.root.join("stages").join(self.stage_dir(id.0))
     }
 
     fn cell(&self, cell: &CellPlan) -> Result<CellReport, RunError> {
@@ -632,10 +619,7 @@ impl<'a> Runner<'a> {
         let dir_name = self.stage_dir(id.0);
         let stage_dir = self.root.join("stages").join(&dir_name);
         let done_path = stage_dir.join("done.json");
-        let finished = std::fs::read_to_string(&done_path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
-            .is_some_and(|done| done.steps == stage.spec.steps());
+        let finished = stage::finished(&stage_dir, stage).is_some();
         // Held while this run adopts, trains or checks the stage: another run that reaches
         // the same instance waits, then reuses it.
         let _lock = if finished {
@@ -653,13 +637,8 @@ impl<'a> Runner<'a> {
                 source.display()
             ));
         }
-        let reused = std::fs::read_to_string(&done_path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<StageDone>(&text).ok())
-            .filter(|done| {
-                // Finished by an older rlp that took another number of steps for the
-                // same plan (a 0% share once took one step): trained again.
-                let fits = done.steps == stage.spec.steps();
+        let reused = stage::read_done(&stage_dir).filter(|done| {
+                let fits = stage::finished(&stage_dir, stage).is_some();
                 if !fits {
                     self.forget_descendants(stage);
                     self.forget_evals(stage);

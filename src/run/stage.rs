@@ -178,3 +178,15 @@ pub(super) fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
+
+/// A stage directory's `done.json`, whatever step count it records.
+pub(super) fn read_done(dir: &Path) -> Option<StageDone> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("done.json")).ok()?).ok()
+}
+
+/// The result a stage directory holds for `stage` as the plan has it now: its `done.json`,
+/// when it records the plan's step count (an older rlp may have taken another for the same
+/// plan: a 0% share once took one step).
+pub(super) fn finished(dir: &Path, stage: &StagePlan) -> Option<StageDone> {
+    read_done(dir).filter(|done| done.steps == stage.spec.steps())
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::lock::{lock_path, read_lock};
-use super::{Manifest, StageDone, Status};
+use super::{Manifest, Status};
 use crate::plan::Plan;
 
 /// A lock whose heartbeat is older than this is reported as abandoned.
@@ -83,12 +83,6 @@ pub struct Line {
     pub state: State,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The last `step` in a metrics file.
 fn last_step(path: &Path) -> u64 {
     std::fs::read_to_string(path)
@@ -126,10 +120,7 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
         let dir_name = stage_dir(index);
         let dir = run.join("stages").join(&dir_name);
         let steps = stage.spec.steps();
-        let done = std::fs::read_to_string(dir.join("done.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<StageDone>(&t).ok())
-            .filter(|d| d.steps == steps);
+        let done = super::stage::finished(&dir, stage);
         let failed_file = std::fs::read_to_string(dir.join("failed.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -154,7 +145,7 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
                 seconds: done.seconds,
             }
         } else if let Some(info) = read_lock(&lock_path(&dir)) {
-            let age = now().saturating_sub(info.heartbeat_unix);
+            let age = super::unix_now().saturating_sub(info.heartbeat_unix);
             if age > ABANDONED_AFTER_S || super::lock::owner_gone(&info) {
                 State::Abandoned {
                     owner: info.owner,
