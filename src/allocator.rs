@@ -20,3 +20,16 @@ pub(crate) fn keep_freed_memory() {
     // this one each time it would purge (arena.c, os.c), so a change at any time is safe.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
+
+/// Turns transparent huge pages off for this process: for the commands that read a file and
+/// exit (`check`, `plan`, `fmt`, ...), whose memory is touched once. mimalloc asks for huge
+/// pages; each first touch then has the kernel find and zero 2 MiB, which on a busy machine
+/// cost more than the work itself (`rlp check` of a 5 MB file: 1.0-2.4 s of system time
+/// with them, 0.1-0.2 s without).
+pub(crate) fn small_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE sets one flag of the calling process; no memory is passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}

@@ -10,7 +10,7 @@ use super::fields::{Bindings, Env, format_number};
 use super::symbols::{Def, DefKind};
 use super::{Analyzer, derive_seed};
 use crate::diagnostics::{AnalysisError, AnalysisWarning};
-use crate::plan::{CellPlan, StageId, StageSpec};
+use crate::plan::{CellPlan, StageId};
 use crate::syntax::Span;
 use crate::syntax::ast::{Ast, Block, Item, SweepItem};
 
@@ -40,7 +40,6 @@ pub(super) struct GraphStage<'a> {
 /// What a stage instance looked like while lowering one cell (for eval checks).
 pub(super) struct Lowered {
     pub(super) id: StageId,
-    pub(super) spec: StageSpec,
     pub(super) parent: Option<String>,
 }
 
@@ -347,7 +346,7 @@ impl<'a> Analyzer<'a> {
                 },
                 None => None,
             };
-            let parent_info = parent.map(|p| (p.id, p.spec.model()));
+            let parent_info = parent.map(|p| (p.id, self.plan.stages[p.id.0].spec.model()));
             let result = match stage.def.kind {
                 DefKind::Pretrain => self.lower_train(stage.block, env, None, true, &mut shares),
                 DefKind::Midtrain => self.lower_train(
@@ -368,13 +367,12 @@ impl<'a> Analyzer<'a> {
                 n => derive_seed(self.plan.seed, &format!("{}/seed {n}", stage.name)),
             };
             let parent_id = parent_info.map(|p| p.0);
-            let id = self.intern_stage(stage.name, parent_id, seed, spec.clone(), index);
+            let id = self.intern_stage(stage.name, parent_id, seed, spec, index);
             cell_stages.push(id);
             lowered.insert(
                 stage.name,
                 Lowered {
                     id,
-                    spec,
                     parent: stage.parent.map(str::to_owned),
                 },
             );

@@ -287,7 +287,8 @@ impl Analyzer<'_> {
             let mut current = Some(*model);
             while let Some(name) = current {
                 let Some(stage) = stages.get(name) else { break };
-                for component in &stage.spec.data().components {
+                let components = self.plan.stages[stage.id.0].spec.data().components.clone();
+                for component in &components {
                     let source = &component.source;
                     if source.task != split.source.task {
                         continue;
@@ -338,7 +339,7 @@ impl Analyzer<'_> {
                     .as_deref()
                     .and_then(|p| stages.get_key_value(p).map(|(k, _)| *k));
             }
-            let model_id = stages[model].spec.model();
+            let model_id = self.plan.stages[stages[model].id.0].spec.model();
             let spec = &self.plan.models[model_id.0];
             let needed = self.source_tokens(&split.source);
             let (model_name, context) = (spec.name.clone(), spec.context);

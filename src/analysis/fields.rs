@@ -3,6 +3,8 @@
 //! Blocks are generic in the grammar (`key value ...` lines), so this is where a line becomes
 //! a typed value, and where unknown, repeated, missing and ill-typed fields are reported.
 
+use std::borrow::Cow;
+
 use std::collections::BTreeMap;
 
 use super::suggest;
@@ -164,7 +166,15 @@ pub(crate) fn header_span(block: &Block) -> Span {
 
 /// Resolves `$var` atoms against the environment. Unknown variables and variables outside a
 /// cell are reported, and the line is read without them.
-pub(crate) fn resolve(atoms: &[Atom], env: Env<'_>, sink: &mut Vec<Problem>) -> Option<Vec<Atom>> {
+pub(crate) fn resolve<'a>(
+    atoms: &'a [Atom],
+    env: Env<'_>,
+    sink: &mut Vec<Problem>,
+) -> Option<Cow<'a, [Atom]>> {
+    // Most lines have no variable: they are read as written, without a copy.
+    if !atoms.iter().any(has_var) {
+        return Some(Cow::Borrowed(atoms));
+    }
     let mut out = Vec::with_capacity(atoms.len());
     let mut ok = true;
     for atom in atoms {
@@ -177,7 +187,7 @@ pub(crate) fn resolve(atoms: &[Atom], env: Env<'_>, sink: &mut Vec<Problem>) -> 
                 let mut source = source.clone();
                 for arg in &mut source.args {
                     match resolve(&arg.values, env, sink) {
-                        Some(values) => arg.values = values,
+                        Some(values) => arg.values = values.into_owned(),
                         None => ok = false,
                     }
                 }
@@ -186,7 +196,16 @@ pub(crate) fn resolve(atoms: &[Atom], env: Env<'_>, sink: &mut Vec<Problem>) -> 
             other => out.push(other.clone()),
         }
     }
-    ok.then_some(out)
+    ok.then_some(Cow::Owned(out))
+}
+
+/// Whether an atom is, or a source's argument holds, a sweep variable.
+fn has_var(atom: &Atom) -> bool {
+    match atom {
+        Atom::Var(_) => true,
+        Atom::Source(source) => source.args.iter().any(|a| a.values.iter().any(has_var)),
+        _ => false,
+    }
 }
 
 /// The value of `$var` in this environment, re-spanned to the use site.
@@ -254,7 +273,7 @@ fn respan(atom: &Atom, span: Span) -> Atom {
 /// A cursor over one line's values (after its key), group by group.
 pub(crate) struct Reader<'s> {
     field: String,
-    groups: Vec<Vec<Atom>>,
+    groups: Vec<Cow<'s, [Atom]>>,
     group: usize,
     index: usize,
     end: Span,
@@ -266,7 +285,7 @@ impl<'s> Reader<'s> {
     /// A reader over `line`'s values; `syntax` is shown in help when a value is wrong.
     /// Returns `None` (after reporting) if a sweep variable could not be resolved.
     pub(crate) fn new(
-        line: &Line,
+        line: &'s Line,
         env: Env<'_>,
         syntax: &'static str,
         sink: &'s mut Vec<Problem>,
@@ -276,7 +295,7 @@ impl<'s> Reader<'s> {
 
     /// Like [`Reader::new`], but the first atom is a value, not a key (mixture lines).
     pub(crate) fn keyless(
-        line: &Line,
+        line: &'s Line,
         env: Env<'_>,
         syntax: &'static str,
         sink: &'s mut Vec<Problem>,
@@ -285,7 +304,7 @@ impl<'s> Reader<'s> {
     }
 
     fn with_key(
-        line: &Line,
+        line: &'s Line,
         env: Env<'_>,
         syntax: &'static str,
         sink: &'s mut Vec<Problem>,

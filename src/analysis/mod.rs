@@ -228,9 +228,12 @@ struct Analyzer<'a> {
     /// The longest example of a task's contexts at an op, in tokens: rendering it is the
     /// costly part of checking that a stage's data fits its model, and stages repeat sources.
     example_tokens: std::cell::RefCell<TokenEstimates>,
-    /// JSON text of the models, tasks, contexts and rewards that stage hashes embed, by
-    /// placeholder key (`model:0`).
-    json_parts: std::cell::RefCell<std::collections::HashMap<String, String>>,
+    /// JSON text of the models, tasks, contexts and rewards that stage hashes embed, by kind
+    /// of id and id.
+    json_parts: std::cell::RefCell<std::collections::HashMap<(u8, usize), String>>,
+    /// The hasher after a stage's kind and spec, by the spec as serialized with ids: stages
+    /// that differ only in parent or seed (replicas, sweeps) hash their shared part once.
+    spec_hashers: std::collections::HashMap<String, sha2::Sha256>,
     plan: Plan,
 }
 
@@ -289,6 +292,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
         stage_ids: std::collections::HashMap::new(),
         example_tokens: std::cell::RefCell::default(),
         json_parts: std::cell::RefCell::default(),
+        spec_hashers: std::collections::HashMap::new(),
         plan: Plan {
             schema: crate::plan::PLAN_SCHEMA,
             name: name.to_owned(),

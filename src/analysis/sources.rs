@@ -253,7 +253,7 @@ impl Analyzer<'_> {
                 }
                 "context" => {
                     let mut ids = Vec::new();
-                    for value in &values {
+                    for value in values.iter() {
                         let Atom::Name(name) = value else {
                             self.sink.push(
                                 AnalysisError::WrongValue {
@@ -297,7 +297,7 @@ impl Analyzer<'_> {
                     }
                     contexts = Some(ids);
                 }
-                "mode" => match values.as_slice() {
+                "mode" => match &values[..] {
                     [Atom::Name(n)] if n.text == "forward" => mode = Some(Mode::Forward),
                     [Atom::Name(n)] if n.text == "reverse" => mode = Some(Mode::Reverse),
                     _ => {

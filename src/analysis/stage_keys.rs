@@ -1,13 +1,37 @@
 //! Stage instances' content hashes: a stage spec as JSON with every id replaced by what it
 //! refers to, so a hash depends on content only, and equal instances are stored once.
+//!
+//! The hashed text is `{"kind":K,"spec":S,"parent":P,"seed":N}`: S is the spec as serde_json
+//! writes it, with each id (`"model":0`, a source's `"task":0` and `"contexts":[0,1]`, an rl
+//! stage's `"reward":0`) replaced by the JSON text of what it names. Run directories keep
+//! stages under these hashes, so the text must not change: the plan snapshots pin it.
 
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Analyzer;
 use crate::plan::{StageId, StagePlan, StageSpec};
+
+/// The keys whose values are ids in a serialized stage spec, and what they index. No other
+/// field of a spec has these names, and a key cannot occur inside a string (its quotes would
+/// be escaped).
+const ID_KEYS: [(&str, IdKind); 4] = [
+    ("\"model\":", IdKind::Model),
+    ("\"task\":", IdKind::Task),
+    ("\"contexts\":", IdKind::Context),
+    ("\"reward\":", IdKind::Reward),
+];
+
+#[derive(Clone, Copy)]
+enum IdKind {
+    Model,
+    Task,
+    Context,
+    Reward,
+}
+
 impl Analyzer<'_> {
     /// Stores a stage instance, or finds the identical one another cell already stored.
     pub(super) fn intern_stage(
@@ -19,13 +43,7 @@ impl Analyzer<'_> {
         cell: usize,
     ) -> StageId {
         let parent_hash = parent.map_or(String::new(), |p| self.plan.stages[p.0].hash.clone());
-        let content = json!({
-            "kind": spec.keyword(),
-            "spec": self.resolved_json(&spec),
-            "parent": parent_hash,
-            "seed": seed,
-        });
-        let hash = self.spliced_hash(&content.to_string());
+        let hash = self.stage_hash(&spec, &parent_hash, seed);
         if let Some(&id) = self.stage_ids.get(&hash) {
             let existing = &mut self.plan.stages[id.0];
             if !existing.cells.contains(&cell) {
@@ -47,82 +65,24 @@ impl Analyzer<'_> {
         id
     }
 
-    /// A stage spec as JSON with every id replaced by what it refers to, so the hash depends
-    /// on content only (not on the order things were interned). The model, task, contexts and
-    /// reward stand in it as placeholders for their JSON text, serialized once per file and
-    /// put back by [`Self::spliced_hash`]: the bytes hashed are those of the whole tree, at a
-    /// fraction of the cost for files with thousands of stages.
-    pub(super) fn resolved_json(&self, spec: &StageSpec) -> Value {
-        let mut value = serde_json::to_value(spec).unwrap_or(Value::Null);
-        let model_id = spec.model().0;
-        value["model"] = self.placeholder(&format!("model:{model_id}"), || {
-            serde_json::to_value(&self.plan.models[model_id]).unwrap_or(Value::Null)
-        });
-        let data_key = if matches!(spec, StageSpec::Rl(_)) {
-            "prompts"
-        } else {
-            "data"
+    /// 16 hex digits of SHA-256 of the stage's content (see the module docs). The spec comes
+    /// before parent and seed, so the hasher's state after it is shared by every stage with
+    /// the same spec (replicas, sweeps over seeds), and kept.
+    fn stage_hash(&mut self, spec: &StageSpec, parent_hash: &str, seed: u64) -> String {
+        let plain = serde_json::to_string(spec).unwrap_or_default();
+        let mut hasher = match self.spec_hashers.get(&plain) {
+            Some(hasher) => hasher.clone(),
+            None => {
+                let kind = serde_json::to_string(spec.keyword()).unwrap_or_default();
+                let mut hasher = Sha256::new();
+                hasher.update(format!("{{\"kind\":{kind},\"spec\":"));
+                self.hash_resolved(&mut hasher, &plain);
+                self.spec_hashers.insert(plain, hasher.clone());
+                hasher
+            }
         };
-        if let Some(components) = value[data_key]["components"].as_array_mut() {
-            for (component, original) in components.iter_mut().zip(&spec.data().components) {
-                let task_id = original.source.task.0;
-                let contexts: Vec<Value> = original
-                    .source
-                    .contexts
-                    .iter()
-                    .map(|c| {
-                        self.placeholder(&format!("context:{}", c.0), || {
-                            serde_json::to_value(&self.plan.contexts[c.0]).unwrap_or(Value::Null)
-                        })
-                    })
-                    .collect();
-                component["source"]["task"] = self.placeholder(&format!("task:{task_id}"), || {
-                    let task = &self.plan.tasks[task_id];
-                    json!({
-                        "task": task,
-                        "phrasing": self.plan.phrasings[task.phrasing.0],
-                    })
-                });
-                component["source"]["contexts"] = Value::Array(contexts);
-            }
-        }
-        if let StageSpec::Rl(rl) = spec {
-            value["reward"] = self.placeholder(&format!("reward:{}", rl.reward.0), || {
-                serde_json::to_value(&self.plan.rewards[rl.reward.0]).unwrap_or(Value::Null)
-            });
-        }
-        value
-    }
-
-    /// A JSON string standing for `value()`'s text, which is serialized once and kept.
-    pub(super) fn placeholder(&self, key: &str, value: impl FnOnce() -> Value) -> Value {
-        self.json_parts
-            .borrow_mut()
-            .entry(key.to_owned())
-            .or_insert_with(|| value().to_string());
-        // Control characters cannot occur in a checked file (E0107): the markers are unique.
-        Value::String(format!("\u{1}{key}\u{1}"))
-    }
-
-    /// The hash of `text` with every serialized placeholder replaced by the JSON text it stands
-    /// for (16 hex digits of SHA-256), fed to the hasher piece by piece.
-    pub(super) fn spliced_hash(&self, text: &str) -> String {
-        const OPEN: &str = "\"\\u0001";
-        const CLOSE: &str = "\\u0001\"";
-        let parts = self.json_parts.borrow();
-        let mut hasher = Sha256::new();
-        let mut rest = text;
-        while let Some(start) = rest.find(OPEN) {
-            let after = &rest[start + OPEN.len()..];
-            let Some(end) = after.find(CLOSE) else { break };
-            hasher.update(&rest[..start]);
-            match parts.get(&after[..end]) {
-                Some(json) => hasher.update(json),
-                None => hasher.update(&rest[start..start + OPEN.len() + end + CLOSE.len()]),
-            }
-            rest = &after[end + CLOSE.len()..];
-        }
-        hasher.update(rest);
+        let parent = serde_json::to_string(parent_hash).unwrap_or_default();
+        hasher.update(format!(",\"parent\":{parent},\"seed\":{seed}}}"));
         hasher.finalize()[..8]
             .iter()
             .fold(String::new(), |mut out, b| {
@@ -130,4 +90,77 @@ impl Analyzer<'_> {
                 out
             })
     }
+
+    /// Feeds a serialized spec to the hasher with every id replaced by the JSON text of what
+    /// it names (a list of contexts by the list of their texts).
+    fn hash_resolved(&self, hasher: &mut Sha256, plain: &str) {
+        let mut rest = plain;
+        while let Some((at, key, kind)) = next_id_key(rest) {
+            let value_start = at + key.len();
+            hasher.update(&rest[..value_start]);
+            let after = &rest[value_start..];
+            let (list, body) = match after.strip_prefix('[') {
+                Some(inner) => (true, inner),
+                None => (false, after),
+            };
+            let end = body
+                .find(|c: char| !(c.is_ascii_digit() || (list && c == ',')))
+                .unwrap_or(body.len());
+            if end == 0 && !list {
+                rest = after; // not an id after all: hashed as written
+                continue;
+            }
+            if list {
+                hasher.update("[");
+            }
+            let ids = body[..end].split(',').filter_map(|id| id.parse().ok());
+            for (i, id) in ids.enumerate() {
+                if i > 0 {
+                    hasher.update(",");
+                }
+                self.with_id_json(kind, id, |json| hasher.update(json));
+            }
+            rest = &body[end..];
+        }
+        hasher.update(rest);
+    }
+
+    /// Calls `f` with the JSON text of what an id names, serialized once per file and kept
+    /// (a task stands with its phrasing).
+    fn with_id_json(&self, kind: IdKind, id: usize, f: impl FnOnce(&str)) {
+        let key = (kind as u8, id);
+        if !self.json_parts.borrow().contains_key(&key) {
+            let plan = &self.plan;
+            let value = match kind {
+                IdKind::Model => serde_json::to_value(&plan.models[id]),
+                IdKind::Task => {
+                    let task = &plan.tasks[id];
+                    Ok(json!({ "task": task, "phrasing": plan.phrasings[task.phrasing.0] }))
+                }
+                IdKind::Context => serde_json::to_value(&plan.contexts[id]),
+                IdKind::Reward => serde_json::to_value(&plan.rewards[id]),
+            };
+            let text = value.unwrap_or_default().to_string();
+            self.json_parts.borrow_mut().insert(key, text);
+        }
+        f(&self.json_parts.borrow()[&key]);
+    }
+}
+
+/// The first id key in `text` that starts an object member (follows `{` or `,`).
+fn next_id_key(text: &str) -> Option<(usize, &'static str, IdKind)> {
+    ID_KEYS
+        .iter()
+        .filter_map(|&(key, kind)| {
+            let mut from = 0;
+            while let Some(pos) = text[from..].find(key) {
+                let at = from + pos;
+                if at > 0 && matches!(text.as_bytes()[at - 1], b'{' | b',') {
+                    return Some((at, key, kind));
+                }
+                from = at + 1;
+            }
+            None
+        })
+        .min_by_key(|(at, _, _)| *at)
 }

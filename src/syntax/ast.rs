@@ -26,8 +26,9 @@ pub enum Item {
     Reward(RewardItem),
     /// `sweep NAME = [values]`.
     Sweep(SweepItem),
-    /// `budget NAME = AMOUNT UNIT [where UNIT = AMOUNT UNIT]`.
-    Budget(BudgetItem),
+    /// `budget NAME = AMOUNT UNIT [where UNIT = AMOUNT UNIT]` (boxed: the largest item, and
+    /// a rare one).
+    Budget(Box<BudgetItem>),
     /// `kind [name] [from parent] { lines }`.
     Block(Block),
 }
@@ -237,8 +238,9 @@ pub enum Atom {
     Name(Name),
     /// A number.
     Number(Number),
-    /// A range.
-    Range(Range),
+    /// A range (boxed, as is a source: the other atoms are less than half their size, and a
+    /// 5 MB file holds hundreds of thousands of atoms).
+    Range(Box<Range>),
     /// A string (escapes resolved).
     Str(Str),
     /// `$name`.
@@ -246,7 +248,7 @@ pub enum Atom {
     /// `->`.
     Arrow(#[serde(skip)] Span),
     /// A source.
-    Source(Source),
+    Source(Box<Source>),
 }
 
 /// A string literal.

@@ -84,13 +84,13 @@ impl Lower {
                         other: self.name(&presume(parts.next(), "rate other unit")),
                     }
                 });
-                Item::Budget(BudgetItem {
+                Item::Budget(Box::new(BudgetItem {
                     name: budget_name,
                     amount,
                     unit,
                     rate,
                     span,
-                })
+                }))
             }
             Rule::block_item => Item::Block(self.block(inner, span)),
             _ => return None, // EOI
@@ -116,6 +116,7 @@ impl Lower {
                     lines = significant(part.into_inner())
                         .map(|l| self.line(l))
                         .collect();
+                    lines.shrink_to_fit();
                 }
                 _ => {}
             }
@@ -143,6 +144,11 @@ impl Lower {
         if groups.len() > 1 && groups.last().is_some_and(Vec::is_empty) {
             groups.pop();
         }
+        // Exact sizes: a large file keeps hundreds of thousands of lines in memory at once.
+        for group in &mut groups {
+            group.shrink_to_fit();
+        }
+        groups.shrink_to_fit();
         Line { groups, span }
     }
 
@@ -174,12 +180,12 @@ impl Lower {
                 let lo = self.number(&presume(parts.next(), "range lo"));
                 let op = presume(parts.next(), "range op");
                 let hi = self.number(&presume(parts.next(), "range hi"));
-                Atom::Range(Range {
+                Atom::Range(Box::new(Range {
                     lo,
                     hi,
                     inclusive: op.as_str() == "..=",
                     span,
-                })
+                }))
             }
             Rule::string => {
                 let inner = presume(pair.into_inner().next(), "string inner").as_str();
@@ -212,7 +218,7 @@ impl Lower {
                         }
                     })
                     .collect();
-                Atom::Source(Source { task, args, span })
+                Atom::Source(Box::new(Source { task, args, span }))
             }
             other => unreachable!("grammar: {other:?} is not an atom"),
         }
