@@ -26,6 +26,7 @@ use rlp::train::trainer::Trainer;
 
 /// The `rlp` binary's allocator and its settings, so the numbers are the binary's.
 #[path = "../src/allocator.rs"]
+#[allow(dead_code)] // training keeps huge pages, as `rlp run` does
 mod allocator;
 
 /// The quickstart's vocabulary size, as the PyTorch script uses.

@@ -70,16 +70,15 @@ impl Analyzer<'_> {
     /// the same spec (replicas, sweeps over seeds), and kept.
     fn stage_hash(&mut self, spec: &StageSpec, parent_hash: &str, seed: u64) -> String {
         let plain = serde_json::to_string(spec).unwrap_or_default();
-        let mut hasher = match self.spec_hashers.get(&plain) {
-            Some(hasher) => hasher.clone(),
-            None => {
-                let kind = serde_json::to_string(spec.keyword()).unwrap_or_default();
-                let mut hasher = Sha256::new();
-                hasher.update(format!("{{\"kind\":{kind},\"spec\":"));
-                self.hash_resolved(&mut hasher, &plain);
-                self.spec_hashers.insert(plain, hasher.clone());
-                hasher
-            }
+        let mut hasher = if let Some(hasher) = self.spec_hashers.get(&plain) {
+            hasher.clone()
+        } else {
+            let kind = serde_json::to_string(spec.keyword()).unwrap_or_default();
+            let mut hasher = Sha256::new();
+            hasher.update(format!("{{\"kind\":{kind},\"spec\":"));
+            self.hash_resolved(&mut hasher, &plain);
+            self.spec_hashers.insert(plain, hasher.clone());
+            hasher
         };
         let parent = serde_json::to_string(parent_hash).unwrap_or_default();
         hasher.update(format!(",\"parent\":{parent},\"seed\":{seed}}}"));
