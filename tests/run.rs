@@ -4,8 +4,8 @@
 #![allow(clippy::float_cmp)] // resumed losses must match bit for bit
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rlp::plan::{Plan, StageSpec};
 use rlp::run::{Input, Observer, RunError, RunOptions, Silent, Status, execute};
@@ -294,7 +294,8 @@ fn a_diverging_stage_stops_with_a_clear_error_and_keeps_its_checkpoint() {
 fn sweep_cells_share_their_common_stage() {
     let plan = fixture_plan("sweep.rlp");
     let out = scratch("sweep");
-    let cells = execute(&plan, &input(), &options(&out), &Silent).unwrap();
+    let notes = Mutex::new(Vec::new());
+    let cells = execute(&plan, &input(), &options(&out), &Notes(&notes)).unwrap();
     assert_eq!(cells.len(), 2);
     let stages = |i: usize| cells[i].manifest.stages.clone();
     let (first, second) = (stages(0), stages(1));
@@ -332,6 +333,19 @@ fn sweep_cells_share_their_common_stage() {
         cells[0].evals[0].1.iter().find(|r| r.model == "base"),
         cells[1].evals[0].1.iter().find(|r| r.model == "base"),
         "the same base model on the same problems gives the same row"
+    );
+    // The base was evaluated once: the second cell took its rows from the first's, which a
+    // run that evaluated it twice (before rows were kept) found equal, as asserted above.
+    let kept = std::fs::read_dir(out.join("sweep/evals")).unwrap().count();
+    assert_eq!(kept, 3, "one base and two mid-trained models");
+    let notes = notes.into_inner().unwrap();
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.contains("`base` was evaluated the same way in another cell"))
+            .count(),
+        1,
+        "{notes:?}"
     );
 }
 
@@ -557,10 +571,14 @@ fn a_zero_share_passes_its_parents_model_on_and_stale_stages_train_again() {
         .unwrap()
         .replace("\"steps\": 0", "\"steps\": 1");
     std::fs::write(&done_path, stale).unwrap();
+    // Values this tiny model never reaches, in the cell's table and in every model's kept rows.
     let eval_path = cells[0].dir.join("eval/eval.json");
-    let mut table = json(&eval_path);
-    table["rows"][0]["process_acc"] = 0.5.into(); // a value this tiny model never reaches
-    std::fs::write(&eval_path, table.to_string()).unwrap();
+    let kept = std::fs::read_dir(out.join("share/evals")).unwrap();
+    for path in kept.map(|e| e.unwrap().path()).chain([eval_path]) {
+        let mut table = json(&path);
+        table["rows"][0]["process_acc"] = 0.5.into();
+        std::fs::write(&path, table.to_string()).unwrap();
+    }
     let again = execute(&plan, &input(), &options(&out), &Silent).unwrap();
     let mid = &again[0].manifest.stages[1];
     assert_eq!(mid.status, Status::Finished);
@@ -640,7 +658,7 @@ fn a_lock_whose_heartbeat_stopped_is_taken_over() {
 }
 
 /// Keeps the run's notes.
-struct Notes<'a>(&'a std::sync::Mutex<Vec<String>>);
+struct Notes<'a>(&'a Mutex<Vec<String>>);
 
 impl Observer for Notes<'_> {
     fn begin(&self, _: &str, _: u64) {}

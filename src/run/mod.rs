@@ -23,6 +23,7 @@
 //! finished (another pipeline that declares the same stage) is copied from there, so
 //! experiments that share a base train it once. Evaluations are skipped likewise when their table records the same key.
 
+mod eval;
 mod files;
 pub mod lock;
 mod rl;
@@ -33,7 +34,7 @@ mod train;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use candle_core::Device;
@@ -42,9 +43,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::files::write_atomically;
 pub use self::stage::{FilterRecord, StageDone};
-use crate::eval::report;
-use crate::eval::runner::{EvalError, Evaluator, Row};
-use crate::model::{Config, Transformer};
+use crate::eval::runner::Row;
 use crate::plan::{CellPlan, EvalSpec, Plan, StageId, StagePlan, StageSpec};
 use crate::tasks::GenerateError;
 use crate::tokenizer::Tokenizer;
@@ -744,10 +743,12 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Removes the eval tables of every cell that runs `stage`, so that a stage trained
-    /// again in its old directory is evaluated again (an eval's key names the directories of
-    /// its models, not their weights).
+    /// Removes the eval tables of every cell that runs `stage`, and every model's kept rows,
+    /// so that a stage trained again in its old directory is evaluated again (an eval's key
+    /// names the directories of its models, not their weights). Rare enough that the kept
+    /// rows of other models going too costs little.
     fn forget_evals(&self, stage: &StagePlan) {
+        let _ = std::fs::remove_dir_all(self.root.join("evals"));
         for cell in &stage.cells {
             let evals = self.root.join(&self.plan.cells[*cell].name).join("eval");
             for entry in std::fs::read_dir(&evals).into_iter().flatten().flatten() {
@@ -756,109 +757,6 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-    }
-
-    /// The key of an eval's results: its spec and the keys of the models it evaluates.
-    fn eval_key(&self, eval: &EvalSpec) -> Result<String, RunError> {
-        let spec = serde_json::to_string(eval)
-            .map_err(|e| RunError::Internal(format!("eval JSON: {e}")))?;
-        let models: Vec<String> = eval.models.iter().map(|m| self.stage_dir(m.0)).collect();
-        Ok(sha256_hex(
-            format!("{spec}\n{}", models.join("\n")).as_bytes(),
-        ))
-    }
-
-    /// Runs one eval (or reuses its table) and writes its JSON, CSV and plots.
-    fn eval(&self, eval: &EvalSpec, dir: &Path) -> Result<(Vec<Row>, Status), RunError> {
-        let key = self.eval_key(eval)?;
-        let json_path = dir.join("eval").join(format!("{}.json", eval.name));
-        if let Some(rows) = std::fs::read_to_string(&json_path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<EvalTable>(&text).ok())
-            .filter(|table| table.key == key)
-            .map(|table| table.rows)
-        {
-            self.observer.note(&format!(
-                "eval `{}`: computed in an earlier run, reused",
-                eval.name
-            ));
-            return Ok((rows, Status::Reused));
-        }
-        let mut models = Vec::new();
-        for id in &eval.models {
-            let stage = &self.plan.stages[id.0];
-            let weights = self
-                .root
-                .join("stages")
-                .join(self.stage_dir(id.0))
-                .join("model.safetensors");
-            let config = Config::from_spec(
-                &self.plan.models[stage.spec.model().0],
-                self.tokenizer.len(),
-            );
-            let (mut varmap, model) = crate::model::build(&config, &self.options.device, None)?;
-            varmap.load(&weights)?;
-            models.push((stage.name.clone(), model));
-        }
-        let refs: Vec<(String, &Transformer)> =
-            models.iter().map(|(n, m)| (n.clone(), m)).collect();
-        let evaluator = Evaluator::new(self.plan, &self.tokenizer);
-        let problems = crate::eval::runner::problem_count(eval, eval.models.len());
-        // "eval eval" for an unnamed block reads badly.
-        let label = if eval.name == "eval" {
-            "eval".to_owned()
-        } else {
-            format!("eval {}", eval.name)
-        };
-        self.observer.begin(&label, problems);
-        let mut tick = |done: u64, _total: u64| {
-            self.observer.advance(done, "problems");
-            !self.options.interrupt.load(Ordering::SeqCst)
-        };
-        let evaluation = match evaluator.evaluate(eval, &refs, &mut tick) {
-            Ok(evaluation) => evaluation,
-            Err(EvalError::Interrupted) => {
-                self.observer.end("interrupted");
-                return Err(RunError::EvalInterrupted {
-                    eval: eval.name.clone(),
-                });
-            }
-            Err(EvalError::Generate(e)) => return Err(e.into()),
-            Err(EvalError::Tensor(e)) => return Err(e.into()),
-        };
-        self.observer.end("done");
-        let table = EvalTable {
-            eval: eval.name.clone(),
-            key,
-            rows: evaluation.rows,
-        };
-        let eval_dir = dir.join("eval");
-        let mut samples = String::new();
-        for record in &evaluation.samples {
-            let line = serde_json::to_string(record)
-                .map_err(|e| RunError::Internal(format!("sample JSON: {e}")))?;
-            samples.push_str(&line);
-            samples.push('\n');
-        }
-        write(
-            &eval_dir.join(format!("{}-samples.jsonl", eval.name)),
-            samples.as_bytes(),
-        )?;
-        write(
-            &eval_dir.join(format!("{}.csv", eval.name)),
-            report::csv(eval, &table.rows).as_bytes(),
-        )?;
-        for split in &eval.splits {
-            let svg = report::plot_split(eval, &table.rows, &split.name)
-                .map_err(|e| RunError::Internal(format!("plot: {e}")))?;
-            write(
-                &eval_dir.join(format!("{}-{}.svg", eval.name, split.name)),
-                svg.as_bytes(),
-            )?;
-        }
-        // The JSON last: its presence with this key marks the eval as done.
-        write(&json_path, &files::pretty_json(&table)?)?;
-        Ok((table.rows, Status::Finished))
     }
 }
 
