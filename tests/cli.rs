@@ -510,7 +510,7 @@ fn run_takes_one_cell_or_one_stage_at_a_time() {
     std::fs::create_dir_all(root_dir.join("slurm")).unwrap();
     std::fs::write(
         root_dir.join("slurm/jobs.txt"),
-        format!("{base_dir} 41\neval-range=4..=4 43\n{base_dir} 42\n"),
+        format!("{base_dir} 41\neval-range=4..=4-eval 43\n{base_dir} 42\n"),
     )
     .unwrap();
     let table = status(false);
@@ -522,11 +522,31 @@ fn run_takes_one_cell_or_one_stage_at_a_time() {
         table.lines().last().unwrap().ends_with("(job 43)"),
         "{table}"
     );
+    // One eval: which cell's, if several run it; refused while a model it evaluates has not
+    // finished; then run on its own, and the cell's only eval done, its manifest written.
+    let o = with(&["--eval", "eval"]).expect(2);
+    assert!(stderr(&o).contains("run by 2 cells"), "{}", stderr(&o));
+    let o = with(&["--eval", "eval", "--cell", "range=4..=4"]).expect(1);
+    assert!(
+        stderr(&o).contains("evaluates `mid`, which has not finished"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!root_dir.join("range=3..=3/manifest.json").exists());
+    let o = with(&["--eval", "eval", "--cell", "range=3..=3"]).expect(0);
+    assert!(
+        stderr(&o).contains("eval `eval` of cell `range=3..=3`: Finished"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(root_dir.join("range=3..=3/eval/eval.json").is_file());
+    assert!(root_dir.join("range=3..=3/manifest.json").is_file());
+    assert!(status(false).lines().nth(3).unwrap().contains("finished"));
     // One cell: its stages (the base reused) and evals, and only its manifest.
+    assert!(!root_dir.join("range=4..=4/manifest.json").exists());
     let o = with(&["--cell", "range=4..=4"]).expect(0);
     assert!(text(&o.stdout).contains("cell `range=4..=4`"));
     assert!(root_dir.join("range=4..=4/manifest.json").is_file());
-    assert!(!root_dir.join("range=3..=3/manifest.json").exists());
 }
 
 #[test]
@@ -550,7 +570,8 @@ fn submit_writes_one_job_per_unfinished_stage_with_the_plans_edges() {
         "--partition=cpu",
     ]);
     let lines: Vec<&str> = script.lines().filter(|l| l.starts_with("job_")).collect();
-    // The shared base once, each cell's mid after it, each cell's evals after both.
+    // The shared base once, each cell's mid after it, each cell's eval after the models it
+    // evaluates.
     assert_eq!(lines.len(), 5, "{script}");
     assert!(lines[0].contains("--parsable '--partition=cpu'") && lines[0].contains("/base-"));
     for mid in &lines[1..3] {
@@ -565,15 +586,20 @@ fn submit_writes_one_job_per_unfinished_stage_with_the_plans_edges() {
         "{script}"
     );
     assert!(
-        lines[3].contains("afterok:${job_0}:${job_1} ") && lines[3].contains("eval-range=3..=3")
+        lines[3].contains("afterok:${job_0}:${job_1} ")
+            && lines[3].contains("eval-range=3..=3-eval")
     );
     assert!(
-        lines[4].contains("afterok:${job_0}:${job_2} ") && lines[4].contains("eval-range=4..=4")
+        lines[4].contains("afterok:${job_0}:${job_2} ")
+            && lines[4].contains("eval-range=4..=4-eval")
     );
     let slurm = out.join("sweep/slurm");
-    let eval_job = std::fs::read_to_string(slurm.join("eval-range=4..=4.sh")).unwrap();
-    assert!(eval_job.contains("#SBATCH --job-name=rlp-eval-range=4..=4\n"));
-    assert!(eval_job.contains("--cell' 'range=4..=4'"), "{eval_job}");
+    let eval_job = std::fs::read_to_string(slurm.join("eval-range=4..=4-eval.sh")).unwrap();
+    assert!(eval_job.contains("#SBATCH --job-name=rlp-eval-range=4..=4-eval\n"));
+    assert!(
+        eval_job.contains("'--eval' 'eval' '--cell' 'range=4..=4'"),
+        "{eval_job}"
+    );
     // Once the base has finished, it has no job and nothing waits for it.
     Run::new(&[
         "run",

@@ -104,8 +104,12 @@ pub enum Command {
         cell: Option<String>,
         /// Run only this stage instance (no eval); its parent must have finished. With several
         /// instances of the name across cells, `--cell` picks one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "eval")]
         stage: Option<String>,
+        /// Run only this eval (no training); the stages it evaluates must have finished. With
+        /// several cells, `--cell` picks one.
+        #[arg(long)]
+        eval: Option<String>,
     },
     /// Compare a run directory's cells: pass@k with 95% intervals per cell and per group of
     /// replicas, areas under pass@1 against op, plots and training curves, stage timings.

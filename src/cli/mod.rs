@@ -103,12 +103,13 @@ where
             device,
             cell,
             stage,
+            eval,
         } => commands::run::run(
             &file,
             &out,
             threads,
             device,
-            &commands::run::Part { cell, stage },
+            &commands::run::Part { cell, stage, eval },
             color,
         ),
         Command::Verify {

@@ -28,26 +28,23 @@ struct ModelRows {
 }
 
 impl Runner<'_> {
-    /// The key of an eval's results: its spec and the keys of the models it evaluates.
+    /// The key of an eval's results ([`table_key`]).
     fn eval_key(&self, eval: &EvalSpec) -> Result<String, RunError> {
-        let spec = serde_json::to_string(eval)
-            .map_err(|e| RunError::Internal(format!("eval JSON: {e}")))?;
         let models: Vec<String> = eval.models.iter().map(|m| self.stage_dir(m.0)).collect();
-        Ok(sha256_hex(
-            format!("{spec}\n{}", models.join("\n")).as_bytes(),
-        ))
+        table_key(eval, &models)
+    }
+
+    /// Whether `eval`'s table in the cell directory `dir` is there and current.
+    pub(super) fn eval_done(&self, eval: &EvalSpec, dir: &Path) -> bool {
+        let models: Vec<String> = eval.models.iter().map(|m| self.stage_dir(m.0)).collect();
+        table_done(eval, &models, dir)
     }
 
     /// Runs one eval (or reuses its table) and writes its JSON, CSV and plots.
     pub(super) fn eval(&self, eval: &EvalSpec, dir: &Path) -> Result<(Vec<Row>, Status), RunError> {
         let key = self.eval_key(eval)?;
         let json_path = dir.join("eval").join(format!("{}.json", eval.name));
-        if let Some(rows) = std::fs::read_to_string(&json_path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<EvalTable>(&text).ok())
-            .filter(|table| table.key == key)
-            .map(|table| table.rows)
-        {
+        if let Some(rows) = read_table(&json_path, &key) {
             self.observer.note(&format!(
                 "eval `{}`: computed in an earlier run, reused",
                 eval.name
@@ -207,4 +204,33 @@ impl Runner<'_> {
         }
         Ok(parts)
     }
+}
+
+/// The key of an eval's results: its spec and the directory names (keys) of the models it
+/// evaluates.
+///
+/// # Errors
+/// The spec cannot be serialized.
+pub(super) fn table_key(eval: &EvalSpec, model_dirs: &[String]) -> Result<String, RunError> {
+    let spec =
+        serde_json::to_string(eval).map_err(|e| RunError::Internal(format!("eval JSON: {e}")))?;
+    Ok(sha256_hex(
+        format!("{spec}\n{}", model_dirs.join("\n")).as_bytes(),
+    ))
+}
+
+/// Whether `eval`'s table in the cell directory `dir` is there with the current key.
+pub(super) fn table_done(eval: &EvalSpec, model_dirs: &[String], dir: &Path) -> bool {
+    table_key(eval, model_dirs).is_ok_and(|key| {
+        read_table(&dir.join("eval").join(format!("{}.json", eval.name)), &key).is_some()
+    })
+}
+
+/// The rows of the eval table at `path`, if its key is `key`.
+fn read_table(path: &Path, key: &str) -> Option<Vec<Row>> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<EvalTable>(&text).ok())
+        .filter(|table| table.key == key)
+        .map(|table| table.rows)
 }

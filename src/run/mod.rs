@@ -164,6 +164,22 @@ pub enum RunError {
         /// Its parent.
         parent: String,
     },
+    /// `rlp run --eval` on an eval one of whose models has not finished.
+    #[error("eval `{eval}` of cell `{cell}` evaluates `{stage}`, which has not finished")]
+    #[diagnostic(
+        code(rlp::run::model_unfinished),
+        help(
+            "run `{stage}` first (`rlp run FILE --stage {stage} --cell {cell}`), or the whole cell (`--cell {cell}`)"
+        )
+    )]
+    ModelUnfinished {
+        /// The eval asked for.
+        eval: String,
+        /// Its cell.
+        cell: String,
+        /// The first of its models that has not finished.
+        stage: String,
+    },
     /// Something that should not happen.
     #[error("internal error: {0}")]
     #[diagnostic(code(rlp::run::internal))]
@@ -401,16 +417,10 @@ pub fn submission(plan: &Plan, out: &Path) -> Result<(PathBuf, Vec<submit::Job>)
     let runner = Runner::new(plan, &input, &options, &Silent)?;
     let finished =
         |id: StageId| stage::finished(&runner.stage_path(id), &plan.stages[id.0]).is_some();
-    let cell_finished = |index: usize| {
-        let cell = &plan.cells[index];
-        std::fs::read_to_string(runner.root.join(&cell.name).join("manifest.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
-            .is_some_and(|m| {
-                m.status == Status::Finished && cell.stages.iter().all(|&s| finished(s))
-            })
+    let eval_finished = |index: usize, eval: &EvalSpec| {
+        runner.eval_done(eval, &runner.root.join(&plan.cells[index].name))
     };
-    let jobs = submit::jobs(plan, &finished, &cell_finished, &|id| {
+    let jobs = submit::jobs(plan, &finished, &eval_finished, &|id| {
         runner.stage_dir(id.0)
     });
     Ok((runner.root.clone(), jobs))
@@ -440,6 +450,57 @@ pub fn execute_stage(
         }
     }
     runner.stage(id)
+}
+
+/// Runs one eval of one cell (`plan.cells[cell]`) and nothing else: its models must have
+/// finished (no stage is trained). Once every eval of the cell has its table, the cell's
+/// manifest and metrics are written, as [`execute_cell`] writes them (everything reused);
+/// until then the cell is left without them, so that evals of one cell may run at once.
+///
+/// # Errors
+/// [`RunError::ModelUnfinished`], or whatever evaluating raises.
+pub fn execute_eval(
+    plan: &Plan,
+    input: &Input,
+    options: &RunOptions,
+    observer: &dyn Observer,
+    cell: usize,
+    eval: &str,
+) -> Result<(Status, Option<CellReport>), RunError> {
+    let runner = Runner::new(plan, input, options, observer)?;
+    let cell = plan
+        .cells
+        .get(cell)
+        .ok_or_else(|| RunError::Internal(format!("no cell {cell}")))?;
+    let spec =
+        cell.evals.iter().find(|e| e.name == eval).ok_or_else(|| {
+            RunError::Internal(format!("cell `{}` has no eval `{eval}`", cell.name))
+        })?;
+    if let Some(&model) = spec
+        .models
+        .iter()
+        .find(|&&m| stage::finished(&runner.stage_path(m), &plan.stages[m.0]).is_none())
+    {
+        return Err(RunError::ModelUnfinished {
+            eval: eval.to_owned(),
+            cell: cell.name.clone(),
+            stage: plan.stages[model.0].name.clone(),
+        });
+    }
+    let dir = runner.root.join(&cell.name);
+    create_dir(&dir.join("eval"))?;
+    let (_, status) = runner.eval(spec, &dir)?;
+    let cell_done = cell.evals.iter().all(|e| runner.eval_done(e, &dir))
+        && cell
+            .stages
+            .iter()
+            .all(|&s| stage::finished(&runner.stage_path(s), &plan.stages[s.0]).is_some());
+    let report = if cell_done {
+        Some(runner.cell(cell)?)
+    } else {
+        None
+    };
+    Ok((status, report))
 }
 
 /// The state shared by a run's cells.

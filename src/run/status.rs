@@ -191,16 +191,20 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
     for cell in &plan.cells {
         let manifest = manifests.iter().find(|m| m.cell == cell.name);
         for eval in &cell.evals {
-            let finished = manifest.and_then(|m| m.evals.iter().find(|e| e.name == eval.name));
+            let finished = manifest
+                .and_then(|m| m.evals.iter().find(|e| e.name == eval.name))
+                .map(|record| record.seconds)
+                .or_else(|| {
+                    // Run on its own (`--eval`), before the cell's other evals finished.
+                    let models: Vec<String> = eval.models.iter().map(|m| stage_dir(m.0)).collect();
+                    super::eval::table_done(eval, &models, &run.join(&cell.name)).then_some(0.0)
+                });
             let blocked = eval.models.iter().find_map(|m| match &lines[m.0].state {
                 State::Finished { .. } => None,
                 _ => Some(lines[m.0].name.clone()),
             });
             let state = match (finished, blocked) {
-                (Some(record), _) => State::Finished {
-                    steps: 0,
-                    seconds: record.seconds,
-                },
+                (Some(seconds), _) => State::Finished { steps: 0, seconds },
                 (None, _) if manifest.is_some_and(|m| m.status == Status::Failed) => {
                     State::Failed {
                         error: manifest.and_then(|m| m.error.clone()).unwrap_or_default(),
@@ -214,7 +218,11 @@ pub fn status(run: &Path, plan: &Plan, stage_dir: &dyn Fn(usize) -> String) -> V
                 name: eval.name.clone(),
                 cells: vec![cell.name.clone()],
                 dir: format!("{}/eval", cell.name),
-                job: jobs.get(&format!("eval-{}", cell.name)).cloned(),
+                job: jobs
+                    .get(&format!("eval-{}-{}", cell.name, eval.name))
+                    // Submitted by an rlp that made one job per cell's evals.
+                    .or_else(|| jobs.get(&format!("eval-{}", cell.name)))
+                    .cloned(),
                 state,
             });
         }

@@ -1,9 +1,9 @@
 //! The plan's work as scheduler jobs: one job per distinct stage instance that has not finished
-//! (`rlp run FILE --stage NAME --cell CELL`), after its parent's job, and one job per cell for
-//! its evals (`rlp run FILE --cell CELL`, which reuses the finished stages), after the jobs of
-//! its stages. A shared base is one job that every cell's later jobs wait for.
+//! (`rlp run FILE --stage NAME --cell CELL`), after its parent's job, and one job per eval of
+//! each cell (`rlp run FILE --eval NAME --cell CELL`), after the jobs of the stages it
+//! evaluates. A shared base is one job that every cell's later jobs wait for.
 
-use crate::plan::{Plan, StageId};
+use crate::plan::{EvalSpec, Plan, StageId};
 
 /// What a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,17 +15,19 @@ pub enum Work {
         /// A cell that runs it (for `--cell`).
         cell: String,
     },
-    /// One cell's evals (its stages finished by then).
-    Cell {
+    /// One eval of one cell (the stages it evaluates finished by then).
+    Eval {
         /// The cell.
         cell: String,
+        /// The eval.
+        eval: String,
     },
 }
 
 /// One job: its name, its work, and the jobs it waits for (indices into the list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
-    /// A name unique in the run: the stage's directory name, or `eval-<cell>`.
+    /// A name unique in the run: the stage's directory name, or `eval-<cell>-<eval>`.
     pub name: String,
     /// What it runs.
     pub work: Work,
@@ -44,18 +46,23 @@ impl Job {
                 "--cell".to_owned(),
                 cell.clone(),
             ],
-            Work::Cell { cell } => vec!["--cell".to_owned(), cell.clone()],
+            Work::Eval { cell, eval } => vec![
+                "--eval".to_owned(),
+                eval.clone(),
+                "--cell".to_owned(),
+                cell.clone(),
+            ],
         }
     }
 }
 
-/// The jobs of `plan`, parents before children, given which stage instances and cells have
-/// finished (they get no job) and each instance's directory name.
+/// The jobs of `plan`, parents before children, given which stage instances and which evals
+/// of which cells have finished (they get no job) and each instance's directory name.
 #[must_use]
 pub fn jobs(
     plan: &Plan,
     finished: &dyn Fn(StageId) -> bool,
-    cell_finished: &dyn Fn(usize) -> bool,
+    eval_finished: &dyn Fn(usize, &EvalSpec) -> bool,
     stage_dir: &dyn Fn(StageId) -> String,
 ) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
@@ -76,19 +83,22 @@ pub fn jobs(
         });
     }
     for (index, cell) in plan.cells.iter().enumerate() {
-        if cell_finished(index) {
-            continue;
+        for eval in &cell.evals {
+            if eval_finished(index, eval) {
+                continue;
+            }
+            let mut after: Vec<usize> = eval.models.iter().filter_map(|s| job_of[s.0]).collect();
+            after.sort_unstable();
+            after.dedup();
+            jobs.push(Job {
+                name: format!("eval-{}-{}", cell.name, eval.name),
+                work: Work::Eval {
+                    cell: cell.name.clone(),
+                    eval: eval.name.clone(),
+                },
+                after,
+            });
         }
-        let mut after: Vec<usize> = cell.stages.iter().filter_map(|s| job_of[s.0]).collect();
-        after.sort_unstable();
-        after.dedup();
-        jobs.push(Job {
-            name: format!("eval-{}", cell.name),
-            work: Work::Cell {
-                cell: cell.name.clone(),
-            },
-            after,
-        });
     }
     jobs
 }

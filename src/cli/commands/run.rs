@@ -12,8 +12,8 @@ use super::super::{Status, compile_file, eprint_line, print_raw, read};
 use crate::eval::report;
 use crate::plan::{Plan, StageId};
 use crate::run::{
-    CellReport, Input, Observer, RunError, RunOptions, execute, execute_cell, execute_stage,
-    sha256_hex,
+    CellReport, Input, Observer, RunError, RunOptions, execute, execute_cell, execute_eval,
+    execute_stage, sha256_hex,
 };
 
 /// Which device to run on.
@@ -162,10 +162,12 @@ fn set_threads(threads: usize) {
     }
 }
 
-/// Which part of a file `rlp run` runs: everything, one cell, or one stage instance.
+/// Which part of a file `rlp run` runs: everything, one cell, one stage instance, or one
+/// eval of one cell.
 pub(crate) struct Part {
     pub(crate) cell: Option<String>,
     pub(crate) stage: Option<String>,
+    pub(crate) eval: Option<String>,
 }
 
 /// What a part names in the plan.
@@ -173,6 +175,7 @@ enum Target {
     All,
     Cell(usize),
     Stage(StageId),
+    Eval(usize, String),
 }
 
 /// Resolves `--cell` and `--stage` against the plan, or says what they could have been.
@@ -190,6 +193,27 @@ fn target(plan: &Plan, part: &Part) -> Result<Target, String> {
             vec![index]
         }
     };
+    if let Some(eval) = &part.eval {
+        let with_it: Vec<usize> = cells
+            .iter()
+            .copied()
+            .filter(|&c| plan.cells[c].evals.iter().any(|e| e.name == *eval))
+            .collect();
+        return match with_it.as_slice() {
+            [cell] => Ok(Target::Eval(*cell, eval.clone())),
+            [] => Err(format!(
+                "no eval `{eval}`{}",
+                part.cell
+                    .as_ref()
+                    .map(|c| format!(" in cell `{c}`"))
+                    .unwrap_or_default()
+            )),
+            many => Err(format!(
+                "eval `{eval}` is run by {} cells; pick one with `--cell`",
+                many.len()
+            )),
+        };
+    }
     let Some(stage) = &part.stage else {
         return Ok(match part.cell {
             Some(_) => Target::Cell(cells[0]),
@@ -283,6 +307,20 @@ pub(crate) fn run(
         Target::All => execute(&plan, &input, &options, &bars),
         Target::Cell(index) => {
             execute_cell(&plan, &input, &options, &bars, index).map(|cell| vec![cell])
+        }
+        Target::Eval(cell, eval) => {
+            execute_eval(&plan, &input, &options, &bars, cell, &eval).map(|(status, report)| {
+                eprint_line(&format!(
+                    "eval `{eval}` of cell `{}`: {status:?}{}",
+                    plan.cells[cell].name,
+                    if report.is_some() {
+                        ""
+                    } else {
+                        " (the cell's manifest waits for its other evals)"
+                    }
+                ));
+                report.into_iter().collect()
+            })
         }
         Target::Stage(id) => {
             execute_stage(&plan, &input, &options, &bars, id).map(|(status, done)| {

@@ -107,7 +107,7 @@ pub(crate) fn run(
         };
         let kind = match &job.work {
             Work::Stage { id, .. } => plan.stages[id.0].spec.keyword(),
-            Work::Cell { .. } => "eval",
+            Work::Eval { .. } => "eval",
         };
         let own: Vec<String> = per_kind
             .iter()
