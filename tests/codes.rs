@@ -7,7 +7,11 @@ use crate::common::root;
 /// Every `code(rlp::...)` written in the diagnostic types' source.
 fn declared_codes() -> Vec<String> {
     let mut codes = Vec::new();
-    for file in ["src/syntax/error.rs", "src/diagnostics/analysis_error.rs"] {
+    for file in [
+        "src/syntax/error.rs",
+        "src/diagnostics/analysis_error.rs",
+        "src/diagnostics/analysis_warning.rs",
+    ] {
         let text = std::fs::read_to_string(root().join(file)).unwrap();
         for part in text.split("code(rlp::").skip(1) {
             codes.push(part.split(')').next().unwrap().to_owned());

@@ -5,13 +5,15 @@
 //! code frames (with or without colour) or as JSON for tools.
 
 mod analysis_error;
+mod analysis_warning;
 pub mod explain;
 mod source;
 
 use std::fmt::Write as _;
 
 pub use crate::syntax::SyntaxError;
-pub use analysis_error::{AnalysisError, AnalysisWarning};
+pub use analysis_error::AnalysisError;
+pub use analysis_warning::AnalysisWarning;
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, SourceCode};
 use serde::Serialize;
 
