@@ -152,6 +152,23 @@ fn linear(
     Ok(Linear::new(weight, bias))
 }
 
+/// Which kernels a model's forward pass runs, chosen once per model
+/// ([`Transformer::set_fused_kernels`]) and handed to every layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    /// The fused CPU kernels of [`ops`] (the CPU only: elsewhere, the composite ops).
+    Fused,
+    /// candle's composite ops, which the fused path is tested against.
+    Composite,
+}
+
+impl Kernels {
+    /// Whether the fused kernels run on `x`'s device.
+    fn fused_on(self, x: &Tensor) -> bool {
+        self == Kernels::Fused && x.device().is_cpu()
+    }
+}
+
 /// `linear.forward(x)`, through the fused op (one autograd node) on the CPU when `fused`.
 fn project(linear: &Linear, x: &Tensor, fused: bool) -> Result<Tensor> {
     if fused && x.device().is_cpu() {
@@ -166,7 +183,6 @@ fn project(linear: &Linear, x: &Tensor, fused: bool) -> Result<Tensor> {
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
-    fused: bool,
 }
 
 impl RmsNorm {
@@ -174,14 +190,13 @@ impl RmsNorm {
         Ok(Self {
             weight: vb.get_with_hints(cfg.hidden, "weight", Init::Const(1.0))?,
             eps: cfg.norm_eps,
-            fused: true,
         })
     }
 }
 
-impl Module for RmsNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.fused && x.device().is_cpu() {
+impl RmsNorm {
+    fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        if kernels.fused_on(x) {
             return ops::rms_norm(x, &self.weight, self.eps);
         }
         let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -245,7 +260,6 @@ struct Attention {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
-    fused: bool,
 }
 
 impl Attention {
@@ -260,7 +274,6 @@ impl Attention {
             heads: cfg.heads,
             kv_heads: cfg.kv_heads,
             head_dim,
-            fused: true,
         })
     }
 
@@ -291,9 +304,10 @@ impl Attention {
         (offset, position): (usize, usize),
         starts: &[usize],
         cache: &mut LayerCache,
+        kernels: Kernels,
     ) -> Result<Tensor> {
         let (batch, seq, hidden) = x.dims3()?;
-        let fused = self.fused && x.device().is_cpu();
+        let fused = kernels.fused_on(x);
         // (b, t, heads · d) → (b, heads, t, d), rotated for queries and keys.
         let split = |t: Tensor, heads: usize, rotate: bool| {
             if fused {
@@ -310,9 +324,9 @@ impl Attention {
                 Ok(t)
             }
         };
-        let q = split(project(&self.q, x, self.fused)?, self.heads, true)?;
-        let k = split(project(&self.k, x, self.fused)?, self.kv_heads, true)?;
-        let v = split(project(&self.v, x, self.fused)?, self.kv_heads, false)?;
+        let q = split(project(&self.q, x, fused)?, self.heads, true)?;
+        let k = split(project(&self.k, x, fused)?, self.kv_heads, true)?;
+        let v = split(project(&self.v, x, fused)?, self.kv_heads, false)?;
         let total = offset + seq;
         let (k, v) = cache.append(k, v, offset)?;
         let scale = self.scale();
@@ -321,7 +335,7 @@ impl Attention {
             // One new token per sequence: read the cache in place instead of one tiny GEMM
             // per (sequence, head). Sampling only (no gradient).
             let out = ops::decode_attention(&q, &k, &v, total, starts, scale)?;
-            return project(&self.o, &out.reshape((batch, 1, hidden))?, self.fused);
+            return project(&self.o, &out.reshape((batch, 1, hidden))?, fused);
         }
         if padded && seq > 1 {
             candle_core::bail!("left-padded sequences take one new token at a time");
@@ -334,7 +348,7 @@ impl Attention {
             return project(
                 &self.o,
                 &out.transpose(1, 2)?.reshape((batch, seq, hidden))?,
-                self.fused,
+                fused,
             );
         }
         let (k, v) = (k.narrow(2, 0, total)?, v.narrow(2, 0, total)?);
@@ -354,7 +368,7 @@ impl Attention {
             .matmul(&v.contiguous()?)?
             .transpose(1, 2)?
             .reshape((batch, seq, hidden))?;
-        project(&self.o, &out, self.fused)
+        project(&self.o, &out, fused)
     }
 }
 
@@ -431,7 +445,6 @@ struct Mlp {
     gate: Linear,
     up: Linear,
     down: Linear,
-    fused: bool,
 }
 
 impl Mlp {
@@ -440,18 +453,15 @@ impl Mlp {
             gate: linear(cfg, cfg.hidden, cfg.ffn, false, &vb.pp("gate_proj"))?,
             up: linear(cfg, cfg.hidden, cfg.ffn, false, &vb.pp("up_proj"))?,
             down: linear(cfg, cfg.ffn, cfg.hidden, false, &vb.pp("down_proj"))?,
-            fused: true,
         })
     }
 }
 
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate, up) = (
-            project(&self.gate, x, self.fused)?,
-            project(&self.up, x, self.fused)?,
-        );
-        if self.fused && x.device().is_cpu() {
+impl Mlp {
+    fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        let fused = kernels.fused_on(x);
+        let (gate, up) = (project(&self.gate, x, fused)?, project(&self.up, x, fused)?);
+        if fused {
             return project(&self.down, &ops::swiglu(&gate, &up)?, true);
         }
         self.down.forward(&(gate.silu()? * up)?)
@@ -483,15 +493,19 @@ impl Block {
         at: (usize, usize),
         starts: &[usize],
         cache: &mut LayerCache,
+        kernels: Kernels,
     ) -> Result<Tensor> {
         let x = (x + self.attention.forward(
-            &self.attention_norm.forward(x)?,
+            &self.attention_norm.forward(x, kernels)?,
             rotary,
             at,
             starts,
             cache,
+            kernels,
         )?)?;
-        &x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?
+        &x + self
+            .mlp
+            .forward(&self.mlp_norm.forward(&x, kernels)?, kernels)?
     }
 }
 
@@ -503,6 +517,7 @@ pub struct Transformer {
     norm: RmsNorm,
     rotary: Rotary,
     config: Config,
+    kernels: Kernels,
 }
 
 /// Per-layer key/value caches for incremental decoding.
@@ -633,6 +648,7 @@ impl Transformer {
             norm: RmsNorm::load(config, &vb.pp("model.norm"))?,
             rotary: Rotary::new(config, vb.device())?,
             config: config.clone(),
+            kernels: Kernels::Fused,
         })
     }
 
@@ -652,20 +668,18 @@ impl Transformer {
     /// only). Off, the model computes the same functions with candle's composite ops: the
     /// plain path the fused one is tested against.
     pub fn set_fused_kernels(&mut self, on: bool) {
-        self.norm.fused = on;
-        for block in &mut self.blocks {
-            block.attention_norm.fused = on;
-            block.mlp_norm.fused = on;
-            block.attention.fused = on;
-            block.mlp.fused = on;
-        }
+        self.kernels = if on {
+            Kernels::Fused
+        } else {
+            Kernels::Composite
+        };
     }
 
     /// Whether this model's forward pass, and the losses computed from its logits, use the
     /// fused CPU kernels.
     #[must_use]
     pub fn fused_kernels(&self) -> bool {
-        self.norm.fused && self.device().is_cpu()
+        self.kernels == Kernels::Fused && self.device().is_cpu()
     }
 
     /// Logits (batch, seq, vocab) for `tokens` (batch, seq), without a cache.
@@ -694,10 +708,17 @@ impl Transformer {
         let mut x = self.embedding.forward(tokens)?;
         let at = (cache.len, cache.len + cache.shift);
         for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(&x, &self.rotary, at, &cache.starts, layer_cache)?;
+            x = block.forward(
+                &x,
+                &self.rotary,
+                at,
+                &cache.starts,
+                layer_cache,
+                self.kernels,
+            )?;
         }
         cache.len += seq;
-        let x = self.norm.forward(&x)?;
+        let x = self.norm.forward(&x, self.kernels)?;
         // Tied embeddings: the output head is the embedding matrix.
         if self.fused_kernels() {
             return ops::linear(&x, self.embedding.embeddings(), None);

@@ -43,6 +43,8 @@ use sha2::{Digest, Sha256};
 
 pub use self::files::write_atomically;
 pub use self::stage::{FilterRecord, StageDone};
+pub use self::status::run_status;
+pub use self::submit::submission;
 use crate::eval::runner::Row;
 use crate::plan::{CellPlan, EvalSpec, Plan, StageId, StagePlan, StageSpec};
 use crate::tasks::GenerateError;
@@ -365,65 +367,6 @@ pub fn execute_cell(
 fn stage_dir_name(stage: &StagePlan, tokenizer_hash: &str) -> String {
     let key = sha256_hex(format!("{}\n{tokenizer_hash}", stage.hash).as_bytes());
     format!("{}-{}", stage.name, &key[..12])
-}
-
-/// Where every stage instance and eval of the run directory `run` stands ([`status`]).
-///
-/// # Errors
-/// The run's plan or tokenizer cannot be read: not a run directory.
-pub fn run_status(run: &Path) -> Result<(Plan, Vec<status::Line>), String> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    };
-    let tokenizer = read(&run.join("tokenizer.json"))
-        .map_err(|e| format!("{e} (is it a run directory, `runs/<name>`?)"))?;
-    let plan_path = run.join("plan.json");
-    let plan_path = if plan_path.is_file() {
-        plan_path
-    } else {
-        // Run directories written before the plan was kept at their top: a cell's copy.
-        std::fs::read_dir(run)
-            .map_err(|e| format!("cannot read {}: {e}", run.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("plan.json"))
-            .find(|p| p.is_file())
-            .ok_or_else(|| format!("{} holds no plan.json", run.display()))?
-    };
-    let plan: Plan = serde_json::from_slice(&read(&plan_path)?)
-        .map_err(|e| format!("{}: {e}", plan_path.display()))?;
-    let tokenizer_hash = sha256_hex(&tokenizer);
-    let lines = status::status(run, &plan, &|i| {
-        stage_dir_name(&plan.stages[i], &tokenizer_hash)
-    });
-    Ok((plan, lines))
-}
-
-/// The run directory of `plan` under `out`, prepared as a run prepares it (tokenizer, plan),
-/// and the scheduler jobs of its unfinished work ([`submit::jobs`]).
-///
-/// # Errors
-/// The directory cannot be written.
-pub fn submission(plan: &Plan, out: &Path) -> Result<(PathBuf, Vec<submit::Job>), RunError> {
-    let options = RunOptions {
-        out: out.to_owned(),
-        device: candle_core::Device::Cpu,
-        threads: 1,
-        interrupt: std::sync::Arc::default(),
-    };
-    let input = Input {
-        file: String::new(),
-        sha256: String::new(),
-    };
-    let runner = Runner::new(plan, &input, &options, &Silent)?;
-    let finished =
-        |id: StageId| stage::finished(&runner.stage_path(id), &plan.stages[id.0]).is_some();
-    let eval_finished = |index: usize, eval: &EvalSpec| {
-        runner.eval_done(eval, &runner.root.join(&plan.cells[index].name))
-    };
-    let jobs = submit::jobs(plan, &finished, &eval_finished, &|id| {
-        runner.stage_dir(id.0)
-    });
-    Ok((runner.root.clone(), jobs))
 }
 
 /// Brings one stage instance of `plan` to finished, as [`execute`] would in a cell that runs

@@ -276,3 +276,34 @@ pub fn render(lines: &[Line]) -> String {
     }
     out
 }
+
+/// Where every stage instance and eval of the run directory `run` stands ([`status()`]).
+///
+/// # Errors
+/// The run's plan or tokenizer cannot be read: not a run directory.
+pub fn run_status(run: &Path) -> Result<(Plan, Vec<Line>), String> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let tokenizer = read(&run.join("tokenizer.json"))
+        .map_err(|e| format!("{e} (is it a run directory, `runs/<name>`?)"))?;
+    let plan_path = run.join("plan.json");
+    let plan_path = if plan_path.is_file() {
+        plan_path
+    } else {
+        // Run directories written before the plan was kept at their top: a cell's copy.
+        std::fs::read_dir(run)
+            .map_err(|e| format!("cannot read {}: {e}", run.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("plan.json"))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("{} holds no plan.json", run.display()))?
+    };
+    let plan: Plan = serde_json::from_slice(&read(&plan_path)?)
+        .map_err(|e| format!("{}: {e}", plan_path.display()))?;
+    let tokenizer_hash = super::sha256_hex(&tokenizer);
+    let lines = status(run, &plan, &|i| {
+        super::stage_dir_name(&plan.stages[i], &tokenizer_hash)
+    });
+    Ok((plan, lines))
+}

@@ -3,6 +3,8 @@
 //! each cell (`rlp run FILE --eval NAME --cell CELL`), after the jobs of the stages it
 //! evaluates. A shared base is one job that every cell's later jobs wait for.
 
+use std::path::{Path, PathBuf};
+
 use crate::plan::{EvalSpec, Plan, StageId};
 
 /// What a job runs.
@@ -101,4 +103,32 @@ pub fn jobs(
         }
     }
     jobs
+}
+
+/// The run directory of `plan` under `out`, prepared as a run prepares it (tokenizer, plan),
+/// and the scheduler jobs of its unfinished work ([`jobs`]).
+///
+/// # Errors
+/// The directory cannot be written.
+pub fn submission(plan: &Plan, out: &Path) -> Result<(PathBuf, Vec<Job>), super::RunError> {
+    let options = super::RunOptions {
+        out: out.to_owned(),
+        device: candle_core::Device::Cpu,
+        threads: 1,
+        interrupt: std::sync::Arc::default(),
+    };
+    let input = super::Input {
+        file: String::new(),
+        sha256: String::new(),
+    };
+    let runner = super::Runner::new(plan, &input, &options, &super::Silent)?;
+    let finished =
+        |id: StageId| super::stage::finished(&runner.stage_path(id), &plan.stages[id.0]).is_some();
+    let eval_finished = |index: usize, eval: &EvalSpec| {
+        runner.eval_done(eval, &runner.root.join(&plan.cells[index].name))
+    };
+    let jobs = jobs(plan, &finished, &eval_finished, &|id| {
+        runner.stage_dir(id.0)
+    });
+    Ok((runner.root.clone(), jobs))
 }
