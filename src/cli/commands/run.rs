@@ -193,6 +193,11 @@ fn target(plan: &Plan, part: &Part) -> Result<Target, String> {
             vec![index]
         }
     };
+    let in_cell = part
+        .cell
+        .as_ref()
+        .map(|c| format!(" in cell `{c}`"))
+        .unwrap_or_default();
     if let Some(eval) = &part.eval {
         let with_it: Vec<usize> = cells
             .iter()
@@ -201,13 +206,7 @@ fn target(plan: &Plan, part: &Part) -> Result<Target, String> {
             .collect();
         return match with_it.as_slice() {
             [cell] => Ok(Target::Eval(*cell, eval.clone())),
-            [] => Err(format!(
-                "no eval `{eval}`{}",
-                part.cell
-                    .as_ref()
-                    .map(|c| format!(" in cell `{c}`"))
-                    .unwrap_or_default()
-            )),
+            [] => Err(format!("no eval `{eval}`{in_cell}")),
             many => Err(format!(
                 "eval `{eval}` is run by {} cells; pick one with `--cell`",
                 many.len()
@@ -230,13 +229,7 @@ fn target(plan: &Plan, part: &Part) -> Result<Target, String> {
     }
     match ids.as_slice() {
         [id] => Ok(Target::Stage(*id)),
-        [] => Err(format!(
-            "no stage `{stage}`{}",
-            part.cell
-                .as_ref()
-                .map(|c| format!(" in cell `{c}`"))
-                .unwrap_or_default()
-        )),
+        [] => Err(format!("no stage `{stage}`{in_cell}")),
         many => Err(format!(
             "stage `{stage}` has {} instances across cells; pick one with `--cell`",
             many.len()
