@@ -277,12 +277,12 @@ impl<'p> Evaluator<'p> {
         models: &[(String, &Transformer)],
         tick: Tick<'_>,
     ) -> Result<Evaluation, EvalError> {
-        let sampling = Sampling {
-            temperature: eval.temperature,
-            top_p: eval.top_p,
-            max_new_tokens: eval.max_new_tokens as usize,
-            stop: self.tokenizer.completion_stops(),
-        };
+        let sampling = Sampling::completions(
+            self.tokenizer,
+            eval.temperature,
+            eval.top_p,
+            eval.max_new_tokens,
+        );
         let formats = trace_formats(self.plan);
         let splits = eval
             .splits

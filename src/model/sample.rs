@@ -27,6 +27,25 @@ pub struct Sampling {
     pub stop: Vec<u32>,
 }
 
+impl Sampling {
+    /// Sampling of a task's completions, as RL's rollouts and evals draw them: until the
+    /// tokenizer's end of a completion ([`crate::tokenizer::Tokenizer::completion_stops`]).
+    #[must_use]
+    pub fn completions(
+        tokenizer: &crate::tokenizer::Tokenizer,
+        temperature: f64,
+        top_p: f64,
+        max_new_tokens: u32,
+    ) -> Self {
+        Self {
+            temperature,
+            top_p,
+            max_new_tokens: max_new_tokens as usize,
+            stop: tokenizer.completion_stops(),
+        }
+    }
+}
+
 /// One prompt's share of a batch: `n` continuations of `prompt`, drawn under `seed`.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {

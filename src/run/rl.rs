@@ -151,12 +151,12 @@ pub(super) fn run(
         tokenizer,
         reward: &plan.rewards[spec.reward.0],
         formats: trace_formats(plan),
-        sampling: Sampling {
-            temperature: spec.temperature,
-            top_p: spec.top_p,
-            max_new_tokens: spec.max_new_tokens as usize,
-            stop: tokenizer.completion_stops(),
-        },
+        sampling: Sampling::completions(
+            tokenizer,
+            spec.temperature,
+            spec.top_p,
+            spec.max_new_tokens,
+        ),
         sampled: Cell::new(0),
     };
     let params = plan.models[spec.model.0].non_embedding_params;
