@@ -21,7 +21,7 @@ use candle_core::Device;
 use rlp::model::sample::{Sampling, sample};
 use rlp::model::{Config, build};
 use rlp::plan::{DataSpec, Decay, LossTarget, LrSchedule, TrainSpec};
-use rlp::train::data::Block;
+use rlp::train::data::Sequence;
 use rlp::train::trainer::Trainer;
 
 /// The `rlp` binary's allocator and its settings, so the numbers are the binary's.
@@ -304,8 +304,8 @@ fn main() {
         if train {
             let mut trainer = Trainer::new(&varmap, &spec(seq, batch), 1000).unwrap();
             trainer.candle_autograd = autograd;
-            let blocks: Vec<Block> = (0..batch)
-                .map(|b| Block {
+            let blocks: Vec<Sequence> = (0..batch)
+                .map(|b| Sequence {
                     tokens: (0..=seq)
                         .map(|i| ((b * 131 + i * 17) % VOCAB) as u32)
                         .collect(),

@@ -7,12 +7,12 @@ use candle_nn::{VarBuilder, VarMap};
 use rlp::model::{Config, Transformer};
 use rlp::plan::{Decay, LossTarget, LrSchedule, StageSpec, TrainSpec};
 use rlp::tokenizer::{BOS, EOS, Tokenizer};
-use rlp::train::data::{Block, Packer};
+use rlp::train::data::{Packer, Sequence};
 use rlp::train::trainer::Trainer;
 
 /// `batches` batches of 8 blocks of quickstart training data, the stage's spec with a constant
 /// learning rate, and a tiny model's config.
-fn setup(batches: usize) -> (TrainSpec, Vec<Block>, Config) {
+fn setup(batches: usize) -> (TrainSpec, Vec<Sequence>, Config) {
     let src =
         std::fs::read_to_string(crate::common::root().join("pipelines/quickstart.rlp")).unwrap();
     let plan = rlp::compile(&rlp::syntax::SourceFile::new("quickstart.rlp", src))
@@ -39,7 +39,7 @@ fn setup(batches: usize) -> (TrainSpec, Vec<Block>, Config) {
         ids.extend(tokenizer.encode(&problem.rendered.text()).unwrap());
         ids.push(EOS);
         packer.push(&ids);
-        while let Some(block) = packer.next_block() {
+        while let Some(block) = packer.next_sequence() {
             blocks.push(block);
         }
         i += 1;
@@ -129,7 +129,7 @@ fn the_fused_and_the_plain_path_train_alike() {
 #[test]
 fn a_resumed_run_takes_exactly_the_next_steps() {
     let (spec, blocks, config) = setup(5);
-    let batches: Vec<&[Block]> = blocks.chunks(8).collect();
+    let batches: Vec<&[Sequence]> = blocks.chunks(8).collect();
     let (model, mut trainer) = fresh(&config, &spec, 5);
     for batch in &batches[..3] {
         trainer.step(&model, batch).unwrap();
@@ -181,7 +181,7 @@ fn the_solution_target_counts_exactly_the_solution_tokens() {
         &tokenizer.tag_ids("<solution>"),
     );
     packer.push(&ids);
-    let block = packer.next_block().unwrap();
+    let block = packer.next_sequence().unwrap();
     let counted: Vec<u32> = block
         .tokens
         .iter()

@@ -18,7 +18,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::Linear;
 
-use super::{Block, Transformer, ops};
+use super::{Layer, Transformer, ops};
 
 /// What one block's backward pass reads, kept from its forward pass.
 struct BlockTape {
@@ -69,9 +69,9 @@ fn empty_grads(device: &Device) -> Result<GradStore> {
     Tensor::zeros((), DType::F32, device)?.backward()
 }
 
-impl Block {
+impl Layer {
     /// The fused forward pass of a training batch (no cache, positions from 0), keeping what
-    /// [`Block::backward`] reads.
+    /// [`Layer::backward`] reads.
     fn forward_taped(&self, x: Tensor, rotary: &super::Rotary) -> Result<(Tensor, BlockTape)> {
         let attention = &self.attention;
         let normed = ops::rms_norm(
@@ -246,8 +246,8 @@ impl Transformer {
         let mut x = embeddings
             .index_select(&ids, 0)?
             .reshape((batch, seq, hidden))?;
-        let mut tapes = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
+        let mut tapes = Vec::with_capacity(self.layers.len());
+        for block in &self.layers {
             let (out, tape) = block.forward_taped(x, &self.rotary)?;
             tapes.push(tape);
             x = out;
@@ -277,7 +277,7 @@ impl Transformer {
         let (mut dx, d_norm_weight) =
             ops::rms_norm_grads(&x, &norm_weight, self.norm.eps, &d_normed)?;
         grads.insert(&self.norm.weight, d_norm_weight);
-        for (block, tape) in self.blocks.iter().zip(tapes).rev() {
+        for (block, tape) in self.layers.iter().zip(tapes).rev() {
             dx = block.backward(tape, &dx, &self.rotary, &mut grads)?;
         }
         let d_lookup =

@@ -469,14 +469,14 @@ impl Mlp {
 }
 
 #[derive(Debug, Clone)]
-struct Block {
+struct Layer {
     attention_norm: RmsNorm,
     attention: Attention,
     mlp_norm: RmsNorm,
     mlp: Mlp,
 }
 
-impl Block {
+impl Layer {
     fn load(cfg: &Config, vb: &VarBuilder<'_>) -> Result<Self> {
         Ok(Self {
             attention_norm: RmsNorm::load(cfg, &vb.pp("input_layernorm"))?,
@@ -513,7 +513,7 @@ impl Block {
 #[derive(Debug, Clone)]
 pub struct Transformer {
     embedding: Embedding,
-    blocks: Vec<Block>,
+    layers: Vec<Layer>,
     norm: RmsNorm,
     rotary: Rotary,
     config: Config,
@@ -639,12 +639,12 @@ impl Transformer {
             "weight",
             init(config),
         )?;
-        let blocks = (0..config.layers)
-            .map(|i| Block::load(config, &vb.pp(format!("model.layers.{i}"))))
+        let layers = (0..config.layers)
+            .map(|i| Layer::load(config, &vb.pp(format!("model.layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embedding: Embedding::new(embedding_weight, config.hidden),
-            blocks,
+            layers,
             norm: RmsNorm::load(config, &vb.pp("model.norm"))?,
             rotary: Rotary::new(config, vb.device())?,
             config: config.clone(),
@@ -699,7 +699,7 @@ impl Transformer {
             );
         }
         cache.layers.resize(
-            self.blocks.len(),
+            self.layers.len(),
             LayerCache {
                 buffers: None,
                 capacity: cache.capacity,
@@ -707,8 +707,8 @@ impl Transformer {
         );
         let mut x = self.embedding.forward(tokens)?;
         let at = (cache.len, cache.len + cache.shift);
-        for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward(
                 &x,
                 &self.rotary,
                 at,

@@ -10,7 +10,7 @@ use crate::eval::stats::{Estimate, ROUNDS};
 
 /// One block of the document.
 #[derive(Debug, Clone)]
-pub enum Block {
+pub enum Element {
     /// A heading of level 1-3.
     Heading(u8, String),
     /// A paragraph of plain text (backticks mark code).
@@ -20,17 +20,17 @@ pub enum Block {
     /// A chart: its file stem, its title and the SVG.
     Figure(String, String, String),
     /// Blocks folded away in the HTML page (shown in full in Markdown).
-    Details(String, Vec<Block>),
+    Details(String, Vec<Element>),
 }
 
 /// The document's blocks.
 ///
 /// # Errors
 /// A chart that plotters could not draw, as text.
-pub fn document(report: &Report) -> Result<Vec<Block>, String> {
+pub fn document(report: &Report) -> Result<Vec<Element>, String> {
     let mut blocks = vec![
-        Block::Heading(1, format!("Report: {}", report.name)),
-        Block::Paragraph(format!(
+        Element::Heading(1, format!("Report: {}", report.name)),
+        Element::Paragraph(format!(
             "{} cells{}. pass@k is the unbiased estimator from each problem's sample counts; \
              [lo, hi] is a 95% bootstrap interval over problems ({ROUNDS} resamples){}.",
             report.cells.len(),
@@ -49,8 +49,8 @@ pub fn document(report: &Report) -> Result<Vec<Block>, String> {
                  per-replica values"
             }
         )),
-        Block::Heading(2, "Cells".to_owned()),
-        Block::Table(
+        Element::Heading(2, "Cells".to_owned()),
+        Element::Table(
             vec![
                 "cell".into(),
                 "group".into(),
@@ -70,14 +70,14 @@ pub fn document(report: &Report) -> Result<Vec<Block>, String> {
                 })
                 .collect(),
         ),
-        Block::Heading(2, "Stages".to_owned()),
+        Element::Heading(2, "Stages".to_owned()),
         stage_table(report),
     ];
     for split in &report.splits {
         blocks.extend(split_blocks(split)?);
     }
     if !report.curves.is_empty() {
-        blocks.push(Block::Heading(2, "Training curves".to_owned()));
+        blocks.push(Element::Heading(2, "Training curves".to_owned()));
         for curve in &report.curves {
             let title = format!("{}: {}", curve.stage, curve.metric);
             let chart = Chart {
@@ -89,7 +89,7 @@ pub fn document(report: &Report) -> Result<Vec<Block>, String> {
                 unit_y: false,
                 series: &curve.series,
             };
-            blocks.push(Block::Figure(
+            blocks.push(Element::Figure(
                 format!("curve-{}-{}", curve.stage, curve.metric.replace('/', "-")),
                 title.clone(),
                 svg(&chart)?,
@@ -99,7 +99,7 @@ pub fn document(report: &Report) -> Result<Vec<Block>, String> {
     Ok(blocks)
 }
 
-fn stage_table(report: &Report) -> Block {
+fn stage_table(report: &Report) -> Element {
     let header = [
         "stage", "kind", "used by", "steps", "tokens", "FLOPs", "loss", "held-out", "reward",
         "seconds", "seed", "hash",
@@ -130,7 +130,7 @@ fn stage_table(report: &Report) -> Block {
             ]
         })
         .collect();
-    Block::Table(header.iter().map(|h| (*h).to_owned()).collect(), rows)
+    Element::Table(header.iter().map(|h| (*h).to_owned()).collect(), rows)
 }
 
 /// The ks a table shows: the first, the last, and two between.
@@ -184,7 +184,7 @@ fn all_units<'a>(rows: impl Iterator<Item = &'a Vec<String>>) -> Vec<&'a String>
     out
 }
 
-fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Block {
+fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
     let shown = shown_ks(ks);
     let all = all_units(rows.iter().map(|r| &r.units));
     let mut header = vec![
@@ -220,12 +220,12 @@ fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Block {
             line
         })
         .collect();
-    Block::Table(header, body)
+    Element::Table(header, body)
 }
 
-fn split_blocks(split: &SplitComparison) -> Result<Vec<Block>, String> {
+fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
     let name = format!("{} / {}", split.eval, split.split);
-    let mut blocks = vec![Block::Heading(2, format!("Eval {name}"))];
+    let mut blocks = vec![Element::Heading(2, format!("Eval {name}"))];
     let main = if split.groups.is_empty() {
         &split.cells
     } else {
@@ -233,18 +233,18 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Block>, String> {
     };
     blocks.push(comparison_table(main, &split.ks));
     if !split.groups.is_empty() {
-        blocks.push(Block::Details(
+        blocks.push(Element::Details(
             "Per cell".to_owned(),
             vec![comparison_table(&split.cells, &split.ks)],
         ));
     }
     if !split.areas.is_empty() {
         let all = all_units(split.areas.iter().map(|a| &a.units));
-        blocks.push(Block::Paragraph(format!(
+        blocks.push(Element::Paragraph(format!(
             "Area under verified pass@{} against op (trapezoids, in ops):",
             split.ks.first().copied().unwrap_or(1)
         )));
-        blocks.push(Block::Table(
+        blocks.push(Element::Table(
             vec!["cells".into(), "model".into(), "ops".into(), "area".into()],
             split
                 .areas
@@ -290,7 +290,7 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Block>, String> {
     }
     let stem = format!("{}-{}", split.eval, split.split);
     let title = format!("{name}: verified pass@k against k");
-    blocks.push(Block::Figure(
+    blocks.push(Element::Figure(
         format!("{stem}-pass-at-k"),
         title.clone(),
         svg(&Chart {
@@ -306,7 +306,7 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Block>, String> {
     if over_op.iter().any(|(_, p)| p.len() > 1) {
         let k = split.ks.first().copied().unwrap_or(1);
         let title = format!("{name}: verified pass@{k} against op");
-        blocks.push(Block::Figure(
+        blocks.push(Element::Figure(
             format!("{stem}-pass-at-{k}-by-op"),
             title.clone(),
             svg(&Chart {
@@ -330,17 +330,17 @@ fn md_cell(text: &str) -> String {
 /// The document as Markdown; figures are linked as `plots/<stem>.svg`, which the caller writes
 /// from [`figures`].
 #[must_use]
-pub fn markdown(blocks: &[Block]) -> String {
+pub fn markdown(blocks: &[Element]) -> String {
     let mut out = String::new();
     for block in blocks {
         match block {
-            Block::Heading(level, text) => {
+            Element::Heading(level, text) => {
                 let _ = writeln!(out, "{} {text}\n", "#".repeat(usize::from(*level)));
             }
-            Block::Paragraph(text) => {
+            Element::Paragraph(text) => {
                 let _ = writeln!(out, "{text}\n");
             }
-            Block::Table(header, rows) => {
+            Element::Table(header, rows) => {
                 let _ = writeln!(out, "| {} |", header.join(" | "));
                 let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
                 for row in rows {
@@ -349,10 +349,10 @@ pub fn markdown(blocks: &[Block]) -> String {
                 }
                 out.push('\n');
             }
-            Block::Figure(stem, title, _) => {
+            Element::Figure(stem, title, _) => {
                 let _ = writeln!(out, "![{title}](plots/{stem}.svg)\n");
             }
-            Block::Details(summary, inner) => {
+            Element::Details(summary, inner) => {
                 let _ = writeln!(out, "**{summary}**\n");
                 out.push_str(&markdown(inner));
             }
@@ -363,12 +363,12 @@ pub fn markdown(blocks: &[Block]) -> String {
 
 /// Every figure of the document (nested ones included): (file stem, SVG).
 #[must_use]
-pub fn figures(blocks: &[Block]) -> Vec<(String, String)> {
+pub fn figures(blocks: &[Element]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for block in blocks {
         match block {
-            Block::Figure(stem, _, svg) => out.push((stem.clone(), svg.clone())),
-            Block::Details(_, inner) => out.extend(figures(inner)),
+            Element::Figure(stem, _, svg) => out.push((stem.clone(), svg.clone())),
+            Element::Details(_, inner) => out.extend(figures(inner)),
             _ => {}
         }
     }
@@ -406,11 +406,11 @@ details{margin:1em 0}summary{cursor:pointer;font-weight:bold}\
 
 /// The document as one HTML page: inline SVG, inline CSS, no script.
 #[must_use]
-pub fn html(blocks: &[Block]) -> String {
+pub fn html(blocks: &[Element]) -> String {
     let title = blocks
         .iter()
         .find_map(|b| match b {
-            Block::Heading(1, t) => Some(t.clone()),
+            Element::Heading(1, t) => Some(t.clone()),
             _ => None,
         })
         .unwrap_or_else(|| "rlp report".to_owned());
@@ -421,17 +421,17 @@ pub fn html(blocks: &[Block]) -> String {
     )
 }
 
-fn html_blocks(blocks: &[Block]) -> String {
+fn html_blocks(blocks: &[Element]) -> String {
     let mut out = String::new();
     for block in blocks {
         match block {
-            Block::Heading(level, text) => {
+            Element::Heading(level, text) => {
                 let _ = writeln!(out, "<h{level}>{}</h{level}>", inline(text));
             }
-            Block::Paragraph(text) => {
+            Element::Paragraph(text) => {
                 let _ = writeln!(out, "<p>{}</p>", inline(text));
             }
-            Block::Table(header, rows) => {
+            Element::Table(header, rows) => {
                 out.push_str("<div class=\"scroll\"><table>\n<tr>");
                 for h in header {
                     let _ = write!(out, "<th>{}</th>", escape(h));
@@ -446,7 +446,7 @@ fn html_blocks(blocks: &[Block]) -> String {
                 }
                 out.push_str("</table></div>\n");
             }
-            Block::Figure(_, title, svg) => {
+            Element::Figure(_, title, svg) => {
                 let _ = writeln!(
                     out,
                     "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>",
@@ -454,7 +454,7 @@ fn html_blocks(blocks: &[Block]) -> String {
                     escape(title)
                 );
             }
-            Block::Details(summary, inner) => {
+            Element::Details(summary, inner) => {
                 let _ = writeln!(
                     out,
                     "<details>\n<summary>{}</summary>\n{}</details>",

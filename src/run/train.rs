@@ -20,7 +20,7 @@ use crate::plan::{DataSpec, StagePlan, TrainSpec};
 use crate::tasks::Generator;
 use crate::tasks::sample::example;
 use crate::tokenizer::{BOS, EOS, Tokenizer};
-use crate::train::data::{Block, Packer};
+use crate::train::data::{Packer, Sequence};
 use crate::train::trainer::{StepError, Trainer, evaluate_loss};
 
 /// Held-out batches of the stage's distribution (under another seed) for the held-out loss.
@@ -30,7 +30,7 @@ const HELDOUT_BATCHES: usize = 4;
 const HELDOUT_SALT: u64 = 0x6865_6c64_5f6f_7574;
 
 /// An example stream cut into blocks; its position can be saved and restored.
-pub(crate) struct BlockStream<'a> {
+pub(crate) struct SequenceStream<'a> {
     generator: &'a Generator<'a>,
     tokenizer: &'a Tokenizer,
     data: &'a DataSpec,
@@ -39,7 +39,7 @@ pub(crate) struct BlockStream<'a> {
     next_example: u64,
 }
 
-impl<'a> BlockStream<'a> {
+impl<'a> SequenceStream<'a> {
     pub(crate) fn new(
         generator: &'a Generator<'a>,
         tokenizer: &'a Tokenizer,
@@ -62,10 +62,10 @@ impl<'a> BlockStream<'a> {
     }
 
     /// The next `n` blocks.
-    pub(crate) fn blocks(&mut self, n: usize) -> Result<Vec<Block>, RunError> {
+    pub(crate) fn blocks(&mut self, n: usize) -> Result<Vec<Sequence>, RunError> {
         let mut blocks = Vec::with_capacity(n);
         while blocks.len() < n {
-            if let Some(block) = self.packer.next_block() {
+            if let Some(block) = self.packer.next_sequence() {
                 blocks.push(block);
                 continue;
             }
@@ -108,7 +108,7 @@ impl<'a> BlockStream<'a> {
         Ok(state)
     }
 
-    /// Restores a position saved by [`BlockStream::state`].
+    /// Restores a position saved by [`SequenceStream::state`].
     fn restore(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
         let get = |key: &str| {
             state
@@ -153,8 +153,8 @@ pub(super) fn run(
     let total_steps = stage.spec.steps();
     let mut trainer = Trainer::new(&varmap, spec, total_steps)?;
     let generator = Generator::new(plan);
-    let mut stream = BlockStream::new(&generator, tokenizer, &spec.data, stage.seed, spec)?;
-    let heldout = BlockStream::new(
+    let mut stream = SequenceStream::new(&generator, tokenizer, &spec.data, stage.seed, spec)?;
+    let heldout = SequenceStream::new(
         &generator,
         tokenizer,
         &spec.data,
@@ -181,7 +181,7 @@ pub(super) fn run(
         total_steps,
     );
     observer.advance(trainer.step, "");
-    let save = |trainer: &Trainer, stream: &BlockStream<'_>, files: &StageDir<'_>| {
+    let save = |trainer: &Trainer, stream: &SequenceStream<'_>, files: &StageDir<'_>| {
         trainer.save(&files.checkpoint, stream.state()?)
     };
     while trainer.step < total_steps {

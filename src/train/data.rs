@@ -6,9 +6,9 @@
 
 use crate::plan::LossTarget;
 
-/// One block: `seq_len + 1` tokens and, per target position, whether it counts in the loss.
+/// One packed training sequence: `seq_len + 1` tokens and, per target position, whether it counts in the loss.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Block {
+pub struct Sequence {
     /// Tokens; inputs are `[..seq_len]`, targets `[1..]`.
     pub tokens: Vec<u32>,
     /// For each of the `seq_len` targets, whether it is in the loss.
@@ -72,7 +72,7 @@ impl Packer {
 
     /// The next full block, if enough tokens are buffered. Consecutive blocks overlap by one
     /// token so that no target is skipped.
-    pub fn next_block(&mut self) -> Option<Block> {
+    pub fn next_sequence(&mut self) -> Option<Sequence> {
         if self.tokens.len() < self.seq_len + 1 {
             return None;
         }
@@ -80,7 +80,7 @@ impl Packer {
         let mask = self.counts[1..=self.seq_len].to_vec();
         self.tokens.drain(..self.seq_len);
         self.counts.drain(..self.seq_len);
-        Some(Block { tokens, mask })
+        Some(Sequence { tokens, mask })
     }
 }
 
@@ -93,13 +93,13 @@ mod tests {
         let mut packer = Packer::new(4, LossTarget::Full, &[99]);
         packer.push(&[1, 2, 3, 2]);
         packer.push(&[1, 5, 6, 2]);
-        let a = packer.next_block().unwrap();
-        let b = packer.next_block();
+        let a = packer.next_sequence().unwrap();
+        let b = packer.next_sequence();
         assert_eq!(a.tokens, [1, 2, 3, 2, 1]);
         assert!(a.mask.iter().all(|m| *m));
         assert!(b.is_none(), "3 tokens left: not a full block yet");
         packer.push(&[7, 8, 2]);
-        let b = packer.next_block().unwrap();
+        let b = packer.next_sequence().unwrap();
         assert_eq!(
             b.tokens,
             [1, 5, 6, 2, 7],
@@ -113,7 +113,7 @@ mod tests {
         let mut packer = Packer::new(6, LossTarget::Solution, &[10, 11]);
         packer.push(&[1, 4, 10, 5, 6, 2]);
         packer.push(&[1]);
-        let block = packer.next_block().unwrap();
+        let block = packer.next_sequence().unwrap();
         assert_eq!(block.tokens, [1, 4, 10, 5, 6, 2, 1]);
         // targets: 4, 10, 5, 6, 2, 1
         assert_eq!(block.mask, [false, false, true, true, true, false]);

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarMap;
 
 use super::clip_grad_norm;
-use super::data::Block;
+use super::data::Sequence;
 use super::optim::AdamW;
 use super::schedule::lr_at;
 use crate::model::Transformer;
@@ -53,7 +53,7 @@ pub enum StepError {
 }
 
 /// The tensors of a batch of blocks: inputs, targets and loss mask, each (blocks, seq).
-pub fn batch_tensors(blocks: &[Block], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn batch_tensors(blocks: &[Sequence], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
     let seq = blocks.first().map_or(0, |b| b.mask.len());
     let inputs: Vec<u32> = blocks
         .iter()
@@ -76,7 +76,7 @@ pub fn batch_tensors(blocks: &[Block], device: &Device) -> Result<(Tensor, Tenso
 }
 
 /// The masked loss of a model on blocks, without an update (held-out loss).
-pub fn evaluate_loss(model: &Transformer, blocks: &[Block]) -> Result<f64> {
+pub fn evaluate_loss(model: &Transformer, blocks: &[Sequence]) -> Result<f64> {
     let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
     let logits = model.forward(&inputs)?.detach();
     let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
@@ -145,7 +145,7 @@ impl Trainer {
     pub fn step(
         &mut self,
         model: &Transformer,
-        blocks: &[Block],
+        blocks: &[Sequence],
     ) -> std::result::Result<f64, StepError> {
         let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
         let loss = |log_probs: &Tensor, _: &Tensor| masked_mean_nll(log_probs, &mask);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::super::{Status, eprint_line};
-use crate::report::render::{self, Block};
+use crate::report::render::{self, Element};
 use crate::run::write_atomically;
 
 /// What `rlp report` writes.
@@ -31,7 +31,7 @@ pub(crate) fn run(run_dir: &Path, out: Option<&Path>, formats: &[ReportFormat]) 
     } else {
         formats
     };
-    let blocks: Vec<Block> = if formats.iter().any(|f| *f != ReportFormat::Json) {
+    let blocks: Vec<Element> = if formats.iter().any(|f| *f != ReportFormat::Json) {
         match render::document(&report) {
             Ok(blocks) => blocks,
             Err(error) => {
