@@ -30,14 +30,17 @@ struct ModelRows {
 impl Runner<'_> {
     /// The key of an eval's results ([`table_key`]).
     fn eval_key(&self, eval: &EvalSpec) -> Result<String, RunError> {
-        let models: Vec<String> = eval.models.iter().map(|m| self.stage_dir(m.0)).collect();
-        table_key(eval, &models)
+        table_key(eval, &self.model_dirs(eval))
+    }
+
+    /// The directory names of the stages an eval evaluates.
+    fn model_dirs(&self, eval: &EvalSpec) -> Vec<String> {
+        eval.models.iter().map(|m| self.stage_dir(m.0)).collect()
     }
 
     /// Whether `eval`'s table in the cell directory `dir` is there and current.
     pub(super) fn eval_done(&self, eval: &EvalSpec, dir: &Path) -> bool {
-        let models: Vec<String> = eval.models.iter().map(|m| self.stage_dir(m.0)).collect();
-        table_done(eval, &models, dir)
+        table_done(eval, &self.model_dirs(eval), dir)
     }
 
     /// Runs one eval (or reuses its table) and writes its JSON, CSV and plots.

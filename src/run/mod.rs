@@ -385,7 +385,7 @@ pub fn execute_stage(
     let runner = Runner::new(plan, input, options, observer)?;
     let stage = &plan.stages[id.0];
     if let Some(parent) = stage.parent {
-        if stage::finished(&runner.stage_path(parent), &plan.stages[parent.0]).is_none() {
+        if !runner.finished(parent) {
             return Err(RunError::ParentUnfinished {
                 stage: stage.name.clone(),
                 parent: plan.stages[parent.0].name.clone(),
@@ -419,11 +419,7 @@ pub fn execute_eval(
         cell.evals.iter().find(|e| e.name == eval).ok_or_else(|| {
             RunError::Internal(format!("cell `{}` has no eval `{eval}`", cell.name))
         })?;
-    if let Some(&model) = spec
-        .models
-        .iter()
-        .find(|&&m| stage::finished(&runner.stage_path(m), &plan.stages[m.0]).is_none())
-    {
+    if let Some(&model) = spec.models.iter().find(|&&m| !runner.finished(m)) {
         return Err(RunError::ModelUnfinished {
             eval: eval.to_owned(),
             cell: cell.name.clone(),
@@ -434,10 +430,7 @@ pub fn execute_eval(
     create_dir(&dir.join("eval"))?;
     let (_, status) = runner.eval(spec, &dir)?;
     let cell_done = cell.evals.iter().all(|e| runner.eval_done(e, &dir))
-        && cell
-            .stages
-            .iter()
-            .all(|&s| stage::finished(&runner.stage_path(s), &plan.stages[s.0]).is_some());
+        && cell.stages.iter().all(|&s| runner.finished(s));
     let report = if cell_done {
         Some(runner.cell(cell)?)
     } else {
@@ -487,6 +480,11 @@ impl<'a> Runner<'a> {
     /// A stage's directory name.
     fn stage_dir(&self, stage: usize) -> String {
         stage_dir_name(&self.plan.stages[stage], &self.tokenizer_hash)
+    }
+
+    /// Whether a stage instance's directory holds its finished result.
+    fn finished(&self, id: StageId) -> bool {
+        stage::finished(&self.stage_path(id), &self.plan.stages[id.0]).is_some()
     }
 
     /// A stage's directory.

@@ -122,8 +122,7 @@ pub fn submission(plan: &Plan, out: &Path) -> Result<(PathBuf, Vec<Job>), super:
         sha256: String::new(),
     };
     let runner = super::Runner::new(plan, &input, &options, &super::Silent)?;
-    let finished =
-        |id: StageId| super::stage::finished(&runner.stage_path(id), &plan.stages[id.0]).is_some();
+    let finished = |id: StageId| runner.finished(id);
     let eval_finished = |index: usize, eval: &EvalSpec| {
         runner.eval_done(eval, &runner.root.join(&plan.cells[index].name))
     };
