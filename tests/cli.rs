@@ -216,27 +216,19 @@ fn sample_prints_problems_and_rejects_bad_sources() {
         assert_eq!(record["op"], 3);
         assert!(record["text"].as_str().unwrap().starts_with("<question> "));
     }
-    Run::new(&[
-        "sample",
-        "pipelines/quickstart.rlp",
-        "--source",
-        "arith[op 99]",
-    ])
-    .expect(2);
-    Run::new(&[
-        "sample",
-        "pipelines/quickstart.rlp",
-        "--source",
-        "nothing[op 3]",
-    ])
-    .expect(2);
-    Run::new(&[
-        "sample",
-        "pipelines/quickstart.rlp",
-        "--source",
-        "arith[op 3",
-    ])
-    .expect(2);
+    // A bad source gets the coded diagnostic a file would get, pointing into the argument.
+    for (source, code) in [
+        ("arith[op 99]", "E0406"),
+        ("nothing[op 3]", "E0201"),
+        ("arith[op 3", "E0101"),
+        ("arith[op 3, context moon]", "E0417"),
+        ("arith[op 3, colour red]", "E0204"),
+    ] {
+        let out = Run::new(&["sample", "pipelines/quickstart.rlp", "--source", source]).expect(2);
+        let shown = text(&out.stderr);
+        assert!(shown.contains(code), "{source}: {shown}");
+        assert!(shown.contains("--source:1:"), "{source}: {shown}");
+    }
     Run::new(&[
         "sample",
         "tests/fixtures/analysis/err/E0405-mixture-weights.rlp",

@@ -367,7 +367,9 @@ impl<'a> Analyzer<'a> {
                 n => derive_seed(self.plan.seed, &format!("{}/seed {n}", stage.name)),
             };
             let parent_id = parent_info.map(|p| p.0);
-            let id = self.intern_stage(stage.name, parent_id, seed, spec, index);
+            let id = self
+                .keys
+                .intern(&mut self.plan, stage.name, parent_id, seed, spec, index);
             cell_stages.push(id);
             lowered.insert(
                 stage.name,

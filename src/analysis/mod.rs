@@ -118,86 +118,50 @@ pub fn prelude_phrasing(name: &str) -> Option<PhrasingSpec> {
 }
 
 /// Resolves a source written on the command line (`arith[op 5, context zoo]`) against a
-/// compiled plan. The error says what is wrong in one line.
-pub fn source_in_plan(plan: &Plan, text: &str) -> Result<crate::plan::SourceSpec, String> {
-    let atom = syntax::parser::parse_source(text).map_err(|e| {
-        format!("`{text}` is not a source such as `arith[op 2..=5, context zoo]`: {e}")
-    })?;
-    let Atom::Source(source) = atom else {
-        return Err(format!("`{text}` is not a source"));
-    };
-    let task_id = plan
-        .tasks
-        .iter()
-        .position(|t| t.name == source.task.text)
-        .ok_or_else(|| {
-            let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
-            format!(
-                "no task `{}` in the file (tasks: {})",
-                source.task.text,
-                names.join(", ")
-            )
-        })?;
-    let task = &plan.tasks[task_id];
-    let mut spec = crate::plan::SourceSpec {
-        task: TaskId(task_id),
-        op_min: 0,
-        op_max: 0,
-        contexts: task.contexts.clone(),
-        mode: None,
-    };
-    let mut has_op = false;
-    for arg in &source.args {
-        match (arg.key.text.as_str(), arg.values.as_slice()) {
-            ("op", [value]) => {
-                let mut sink = Vec::new();
-                let (lo, hi, _) = fields::int_range(value, "an op range", &mut sink)
-                    .ok_or_else(|| "`op` takes a number or a range such as `2..=5`".to_string())?;
-                if lo < 1 || hi > i64::from(task.max_op) {
-                    return Err(format!(
-                        "task `{}` generates ops 1..={}",
-                        task.name, task.max_op
-                    ));
+/// compiled plan, with the same lowering and diagnostics as a source in a file; the
+/// diagnostics point into `text`, shown under the name `--source`.
+pub fn source_in_plan(plan: &Plan, text: &str) -> Result<crate::plan::SourceSpec, Diagnostics> {
+    let text = text.trim();
+    let failed =
+        |problems: Vec<Problem>| Diagnostics::new(SourceFile::new("--source", text), problems);
+    let source = match syntax::parser::parse_source(text) {
+        Ok(Atom::Source(source)) => source,
+        Ok(other) => {
+            return Err(failed(vec![
+                SyntaxError::Unexpected {
+                    expected: "a source such as `arith[op 2..=5, context zoo]`".to_owned(),
+                    found: other.describe().to_owned(),
+                    span: other.span(),
+                    help: None,
                 }
-                (spec.op_min, spec.op_max, has_op) = (lo as u32, hi as u32, true);
-            }
-            ("context", values) => {
-                spec.contexts = values
-                    .iter()
-                    .map(|v| {
-                        let Atom::Name(n) = v else {
-                            return Err("`context` takes context names".to_owned());
-                        };
-                        task.contexts
-                            .iter()
-                            .copied()
-                            .find(|c| plan.contexts[c.0].name == n.text)
-                            .ok_or_else(|| {
-                                format!("task `{}` does not use context `{}`", task.name, n.text)
-                            })
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
-            ("mode", [Atom::Name(n)]) if n.text == "forward" => {
-                spec.mode = Some(crate::plan::Mode::Forward);
-            }
-            ("mode", [Atom::Name(n)]) if n.text == "reverse" => {
-                spec.mode = Some(crate::plan::Mode::Reverse);
-            }
-            (key, _) => {
-                return Err(format!(
-                    "`{key}` is not a source argument (`op`, `context`, `mode`)"
-                ));
-            }
+                .into(),
+            ]));
         }
-    }
-    if !has_op {
-        return Err(format!(
-            "the source needs an op range: `{}[op 2..=5]`",
-            source.task.text
-        ));
-    }
-    Ok(spec)
+        Err(error) => return Err(failed(vec![error.into()])),
+    };
+    let mut sink = Vec::new();
+    let Some(task) = plan.tasks.iter().position(|t| t.name == source.task.text) else {
+        let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+        sink.push(
+            AnalysisError::UnknownName {
+                kind: "task",
+                name: source.task.text.clone(),
+                span: source.task.span,
+                help: suggest::help(&source.task.text, names, "the file's tasks are"),
+            }
+            .into(),
+        );
+        return Err(failed(sink));
+    };
+    sources::lower_source(
+        &source,
+        plan,
+        TaskId(task),
+        Env::Fixed,
+        &mut sink,
+        &mut |_, _| true,
+    )
+    .ok_or_else(|| failed(sink))
 }
 
 /// A task checked on its own, before it is interned into a plan.
@@ -223,17 +187,11 @@ struct Analyzer<'a> {
     budgets: BTreeMap<&'a str, Option<BudgetSpec>>,
     /// Mixtures read while lowering the current cell's stages.
     mixtures_read: BTreeSet<String>,
-    /// Stage instances by content hash (cells share an instance with the same hash).
-    stage_ids: std::collections::HashMap<String, crate::plan::StageId>,
     /// The longest example of a task's contexts at an op, in tokens: rendering it is the
     /// costly part of checking that a stage's data fits its model, and stages repeat sources.
     example_tokens: std::cell::RefCell<TokenEstimates>,
-    /// JSON text of the models, tasks, contexts and rewards that stage hashes embed, by kind
-    /// of id and id.
-    json_parts: std::cell::RefCell<std::collections::HashMap<(u8, usize), String>>,
-    /// The hasher after a stage's kind and spec, by the spec as serialized with ids: stages
-    /// that differ only in parent or seed (replicas, sweeps) hash their shared part once.
-    spec_hashers: std::collections::HashMap<String, sha2::Sha256>,
+    /// Stage instances and their content hashes.
+    keys: stage_keys::StageKeys,
     plan: Plan,
 }
 
@@ -289,10 +247,8 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
         rewards: BTreeMap::new(),
         budgets: BTreeMap::new(),
         mixtures_read: BTreeSet::new(),
-        stage_ids: std::collections::HashMap::new(),
         example_tokens: std::cell::RefCell::default(),
-        json_parts: std::cell::RefCell::default(),
-        spec_hashers: std::collections::HashMap::new(),
+        keys: stage_keys::StageKeys::default(),
         plan: Plan {
             schema: crate::plan::PLAN_SCHEMA,
             name: name.to_owned(),

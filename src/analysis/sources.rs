@@ -5,10 +5,10 @@ use super::fields::{self, Env, Reader, format_number};
 use super::symbols::DefKind;
 use super::templates::max_example_tokens;
 use super::{Analyzer, suggest};
-use crate::diagnostics::AnalysisError;
-use crate::plan::{Component, DataSpec, Mode, ModelId, SourceSpec, TaskId};
+use crate::diagnostics::{AnalysisError, Problem};
+use crate::plan::{Component, DataSpec, Mode, ModelId, Plan, SourceSpec, TaskId};
 use crate::syntax::Span;
-use crate::syntax::ast::{Atom, Block, Line, Source};
+use crate::syntax::ast::{Atom, Block, Line, Name, Source};
 impl Analyzer<'_> {
     /// `data MIXTURE` or `data SOURCE`: the components and the span of each one's source.
     pub(super) fn data_line(
@@ -185,178 +185,25 @@ impl Analyzer<'_> {
 
     /// Lowers `task[op A..=B, context C | D, mode M]`.
     pub(super) fn source(&mut self, source: &Source, env: Env<'_>) -> Option<SourceSpec> {
-        let task_id = self.resolve_task(&source.task)?;
-        let task = self.plan.tasks[task_id.0].clone();
-        let mut ops = None;
-        let mut contexts = None;
-        let mut mode = None;
-        let mut seen: Vec<(&str, Span)> = Vec::new();
-        let mut ok = true;
-        for arg in &source.args {
-            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == arg.key.text) {
-                self.sink.push(
-                    AnalysisError::DuplicateField {
-                        field: arg.key.text.clone(),
-                        span: arg.key.span,
-                        first: *first,
-                    }
-                    .into(),
-                );
-                ok = false;
-                continue;
+        let task = self.resolve_task(&source.task)?;
+        let (symbols, used, contexts) = (&self.symbols, &mut self.used, &self.contexts);
+        let mut known_context = |name: &Name, sink: &mut Vec<Problem>| {
+            symbols.lookup(name, &[DefKind::Context], sink).is_some() && {
+                used.insert(name.text.clone());
+                // A context with errors of its own is already reported.
+                matches!(contexts.get(name.text.as_str()), Some(Some(_)))
             }
-            seen.push((&arg.key.text, arg.key.span));
-            let Some(values) = fields::resolve(&arg.values, env, &mut self.sink) else {
-                ok = false;
-                continue;
-            };
-            match arg.key.text.as_str() {
-                "op" => {
-                    if values.len() != 1 {
-                        self.sink.push(
-                            AnalysisError::WrongValue {
-                                expected: "one op range".to_owned(),
-                                found: "alternatives".to_owned(),
-                                span: arg.span,
-                                help: Some("write `op 2..=5`".to_owned()),
-                            }
-                            .into(),
-                        );
-                        ok = false;
-                        continue;
-                    }
-                    match fields::int_range(&values[0], "an op range", &mut self.sink) {
-                        Some((lo, hi, span)) => {
-                            if lo < 1 || hi > i64::from(task.max_op) {
-                                self.sink.push(
-                                    AnalysisError::OpRangeNotProducible {
-                                        task: task.name.clone(),
-                                        lo,
-                                        hi,
-                                        span,
-                                        allowed: format!("1..={}", task.max_op),
-                                        help: Some(if lo < 1 {
-                                            "op(G) counts the operations of the solution graph: every problem has at least 1".to_owned()
-                                        } else {
-                                            format!("task `{}` generates up to op {} (its `max_op`); raise `max_op` to go further", task.name, task.max_op)
-                                        }),
-                                    }
-                                    .into(),
-                                );
-                                ok = false;
-                            } else {
-                                ops = Some((lo as u32, hi as u32));
-                            }
-                        }
-                        None => ok = false,
-                    }
-                }
-                "context" => {
-                    let mut ids = Vec::new();
-                    for value in values.iter() {
-                        let Atom::Name(name) = value else {
-                            self.sink.push(
-                                AnalysisError::WrongValue {
-                                    expected: "a context name".to_owned(),
-                                    found: value.describe().to_owned(),
-                                    span: value.span(),
-                                    help: Some(
-                                        "write `context zoo` or `context zoo | teacher`".to_owned(),
-                                    ),
-                                }
-                                .into(),
-                            );
-                            ok = false;
-                            continue;
-                        };
-                        if self.resolve_context(name).is_none() {
-                            ok = false;
-                            continue;
-                        }
-                        let id = self.intern_context(&name.text);
-                        match id {
-                            Some(id) if task.contexts.contains(&id) => ids.push(id),
-                            _ => {
-                                let names: Vec<String> = task
-                                    .contexts
-                                    .iter()
-                                    .map(|c| format!("`{}`", self.plan.contexts[c.0].name))
-                                    .collect();
-                                self.sink.push(
-                                    AnalysisError::ContextNotInTask {
-                                        task: task.name.clone(),
-                                        context: name.text.clone(),
-                                        span: name.span,
-                                        help: Some(format!("task `{}` uses {}; add the context to its `contexts` line", task.name, names.join(", "))),
-                                    }
-                                    .into(),
-                                );
-                                ok = false;
-                            }
-                        }
-                    }
-                    contexts = Some(ids);
-                }
-                "mode" => match &values[..] {
-                    [Atom::Name(n)] if n.text == "forward" => mode = Some(Mode::Forward),
-                    [Atom::Name(n)] if n.text == "reverse" => mode = Some(Mode::Reverse),
-                    _ => {
-                        self.sink.push(
-                            AnalysisError::WrongValue {
-                                expected: "`forward` or `reverse`".to_owned(),
-                                found: values.first().map_or("nothing", Atom::describe).to_owned(),
-                                span: arg.span,
-                                help: Some("write `mode forward` or `mode reverse`".to_owned()),
-                            }
-                            .into(),
-                        );
-                        ok = false;
-                    }
-                },
-                other => {
-                    self.sink.push(
-                        AnalysisError::UnknownField {
-                            block: "source".to_owned(),
-                            field: other.to_owned(),
-                            span: arg.key.span,
-                            help: super::suggest::help(
-                                other,
-                                ["op", "context", "mode"],
-                                "a source takes",
-                            ),
-                        }
-                        .into(),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        if ops.is_none() && ok {
-            self.sink.push(
-                AnalysisError::MissingField {
-                    block: "source".to_owned(),
-                    field: "op",
-                    span: source.span,
-                    help: Some(format!("write `{}[op 2..=5]`", source.task.text)),
-                }
-                .into(),
-            );
-            return None;
-        }
-        if !ok {
-            return None;
-        }
-        let (op_min, op_max) = ops?;
-        Some(SourceSpec {
-            task: task_id,
-            op_min,
-            op_max,
-            contexts: contexts.unwrap_or(task.contexts.clone()),
-            mode,
-        })
+        };
+        lower_source(
+            source,
+            &self.plan,
+            task,
+            env,
+            &mut self.sink,
+            &mut known_context,
+        )
     }
 
-    /// Worst-case example length of a source, in tokens.
     pub(super) fn source_tokens(&self, source: &SourceSpec) -> u64 {
         let key = (source.task, source.contexts.clone(), source.op_max);
         if let Some(&known) = self.example_tokens.borrow().get(&key) {
@@ -426,4 +273,188 @@ impl Analyzer<'_> {
         let last = levers.pop().unwrap_or_default();
         format!("{}, or {last}", levers.join(", "))
     }
+}
+
+/// Lowers `TASK[op .., context .., mode ..]` of a task already in `plan`: the one lowering of
+/// sources, for files and for `rlp sample --source`. `known_context` reports names that are
+/// not contexts at all (false: already reported); a context the task does not use is
+/// reported here.
+pub(super) fn lower_source(
+    source: &Source,
+    plan: &Plan,
+    task_id: TaskId,
+    env: Env<'_>,
+    sink: &mut Vec<Problem>,
+    known_context: &mut dyn FnMut(&Name, &mut Vec<Problem>) -> bool,
+) -> Option<SourceSpec> {
+    let task = &plan.tasks[task_id.0];
+    let mut ops = None;
+    let mut contexts = None;
+    let mut mode = None;
+    let mut seen: Vec<(&str, Span)> = Vec::new();
+    let mut ok = true;
+    for arg in &source.args {
+        if let Some((_, first)) = seen.iter().find(|(k, _)| *k == arg.key.text) {
+            sink.push(
+                AnalysisError::DuplicateField {
+                    field: arg.key.text.clone(),
+                    span: arg.key.span,
+                    first: *first,
+                }
+                .into(),
+            );
+            ok = false;
+            continue;
+        }
+        seen.push((&arg.key.text, arg.key.span));
+        let Some(values) = fields::resolve(&arg.values, env, sink) else {
+            ok = false;
+            continue;
+        };
+        match arg.key.text.as_str() {
+            "op" => {
+                if values.len() != 1 {
+                    sink.push(
+                        AnalysisError::WrongValue {
+                            expected: "one op range".to_owned(),
+                            found: "alternatives".to_owned(),
+                            span: arg.span,
+                            help: Some("write `op 2..=5`".to_owned()),
+                        }
+                        .into(),
+                    );
+                    ok = false;
+                    continue;
+                }
+                match fields::int_range(&values[0], "an op range", sink) {
+                    Some((lo, hi, span)) => {
+                        if lo < 1 || hi > i64::from(task.max_op) {
+                            sink.push(
+                                AnalysisError::OpRangeNotProducible {
+                                    task: task.name.clone(),
+                                    lo,
+                                    hi,
+                                    span,
+                                    allowed: format!("1..={}", task.max_op),
+                                    help: Some(if lo < 1 {
+                                        "op(G) counts the operations of the solution graph: every problem has at least 1".to_owned()
+                                    } else {
+                                        format!("task `{}` generates up to op {} (its `max_op`); raise `max_op` to go further", task.name, task.max_op)
+                                    }),
+                                }
+                                .into(),
+                            );
+                            ok = false;
+                        } else {
+                            ops = Some((lo as u32, hi as u32));
+                        }
+                    }
+                    None => ok = false,
+                }
+            }
+            "context" => {
+                let mut ids = Vec::new();
+                for value in values.iter() {
+                    let Atom::Name(name) = value else {
+                        sink.push(
+                            AnalysisError::WrongValue {
+                                expected: "a context name".to_owned(),
+                                found: value.describe().to_owned(),
+                                span: value.span(),
+                                help: Some(
+                                    "write `context zoo` or `context zoo | teacher`".to_owned(),
+                                ),
+                            }
+                            .into(),
+                        );
+                        ok = false;
+                        continue;
+                    };
+                    if !known_context(name, sink) {
+                        ok = false;
+                        continue;
+                    }
+                    if let Some(&id) = task
+                        .contexts
+                        .iter()
+                        .find(|c| plan.contexts[c.0].name == name.text)
+                    {
+                        ids.push(id);
+                        continue;
+                    }
+                    let names: Vec<String> = task
+                        .contexts
+                        .iter()
+                        .map(|c| format!("`{}`", plan.contexts[c.0].name))
+                        .collect();
+                    sink.push(
+                        AnalysisError::ContextNotInTask {
+                            task: task.name.clone(),
+                            context: name.text.clone(),
+                            span: name.span,
+                            help: Some(format!(
+                                "task `{}` uses {}; add the context to its `contexts` line",
+                                task.name,
+                                names.join(", ")
+                            )),
+                        }
+                        .into(),
+                    );
+                    ok = false;
+                }
+                contexts = Some(ids);
+            }
+            "mode" => match &values[..] {
+                [Atom::Name(n)] if n.text == "forward" => mode = Some(Mode::Forward),
+                [Atom::Name(n)] if n.text == "reverse" => mode = Some(Mode::Reverse),
+                _ => {
+                    sink.push(
+                        AnalysisError::WrongValue {
+                            expected: "`forward` or `reverse`".to_owned(),
+                            found: values.first().map_or("nothing", Atom::describe).to_owned(),
+                            span: arg.span,
+                            help: Some("write `mode forward` or `mode reverse`".to_owned()),
+                        }
+                        .into(),
+                    );
+                    ok = false;
+                }
+            },
+            other => {
+                sink.push(
+                    AnalysisError::UnknownField {
+                        block: "source".to_owned(),
+                        field: other.to_owned(),
+                        span: arg.key.span,
+                        help: suggest::help(other, ["op", "context", "mode"], "a source takes"),
+                    }
+                    .into(),
+                );
+                ok = false;
+            }
+        }
+    }
+    if ops.is_none() && ok {
+        sink.push(
+            AnalysisError::MissingField {
+                block: "source".to_owned(),
+                field: "op",
+                span: source.span,
+                help: Some(format!("write `{}[op 2..=5]`", source.task.text)),
+            }
+            .into(),
+        );
+        return None;
+    }
+    if !ok {
+        return None;
+    }
+    let (op_min, op_max) = ops?;
+    Some(SourceSpec {
+        task: task_id,
+        op_min,
+        op_max,
+        contexts: contexts.unwrap_or_else(|| task.contexts.clone()),
+        mode,
+    })
 }

@@ -6,13 +6,13 @@
 //! stage's `"reward":0`) replaced by the JSON text of what it names. Run directories keep
 //! stages under these hashes, so the text must not change: the plan snapshots pin it.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::Analyzer;
-use crate::plan::{StageId, StagePlan, StageSpec};
+use crate::plan::{Plan, StageId, StagePlan, StageSpec};
 
 /// The keys whose values are ids in a serialized stage spec, and what they index. No other
 /// field of a spec has these names, and a key cannot occur inside a string (its quotes would
@@ -32,28 +32,44 @@ enum IdKind {
     Reward,
 }
 
-impl Analyzer<'_> {
-    /// Stores a stage instance, or finds the identical one another cell already stored.
-    pub(super) fn intern_stage(
+/// The key pass's own state: what it has stored and what it keeps to hash the next stage
+/// fast. It reads the plan's models, tasks, contexts and rewards and appends its stages.
+#[derive(Default)]
+pub(super) struct StageKeys {
+    /// Stage instances by content hash (cells share an instance with the same hash).
+    ids: HashMap<String, StageId>,
+    /// JSON text of the models, tasks, contexts and rewards that hashes embed, by kind of id
+    /// and id.
+    json_parts: HashMap<(u8, usize), String>,
+    /// The hasher after a stage's kind and spec, by the spec as serialized with ids: stages
+    /// that differ only in parent or seed (replicas, sweeps) hash their shared part once.
+    spec_hashers: HashMap<String, Sha256>,
+}
+
+impl StageKeys {
+    /// Stores a stage instance in the plan, or finds the identical one another cell already
+    /// stored.
+    pub(super) fn intern(
         &mut self,
+        plan: &mut Plan,
         name: &str,
         parent: Option<StageId>,
         seed: u64,
         spec: StageSpec,
         cell: usize,
     ) -> StageId {
-        let parent_hash = parent.map_or(String::new(), |p| self.plan.stages[p.0].hash.clone());
-        let hash = self.stage_hash(&spec, &parent_hash, seed);
-        if let Some(&id) = self.stage_ids.get(&hash) {
-            let existing = &mut self.plan.stages[id.0];
+        let parent_hash = parent.map_or(String::new(), |p| plan.stages[p.0].hash.clone());
+        let hash = self.stage_hash(plan, &spec, &parent_hash, seed);
+        if let Some(&id) = self.ids.get(&hash) {
+            let existing = &mut plan.stages[id.0];
             if !existing.cells.contains(&cell) {
                 existing.cells.push(cell);
             }
             return id;
         }
-        let id = StageId(self.plan.stages.len());
-        self.stage_ids.insert(hash.clone(), id);
-        self.plan.stages.push(StagePlan {
+        let id = StageId(plan.stages.len());
+        self.ids.insert(hash.clone(), id);
+        plan.stages.push(StagePlan {
             id,
             name: name.to_owned(),
             parent,
@@ -68,7 +84,13 @@ impl Analyzer<'_> {
     /// 16 hex digits of SHA-256 of the stage's content (see the module docs). The spec comes
     /// before parent and seed, so the hasher's state after it is shared by every stage with
     /// the same spec (replicas, sweeps over seeds), and kept.
-    fn stage_hash(&mut self, spec: &StageSpec, parent_hash: &str, seed: u64) -> String {
+    fn stage_hash(
+        &mut self,
+        plan: &Plan,
+        spec: &StageSpec,
+        parent_hash: &str,
+        seed: u64,
+    ) -> String {
         let plain = serde_json::to_string(spec).unwrap_or_default();
         let mut hasher = if let Some(hasher) = self.spec_hashers.get(&plain) {
             hasher.clone()
@@ -76,7 +98,7 @@ impl Analyzer<'_> {
             let kind = serde_json::to_string(spec.keyword()).unwrap_or_default();
             let mut hasher = Sha256::new();
             hasher.update(format!("{{\"kind\":{kind},\"spec\":"));
-            self.hash_resolved(&mut hasher, &plain);
+            self.hash_resolved(plan, &mut hasher, &plain);
             self.spec_hashers.insert(plain, hasher.clone());
             hasher
         };
@@ -92,7 +114,7 @@ impl Analyzer<'_> {
 
     /// Feeds a serialized spec to the hasher with every id replaced by the JSON text of what
     /// it names (a list of contexts by the list of their texts).
-    fn hash_resolved(&self, hasher: &mut Sha256, plain: &str) {
+    fn hash_resolved(&mut self, plan: &Plan, hasher: &mut Sha256, plain: &str) {
         let mut rest = plain;
         while let Some((at, key, kind)) = next_id_key(rest) {
             let value_start = at + key.len();
@@ -117,19 +139,17 @@ impl Analyzer<'_> {
                 if i > 0 {
                     hasher.update(",");
                 }
-                self.with_id_json(kind, id, |json| hasher.update(json));
+                hasher.update(self.id_json(plan, kind, id));
             }
             rest = &body[end..];
         }
         hasher.update(rest);
     }
 
-    /// Calls `f` with the JSON text of what an id names, serialized once per file and kept
-    /// (a task stands with its phrasing).
-    fn with_id_json(&self, kind: IdKind, id: usize, f: impl FnOnce(&str)) {
-        let key = (kind as u8, id);
-        if !self.json_parts.borrow().contains_key(&key) {
-            let plan = &self.plan;
+    /// The JSON text of what an id names, serialized once per file and kept (a task stands
+    /// with its phrasing).
+    fn id_json(&mut self, plan: &Plan, kind: IdKind, id: usize) -> &str {
+        self.json_parts.entry((kind as u8, id)).or_insert_with(|| {
             let value = match kind {
                 IdKind::Model => serde_json::to_value(&plan.models[id]),
                 IdKind::Task => {
@@ -139,10 +159,8 @@ impl Analyzer<'_> {
                 IdKind::Context => serde_json::to_value(&plan.contexts[id]),
                 IdKind::Reward => serde_json::to_value(&plan.rewards[id]),
             };
-            let text = value.unwrap_or_default().to_string();
-            self.json_parts.borrow_mut().insert(key, text);
-        }
-        f(&self.json_parts.borrow()[&key]);
+            value.unwrap_or_default().to_string()
+        })
     }
 }
 

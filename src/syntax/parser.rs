@@ -55,21 +55,29 @@ pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
     Ok(ast)
 }
 
-/// Parses a source on its own (`arith[op 5, context zoo]`), as given on the command line.
-pub(crate) fn parse_source(text: &str) -> Result<Atom, String> {
-    check_nesting(text).map_err(|e| e.to_string())?;
-    let mut pairs = RlpParser::parse(Rule::source, text.trim()).map_err(|e| {
-        let (found, _) = found_at(
-            text,
-            match e.location {
-                pest::error::InputLocation::Pos(p) | pest::error::InputLocation::Span((p, _)) => p,
-            },
-        );
-        format!("unexpected {found}")
+/// Parses a source on its own (`arith[op 5, context zoo]`), as given on the command line;
+/// spans are offsets into `text`.
+pub(crate) fn parse_source(text: &str) -> Result<Atom, SyntaxError> {
+    check_nesting(text)?;
+    let unexpected = |offset: usize| {
+        let (found, span) = found_at(text, offset);
+        SyntaxError::Unexpected {
+            expected: "a source such as `arith[op 2..=5, context zoo]`".to_owned(),
+            found,
+            span,
+            help: None,
+        }
+    };
+    let mut pairs = RlpParser::parse(Rule::source, text).map_err(|e| {
+        unexpected(match e.location {
+            pest::error::InputLocation::Pos(p) | pest::error::InputLocation::Span((p, _)) => p,
+        })
     })?;
     let pair = presume(pairs.next(), "source");
-    if pair.as_span().end() != text.trim().len() {
-        return Err("unexpected text after the source".to_owned());
+    let end = pair.as_span().end();
+    if end != text.len() {
+        let rest = &text[end..];
+        return Err(unexpected(end + rest.len() - rest.trim_start().len()));
     }
     Ok(Lower { base: 0 }.atom(pair))
 }

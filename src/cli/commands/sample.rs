@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::super::{Status, compile_file, eprint_line, print_raw};
+use super::super::{Status, compile_file, eprint_line, eprint_raw, print_raw};
 use crate::tasks::sample::{example_seed, from_source};
 
 pub(crate) fn run(
@@ -20,8 +20,8 @@ pub(crate) fn run(
     };
     let spec = match crate::analysis::source_in_plan(&plan, source) {
         Ok(spec) => spec,
-        Err(message) => {
-            eprint_line(&format!("error: {message}"));
+        Err(diagnostics) => {
+            eprint_raw(&diagnostics.render_human(color));
             return Status::Error;
         }
     };
