@@ -4,11 +4,12 @@
 Reads every cell's `eval/<eval>-samples.jsonl` (per problem: samples drawn and samples
 verified) and prints, per model, cell group and op range: unbiased pass@k (Chen et al.'s
 estimator, averaged over problems), a 95% bootstrap interval over problems (2,000 resamples,
-fixed seed), and for cells that differ only in `replica`, the mean over replicas with the
-spread (min-max) of the per-replica values and a bootstrap that resamples problems within
-each replica. Stop-gap until `rlp report` (issue 19) does this in rlp itself.
+fixed seed), and for a model trained once per cell of a group (cells that differ only in
+`replica`), the mean over replicas with the spread (min-max) of the per-replica values and a
+bootstrap that resamples problems within each replica. Cells' manifests say which trained
+model each cell evaluated: a model several cells share is counted once.
 
-    python3 scripts/findings-ci.py runs/f1-edge [--eval eval] [--k 1,8,64] [--by-op] [--bases-differ]
+    python3 scripts/findings-ci.py runs/f1-edge [--eval eval] [--k 1,8,64] [--by-op]
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from findings_lib import group_and_replica, pass_at_k
+from findings_lib import evaluated_cells, model_groups, pass_at_k
 
 
 
@@ -45,36 +46,26 @@ def main():
     parser.add_argument("--eval", default="eval")
     parser.add_argument("--k", default="1,8,64")
     parser.add_argument("--by-op", action="store_true", help="one row per op, not per split")
-    parser.add_argument(
-        "--bases-differ",
-        action="store_true",
-        help="the models before RL differ between cell groups (F2's exposures): one row per group",
-    )
     args = parser.parse_args()
     ks = [int(k) for k in args.k.split(",")]
-    # (model, cell group, split) -> replica -> [(n, c)]
+    # (model, cell group or "-" when groups share it, split) -> trained model -> [(n, c)]
     table = defaultdict(lambda: defaultdict(list))
-    seen_base = set()
-    for cell in sorted(Path(args.run).iterdir()):
-        samples = cell / "eval" / f"{args.eval}-samples.jsonl"
-        if not samples.is_file():
-            continue
-        group, replica = group_and_replica(cell.name)
-        for line in samples.open():
+    cells = evaluated_cells(args.run, args.eval)
+    groups_of = model_groups(cells)
+    seen = set()
+    for cell, group, _, dirs in cells:
+        for line in (cell / "eval" / f"{args.eval}-samples.jsonl").open():
             row = json.loads(line)
             model = row["model"]
-            # The shared base is evaluated in every cell with the same problems: count it once.
-            key_group = group if model == "post" or args.bases_differ else "-"
-            if model != "post":
-                seen = (model, key_group, row["split"], row["op"], row["prompt"])
-                if seen in seen_base:
-                    continue
-                seen_base.add(seen)
-                replica_key = "-"
-            else:
-                replica_key = replica
+            directory = dirs[model]
+            # A model several cells evaluated has the same problems in each: count it once.
+            problem = (directory, row["split"], row["op"], row["prompt"])
+            if problem in seen:
+                continue
+            seen.add(problem)
+            key_group = group if len(groups_of[(model, directory)]) == 1 else "-"
             split = f'{row["split"]} op {row["op"]}' if args.by_op else row["split"]
-            table[(model, key_group, split)][replica_key].append(
+            table[(model, key_group, split)][directory].append(
                 (row["samples"], row["verified_samples"])
             )
     header = "| model | RL range | split | replicas | " + " | ".join(

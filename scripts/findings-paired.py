@@ -20,6 +20,10 @@ from findings_lib import pass_at_k
 
 
 
+def mean_pass(counts, k):
+    return sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
+
+
 def main():
     run, group, split = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     # `EVAL/SPLIT` names a split of another eval than `eval`.
@@ -43,12 +47,13 @@ def main():
             if row["model"] == model:
                 post.setdefault(key, []).append(counts)
             elif row["model"] == base_model:
-                # A base the group's cells share (or each replica's own: the last one).
-                base[key] = counts
+                # A base the group's cells share appears once per cell, the same each time; a
+                # replicated one (`further` minus `post`) once per replica: both averaged.
+                base.setdefault(key, []).append(counts)
     keys = sorted(set(base) & set(post))
     for k in (1, 8, 64):
         diffs = [
-            sum(pass_at_k(n, c, k) for n, c in post[p]) / len(post[p]) - pass_at_k(*base[p], k)
+            mean_pass(post[p], k) - mean_pass(base[p], k)
             for p in keys
         ]
         rng = random.Random(0)

@@ -6,7 +6,7 @@ The shape of the paper's figures. Unbiased pass@k (Chen et al.) per problem, ave
 problems, then over the replicas of a group. Stop-gap until `rlp report` (issue 19) plots this
 in rlp itself.
 
-    python3 scripts/findings-plot.py RUN SPLIT OPS OUT.svg [--title T] [--bases-differ]
+    python3 scripts/findings-plot.py RUN SPLIT OPS OUT.svg [--title T] [--eval NAME]
     python3 scripts/findings-plot.py runs/f3-compute hard 11 docs/img/f3-op11.svg
 """
 import argparse
@@ -15,7 +15,7 @@ from collections import defaultdict
 from math import log2
 from pathlib import Path
 
-from findings_lib import group_and_replica, line_chart, pass_at_k
+from findings_lib import evaluated_cells, line_chart, model_groups, pass_at_k
 
 
 
@@ -27,30 +27,24 @@ def main():
     parser.add_argument("ops")
     parser.add_argument("out")
     parser.add_argument("--title", default="")
-    parser.add_argument("--bases-differ", action="store_true")
-    parser.add_argument(
-        "--shared", default="widen", help="the model every cell shares (one line); others: per group"
-    )
+    parser.add_argument("--eval", default="eval")
+    parser.add_argument("--rl", default="post", help="the stage drawn as `RL, <group>`")
     args = parser.parse_args()
     ops = {int(o) for o in args.ops.split(",")}
-    # line label -> replica -> problem prompt -> (n, c)
+    # line label -> trained model -> problem -> (n, c)
     lines = defaultdict(lambda: defaultdict(dict))
-    for cell in sorted(Path(args.run).iterdir()):
-        samples = cell / "eval" / "eval-samples.jsonl"
-        if not samples.is_file():
-            continue
-        group, replica = group_and_replica(cell.name)
-        for line in samples.open():
+    cells = evaluated_cells(args.run, args.eval)
+    groups_of = model_groups(cells)
+    for cell, group, _, dirs in cells:
+        for line in (cell / "eval" / f"{args.eval}-samples.jsonl").open():
             row = json.loads(line)
             if row["split"] != args.split or row["op"] not in ops:
                 continue
-            if row["model"] == "post":
-                label, rep = f"RL, {group}", replica
-            else:
-                shared = row["model"] == args.shared and not args.bases_differ
-                label = row["model"] if shared else f'{row["model"]}, {group}'
-                rep = "-"
-            lines[label][rep][(row["op"], row["prompt"])] = (row["samples"], row["verified_samples"])
+            model, directory = row["model"], dirs[row["model"]]
+            name = "RL" if model == args.rl else model
+            shared = len(groups_of[(model, directory)]) > 1
+            label = name if shared else f"{name}, {group}"
+            lines[label][directory][(row["op"], row["prompt"])] = (row["samples"], row["verified_samples"])
     n = min(nc[0] for reps in lines.values() for probs in reps.values() for nc in probs.values())
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= n]
     curves = {}

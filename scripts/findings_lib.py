@@ -1,6 +1,8 @@
 """What the findings scripts share: the pass@k estimator, a cell's group and replica, and an
 SVG line chart. Stop-gaps until `rlp report` (issue 19)."""
+import json
 import re
+from collections import defaultdict
 from math import comb
 from pathlib import Path
 
@@ -17,6 +19,31 @@ def group_and_replica(cell_name):
     group = re.sub(r",?replica=[^,]+", "", cell_name) or "main"
     replica = (re.search(r"replica=([^,]+)", cell_name) or [None, "-"])[1]
     return group, replica
+
+
+def evaluated_cells(run, eval_name="eval"):
+    """Every cell of a run directory that has rows of the eval, as (cell directory, group,
+    replica, {stage name: stage directory}) from its manifest."""
+    cells = []
+    for cell in sorted(Path(run).iterdir()):
+        samples = cell / "eval" / f"{eval_name}-samples.jsonl"
+        if not samples.is_file():
+            continue
+        manifest = json.loads((cell / "manifest.json").read_text())
+        dirs = {stage["name"]: stage["dir"] for stage in manifest["stages"]}
+        cells.append((cell, *group_and_replica(cell.name), dirs))
+    return cells
+
+
+def model_groups(cells):
+    """(stage name, stage directory) -> the cell groups whose cells use that trained model. A
+    model several groups share (F1's base) is one model, shown once; one trained per group
+    (F2's bases) or per cell (every RL stage) is shown per group, its cells as replicas."""
+    groups = defaultdict(set)
+    for _, group, _, dirs in cells:
+        for name, directory in dirs.items():
+            groups[(name, directory)].add(group)
+    return groups
 
 
 def line_chart(path, title, curves, x, y, x_ticks, y_ticks, x_label):
