@@ -52,7 +52,7 @@ fn err_fixtures_report_their_code() {
             path.display(),
             problems
                 .iter()
-                .map(rlp::diagnostics::Problem::code)
+                .map(rlp::diagnostics::Diagnostic::code)
                 .collect::<Vec<_>>()
         );
         if code.contains("::E") {

@@ -151,43 +151,44 @@ fn zoo_teacher_movie_match_the_reference() {
 
 #[test]
 fn english_phrasing_reproduces_reference_sentences() {
-    use rlp::plan::template::fill;
+    use rlp::plan::template::{Slot, fill};
     let src = "seed 1\nuse prelude\ntask t {\n    contexts zoo\n    phrasing english\n    distractors off\n}\n\
                pretrain p {\n    model paper-100m\n    data t[op 2]\n    tokens 1k\n}\neval {\n    models p\n    split s t[op 2]\n}\n";
     let plan = rlp::compile(&SourceFile::new("t.rlp", src)).plan.unwrap();
     let english = &plan.phrasings[0];
-    let t = |slot: &str| english.template(slot).unwrap();
+    let t = |slot: Slot| english.template(slot);
     // Ex 1 of the reference: "The number of adult crow in Oakridge Riverside equals 1 plus the
     // number of adult blue jay in Oakridge Riverside."
     let name = fill(
-        t("instance_name"),
+        t(Slot::InstanceName),
         &[("item", "adult crow"), ("entity", "Oakridge Riverside")],
     );
     let parent = fill(
-        t("instance_name"),
+        t(Slot::InstanceName),
         &[("item", "adult blue jay"), ("entity", "Oakridge Riverside")],
     );
-    let quantity = fill(t("instance_ref"), &[("name", &name)]);
+    let quantity = fill(t(Slot::InstanceRef), &[("name", &name)]);
     let expr = fill(
-        t("plus"),
+        t(Slot::Plus),
         &[
             ("k", "1"),
-            ("expr", &fill(t("instance_ref"), &[("name", &parent)])),
+            ("expr", &fill(t(Slot::InstanceRef), &[("name", &parent)])),
         ],
     );
-    let sentence = fill(t("fact"), &[("quantity", &quantity), ("expr", &expr)]) + t("sentence_end");
+    let sentence =
+        fill(t(Slot::Fact), &[("quantity", &quantity), ("expr", &expr)]) + t(Slot::SentenceEnd);
     assert_eq!(
         sentence,
         "the number of adult crow in Oakridge Riverside equals 1 plus the number of adult blue jay in Oakridge Riverside. "
     );
     // "Define adult blue jay in Oakridge Riverside as n; so n = 1. "
-    let step = fill(t("define"), &[("name", &parent), ("var", "n")])
-        + t("final_prefix")
-        + &fill(t("assign_leaf"), &[("var", "n"), ("value", "1")])
-        + t("step_end");
+    let step = fill(t(Slot::Define), &[("name", &parent), ("var", "n")])
+        + t(Slot::FinalPrefix)
+        + &fill(t(Slot::AssignLeaf), &[("var", "n"), ("value", "1")])
+        + t(Slot::StepEnd);
     assert_eq!(
         step,
         "Define adult blue jay in Oakridge Riverside as n; so n = 1. "
     );
-    assert_eq!(fill(t("answer"), &[("value", "3")]), "Answer: 3.");
+    assert_eq!(fill(t(Slot::Answer), &[("value", "3")]), "Answer: 3.");
 }

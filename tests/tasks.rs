@@ -348,7 +348,7 @@ fn mixture_weights_are_honoured_and_streams_are_reproducible() {
     let n = 4000;
     let ops: Vec<u32> = (0..n)
         .map(|i| {
-            rlp::tasks::sample::example(&generator, stage.spec.data(), stage.seed, i)
+            rlp::tasks::stream::example(&generator, stage.spec.data(), stage.seed, i)
                 .unwrap()
                 .op
         })
@@ -360,10 +360,10 @@ fn mixture_weights_are_honoured_and_streams_are_reproducible() {
         "share of the 0.2 component: {share}"
     );
     let again =
-        rlp::tasks::sample::example(&generator, stage.spec.data(), stage.seed, 1234).unwrap();
+        rlp::tasks::stream::example(&generator, stage.spec.data(), stage.seed, 1234).unwrap();
     assert_eq!(again.op, ops[1234]);
     let other_seed =
-        rlp::tasks::sample::example(&generator, stage.spec.data(), stage.seed + 1, 1234).unwrap();
+        rlp::tasks::stream::example(&generator, stage.spec.data(), stage.seed + 1, 1234).unwrap();
     assert_ne!(other_seed.rendered, again.rendered);
 }
 

@@ -34,7 +34,7 @@ fn setup(batches: usize) -> (TrainSpec, Vec<Sequence>, Config) {
     let mut i = 0;
     while blocks.len() < 8 * batches {
         let problem =
-            rlp::tasks::sample::example(&generator, &spec.data, plan.stages[0].seed, i).unwrap();
+            rlp::tasks::stream::example(&generator, &spec.data, plan.stages[0].seed, i).unwrap();
         let mut ids = vec![BOS];
         ids.extend(tokenizer.encode(&problem.rendered.text()).unwrap());
         ids.push(EOS);
@@ -170,7 +170,7 @@ fn the_solution_target_counts_exactly_the_solution_tokens() {
     let tokenizer = Tokenizer::for_plan(&plan);
     let generator = rlp::tasks::Generator::new(&plan);
     let problem =
-        rlp::tasks::sample::example(&generator, plan.stages[0].spec.data(), 5, 0).unwrap();
+        rlp::tasks::stream::example(&generator, plan.stages[0].spec.data(), 5, 0).unwrap();
     let mut ids = vec![BOS];
     ids.extend(tokenizer.encode(&problem.rendered.text()).unwrap());
     ids.push(EOS);

@@ -3,7 +3,7 @@
 
 use super::fields::{self, Env, Fields, Reader};
 use super::symbols::{DefKind, Symbols};
-use crate::diagnostics::{AnalysisError, Problem};
+use crate::diagnostics::{AnalysisError, Diagnostic};
 use crate::plan::{BudgetSpec, BudgetUnit, ModeWeights, ModelSpec, RlStepRate, SentenceOrder};
 use crate::syntax::ast::{Atom, Block, BudgetItem, Line};
 
@@ -28,7 +28,7 @@ pub(crate) fn lower_model(
     block: &Block,
     name: &str,
     symbols: &Symbols<'_>,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<ModelSpec> {
     let fields = Fields::collect(block, MODEL_FIELDS, &[], sink);
     let before = sink.len();
@@ -61,12 +61,12 @@ pub(crate) fn lower_model(
         }
         None => None,
     };
-    let int = |field: &'static str, lo: i64, hi: i64, sink: &mut Vec<Problem>| {
+    let int = |field: &'static str, lo: i64, hi: i64, sink: &mut Vec<Diagnostic>| {
         fields::single(fields.get(field), Env::Fixed, sink, None, |r| {
             r.int(field, lo, hi).map(|v| Some(v as u32))
         })
     };
-    let real = |field: &'static str, lo: f64, hi: f64, sink: &mut Vec<Problem>| {
+    let real = |field: &'static str, lo: f64, hi: f64, sink: &mut Vec<Diagnostic>| {
         fields::single(fields.get(field), Env::Fixed, sink, None, |r| {
             r.real(field, lo, hi).map(Some)
         })
@@ -88,7 +88,7 @@ pub(crate) fn lower_model(
     let required = |value: Option<u32>,
                     field: &'static str,
                     from_base: Option<u32>,
-                    sink: &mut Vec<Problem>| {
+                    sink: &mut Vec<Diagnostic>| {
         let v = value.or(from_base);
         if v.is_none() {
             fields.require(field, &format!("{field} 4"), sink);
@@ -178,7 +178,7 @@ pub fn non_embedding_params(m: &ModelSpec) -> u64 {
 
 /// `on` / `off`. The outer `None` means "reported an error", the inner one "not given".
 #[allow(clippy::option_option)]
-pub(crate) fn switch(line: Option<&Line>, sink: &mut Vec<Problem>) -> Option<Option<bool>> {
+pub(crate) fn switch(line: Option<&Line>, sink: &mut Vec<Diagnostic>) -> Option<Option<bool>> {
     let Some(line) = line else { return Some(None) };
     let mut r = Reader::new(line, Env::Fixed, "field on|off", sink)?;
     let v = r.word("`on` or `off`", &["on", "off"])? == "on";
@@ -211,22 +211,27 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
 ];
 
 /// Reads a task's numeric settings, with the reference's defaults.
-pub(crate) fn task_settings(fields: &Fields<'_>, sink: &mut Vec<Problem>) -> Option<TaskSettings> {
+pub(crate) fn task_settings(
+    fields: &Fields<'_>,
+    sink: &mut Vec<Diagnostic>,
+) -> Option<TaskSettings> {
     let before = sink.len();
-    let range =
-        |field: &'static str, default: (i64, i64), sink: &mut Vec<Problem>| -> Option<(i64, i64)> {
-            let Some(line) = fields.get(field) else {
-                return Some(default);
-            };
-            let mut r = Reader::new(line, Env::Fixed, "field LO..=HI", sink)?;
-            let (lo, hi, span) = r.int_range(field)?;
-            if lo < 1 {
-                r.out_of_range(&format!("`{field}`"), "at least 1", lo.to_string(), span);
-                return None;
-            }
-            r.finish();
-            Some((lo, hi))
+    let range = |field: &'static str,
+                 default: (i64, i64),
+                 sink: &mut Vec<Diagnostic>|
+     -> Option<(i64, i64)> {
+        let Some(line) = fields.get(field) else {
+            return Some(default);
         };
+        let mut r = Reader::new(line, Env::Fixed, "field LO..=HI", sink)?;
+        let (lo, hi, span) = r.int_range(field)?;
+        if lo < 1 {
+            r.out_of_range(&format!("`{field}`"), "at least 1", lo.to_string(), span);
+            return None;
+        }
+        r.finish();
+        Some((lo, hi))
+    };
     let constants = range("constants", (1, 4), sink);
     let multipliers = range("multipliers", (2, 4), sink);
     let max_value = match fields.get("max_value") {
@@ -280,7 +285,7 @@ pub(crate) fn task_settings(fields: &Fields<'_>, sink: &mut Vec<Problem>) -> Opt
     })
 }
 
-fn modes(line: &Line, sink: &mut Vec<Problem>) -> Option<ModeWeights> {
+fn modes(line: &Line, sink: &mut Vec<Diagnostic>) -> Option<ModeWeights> {
     let mut r = Reader::new(line, Env::Fixed, "modes forward 0.5, reverse 0.5", sink)?;
     let mut weights = ModeWeights {
         forward: 0.0,
@@ -317,7 +322,7 @@ fn modes(line: &Line, sink: &mut Vec<Problem>) -> Option<ModeWeights> {
 }
 
 /// Lowers a `budget` item.
-pub(crate) fn lower_budget(item: &BudgetItem, sink: &mut Vec<Problem>) -> Option<BudgetSpec> {
+pub(crate) fn lower_budget(item: &BudgetItem, sink: &mut Vec<Diagnostic>) -> Option<BudgetSpec> {
     let amount = match &item.amount {
         Atom::Number(n)
             if n.value() > 0.0 && n.suffix != Some(crate::syntax::ast::Suffix::Percent) =>

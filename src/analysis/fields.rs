@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::suggest;
-use crate::diagnostics::{AnalysisError, Problem};
+use crate::diagnostics::{AnalysisError, Diagnostic};
 use crate::syntax::Span;
 use crate::syntax::ast::{Atom, Block, Line, Number, Suffix};
 
@@ -45,7 +45,7 @@ impl<'a> Fields<'a> {
         block: &'a Block,
         allowed: &[&'static str],
         repeatable: &[&'static str],
-        sink: &mut Vec<Problem>,
+        sink: &mut Vec<Diagnostic>,
     ) -> Self {
         let mut by_key: BTreeMap<&'a str, Vec<&'a Line>> = BTreeMap::new();
         let mut misspelt = Vec::new();
@@ -117,7 +117,7 @@ impl<'a> Fields<'a> {
         &self,
         field: &'static str,
         example: &str,
-        sink: &mut Vec<Problem>,
+        sink: &mut Vec<Diagnostic>,
     ) -> Option<&'a Line> {
         let line = self.get(field);
         if line.is_none() && !self.misspelt.contains(&field) {
@@ -145,7 +145,7 @@ impl<'a> Fields<'a> {
 pub(crate) fn single<T>(
     line: Option<&Line>,
     env: Env<'_>,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
     default: T,
     read: impl FnOnce(&mut Reader<'_>) -> Option<T>,
 ) -> Option<T> {
@@ -169,7 +169,7 @@ pub(crate) fn header_span(block: &Block) -> Span {
 pub(crate) fn resolve<'a>(
     atoms: &'a [Atom],
     env: Env<'_>,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<Cow<'a, [Atom]>> {
     // Most lines have no variable: they are read as written, without a copy.
     if !atoms.iter().any(has_var) {
@@ -212,7 +212,7 @@ fn has_var(atom: &Atom) -> bool {
 pub(crate) fn substitute(
     var: &crate::syntax::ast::Name,
     env: Env<'_>,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<Atom> {
     match env {
         Env::Fixed => {
@@ -278,7 +278,7 @@ pub(crate) struct Reader<'s> {
     index: usize,
     end: Span,
     syntax: &'static str,
-    pub(crate) sink: &'s mut Vec<Problem>,
+    pub(crate) sink: &'s mut Vec<Diagnostic>,
 }
 
 impl<'s> Reader<'s> {
@@ -288,7 +288,7 @@ impl<'s> Reader<'s> {
         line: &'s Line,
         env: Env<'_>,
         syntax: &'static str,
-        sink: &'s mut Vec<Problem>,
+        sink: &'s mut Vec<Diagnostic>,
     ) -> Option<Self> {
         Self::with_key(line, env, syntax, sink, true)
     }
@@ -298,7 +298,7 @@ impl<'s> Reader<'s> {
         line: &'s Line,
         env: Env<'_>,
         syntax: &'static str,
-        sink: &'s mut Vec<Problem>,
+        sink: &'s mut Vec<Diagnostic>,
     ) -> Option<Self> {
         Self::with_key(line, env, syntax, sink, false)
     }
@@ -307,7 +307,7 @@ impl<'s> Reader<'s> {
         line: &'s Line,
         env: Env<'_>,
         syntax: &'static str,
-        sink: &'s mut Vec<Problem>,
+        sink: &'s mut Vec<Diagnostic>,
         skip_key: bool,
     ) -> Option<Self> {
         let field = match line.key() {
@@ -589,7 +589,7 @@ impl<'s> Reader<'s> {
 pub(crate) fn int_range(
     atom: &Atom,
     what: &str,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<(i64, i64, Span)> {
     let whole = |n: &Number| n.suffix.is_none() && n.is_integer_literal();
     match atom {

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use self::fields::{Env, Fields, Reader};
 use self::symbols::{Def, DefKind, Origin, Symbols};
-use crate::diagnostics::{AnalysisError, AnalysisWarning, Diagnostics, Problem, SyntaxError};
+use crate::diagnostics::{AnalysisError, AnalysisWarning, Diagnostic, Diagnostics, SyntaxError};
 use crate::plan::{
     BudgetSpec, ContextId, ContextSpec, ModelId, ModelSpec, PhrasingId, PhrasingSpec, Plan,
     RewardId, RewardSpec, TaskId, TaskSpec,
@@ -123,7 +123,7 @@ pub fn prelude_phrasing(name: &str) -> Option<PhrasingSpec> {
 pub fn source_in_plan(plan: &Plan, text: &str) -> Result<crate::plan::SourceSpec, Diagnostics> {
     let text = text.trim();
     let failed =
-        |problems: Vec<Problem>| Diagnostics::new(SourceFile::new("--source", text), problems);
+        |problems: Vec<Diagnostic>| Diagnostics::new(SourceFile::new("--source", text), problems);
     let source = match syntax::parser::parse_source(text) {
         Ok(Atom::Source(source)) => source,
         Ok(other) => {
@@ -176,7 +176,7 @@ struct CheckedTask {
 struct Analyzer<'a> {
     text: &'a str,
     symbols: Symbols<'a>,
-    sink: Vec<Problem>,
+    sink: Vec<Diagnostic>,
     /// Names referenced anywhere, for "never used" warnings.
     used: BTreeSet<String>,
     contexts: BTreeMap<&'a str, Option<ContextSpec>>,
@@ -199,7 +199,7 @@ struct Analyzer<'a> {
 type TokenEstimates =
     std::collections::HashMap<(crate::plan::TaskId, Vec<crate::plan::ContextId>, u32), u64>;
 
-fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
+fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Diagnostic>) -> Plan {
     let mut imported: Option<Span> = None;
     if ast.items.is_empty() {
         sink.push(
@@ -274,11 +274,11 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
     let mut problems = analyzer.sink;
     // With errors present, "unused" and "underspent" warnings are mostly their echoes (a stage
     // that failed to lower uses nothing): keep the report about the causes.
-    if problems.iter().any(Problem::is_error) {
+    if problems.iter().any(Diagnostic::is_error) {
         problems.retain(|p| {
             !matches!(
                 p,
-                Problem::Warning(
+                Diagnostic::Warning(
                     AnalysisWarning::UnusedDefinition { .. }
                         | AnalysisWarning::BudgetUnderspent { .. }
                 )
@@ -290,7 +290,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Problem>) -> Plan {
 }
 
 /// The `seed` item's value (0, with a warning, if there is none).
-fn root_seed(ast: &Ast, sink: &mut Vec<Problem>) -> u64 {
+fn root_seed(ast: &Ast, sink: &mut Vec<Diagnostic>) -> u64 {
     let mut seed = None;
     for item in &ast.items {
         let Item::Seed(item) = item else { continue };

@@ -2,7 +2,7 @@
 //! stays within [0, 1] whatever the primitives' values.
 
 use super::suggest;
-use crate::diagnostics::{AnalysisError, AnalysisWarning, Problem};
+use crate::diagnostics::{AnalysisError, AnalysisWarning, Diagnostic};
 use crate::plan::{Primitive, RewardExpr, RewardOp, RewardSpec};
 use crate::syntax::ast::{Expr, RewardItem};
 
@@ -169,7 +169,7 @@ impl Ranges {
 pub(crate) fn lower_reward(
     item: &RewardItem,
     source_text: &str,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<RewardSpec> {
     let before = sink.len();
     let expr = lower(&item.expr, sink);
@@ -251,7 +251,7 @@ pub(crate) fn lower_reward(
     })
 }
 
-fn lower(expr: &Expr, sink: &mut Vec<Problem>) -> Option<RewardExpr> {
+fn lower(expr: &Expr, sink: &mut Vec<Diagnostic>) -> Option<RewardExpr> {
     Some(match expr {
         Expr::Number { value, span } => {
             if !value.is_finite() {

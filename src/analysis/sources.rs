@@ -5,7 +5,7 @@ use super::fields::{self, Env, Reader, format_number};
 use super::symbols::DefKind;
 use super::templates::max_example_tokens;
 use super::{Analyzer, suggest};
-use crate::diagnostics::{AnalysisError, Problem};
+use crate::diagnostics::{AnalysisError, Diagnostic};
 use crate::plan::{Component, DataSpec, Mode, ModelId, Plan, SourceSpec, TaskId};
 use crate::syntax::Span;
 use crate::syntax::ast::{Atom, Block, Line, Name, Source};
@@ -187,7 +187,7 @@ impl Analyzer<'_> {
     pub(super) fn source(&mut self, source: &Source, env: Env<'_>) -> Option<SourceSpec> {
         let task = self.resolve_task(&source.task)?;
         let (symbols, used, contexts) = (&self.symbols, &mut self.used, &self.contexts);
-        let mut known_context = |name: &Name, sink: &mut Vec<Problem>| {
+        let mut known_context = |name: &Name, sink: &mut Vec<Diagnostic>| {
             symbols.lookup(name, &[DefKind::Context], sink).is_some() && {
                 used.insert(name.text.clone());
                 // A context with errors of its own is already reported.
@@ -284,8 +284,8 @@ pub(super) fn lower_source(
     plan: &Plan,
     task_id: TaskId,
     env: Env<'_>,
-    sink: &mut Vec<Problem>,
-    known_context: &mut dyn FnMut(&Name, &mut Vec<Problem>) -> bool,
+    sink: &mut Vec<Diagnostic>,
+    known_context: &mut dyn FnMut(&Name, &mut Vec<Diagnostic>) -> bool,
 ) -> Option<SourceSpec> {
     let task = &plan.tasks[task_id.0];
     let mut ops = None;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::suggest;
-use crate::diagnostics::{AnalysisError, AnalysisWarning, Problem};
+use crate::diagnostics::{AnalysisError, AnalysisWarning, Diagnostic};
 use crate::syntax::Span;
 use crate::syntax::ast::{Ast, Block, Item, Name};
 
@@ -100,7 +100,7 @@ impl<'a> Symbols<'a> {
         user: &'a Ast,
         prelude: &'a Ast,
         imported: bool,
-        sink: &mut Vec<Problem>,
+        sink: &mut Vec<Diagnostic>,
     ) -> Self {
         let mut symbols = Symbols::default();
         for item in &prelude.items {
@@ -167,7 +167,7 @@ impl<'a> Symbols<'a> {
         &self,
         name: &Name,
         kinds: &[DefKind],
-        sink: &mut Vec<Problem>,
+        sink: &mut Vec<Diagnostic>,
     ) -> Option<Def<'a>> {
         let expected = kinds[0].noun();
         let expected = if kinds.iter().all(|k| k.is_stage()) {
@@ -284,7 +284,7 @@ fn definition(item: &Item) -> Option<(&Name, DefKind)> {
 }
 
 /// Reports unknown block kinds and missing names.
-fn check_block_header(block: &Block, sink: &mut Vec<Problem>) {
+fn check_block_header(block: &Block, sink: &mut Vec<Diagnostic>) {
     let Some((_, kind)) = DefKind::BLOCKS
         .iter()
         .find(|(kw, _)| *kw == block.kind.text)

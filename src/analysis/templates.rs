@@ -3,8 +3,8 @@
 //! name pools can hold, and how many tokens a problem can take.
 
 use super::fields::{Env, Fields, Reader};
-use crate::diagnostics::{AnalysisError, Problem};
-use crate::plan::template::{SLOTS, fill, placeholders};
+use crate::diagnostics::{AnalysisError, Diagnostic};
+use crate::plan::template::{Slot, fill, placeholders};
 use crate::plan::{ContextSpec, NamePool, PhrasingSpec};
 use crate::syntax::Span;
 use crate::syntax::ast::Block;
@@ -21,7 +21,7 @@ const MAX_NAMES_PER_LAYER: usize = 5;
 pub(crate) fn lower_context(
     block: &Block,
     name: &str,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<ContextSpec> {
     let fields = Fields::collect(
         block,
@@ -101,7 +101,7 @@ fn capacity(entities: &[NamePool], items: &[NamePool]) -> u32 {
     (4 * e * i + e * i) as u32
 }
 
-fn single_string(line: &crate::syntax::ast::Line, sink: &mut Vec<Problem>) -> Option<String> {
+fn single_string(line: &crate::syntax::ast::Line, sink: &mut Vec<Diagnostic>) -> Option<String> {
     let mut r = Reader::new(line, Env::Fixed, "field \"text\"", sink)?;
     let (value, _) = r.string("a string")?;
     r.finish();
@@ -112,7 +112,7 @@ fn pools(
     fields: &Fields<'_>,
     field: &'static str,
     example: &str,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<Vec<NamePool>> {
     let lines = fields.all(field);
     if lines.is_empty() {
@@ -179,7 +179,7 @@ fn template(
     line: &crate::syntax::ast::Line,
     slot: &str,
     allowed: &[&str],
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<String> {
     let mut r = Reader::new(
         line,
@@ -197,7 +197,7 @@ fn check_template(
     slot: &str,
     allowed: &[&str],
     span: Span,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> bool {
     match placeholders(text) {
         Err(brace) => {
@@ -250,13 +250,13 @@ fn check_template(
 pub(crate) fn lower_phrasing(
     block: &Block,
     name: &str,
-    sink: &mut Vec<Problem>,
+    sink: &mut Vec<Diagnostic>,
 ) -> Option<PhrasingSpec> {
-    let names: Vec<&'static str> = SLOTS.iter().map(|(slot, _, _)| *slot).collect();
+    let names: Vec<&'static str> = Slot::ALL.iter().map(|slot| slot.name()).collect();
     let fields = Fields::collect(block, &names, &[], sink);
-    let mut templates = Vec::with_capacity(SLOTS.len());
+    let mut templates = Vec::with_capacity(Slot::ALL.len());
     let mut ok = true;
-    for (slot, allowed, what) in SLOTS {
+    for (slot, allowed, what) in Slot::ALL.map(Slot::describe) {
         let example = format!("{slot} \"...\"  # {what}");
         match fields.require(slot, &example, sink) {
             Some(line) => match template(line, slot, allowed, sink) {
@@ -269,30 +269,22 @@ pub(crate) fn lower_phrasing(
     if !ok {
         return None;
     }
-    let shows = |slot: &str| {
-        templates
-            .iter()
-            .any(|(s, t)| s == slot && t.contains("{name}"))
-    };
-    let shows_context = shows("instance_ref") || shows("total_ref");
-    let template = |slot: &str| {
-        templates
-            .iter()
-            .find(|(s, _)| s == slot)
-            .map_or("", |(_, t)| t.as_str())
-    };
-    let (define, reverse_unknown) = (template("define"), template("reverse_unknown"));
+    // Every slot has its template, in slot order.
+    let template = |slot: Slot| templates[slot.index()].1.as_str();
+    let shows_context = template(Slot::InstanceRef).contains("{name}")
+        || template(Slot::TotalRef).contains("{name}");
+    let (define, reverse_unknown) = (template(Slot::Define), template(Slot::ReverseUnknown));
     // The reverse-mode unknown is a step too: it must open the way every step does.
     let opening = define.split_once("{var};").map_or("", |(head, _)| head);
     if !verifiable_define(define)
         || (define.contains("{name}") && !reverse_unknown.starts_with(opening))
     {
         let slot = if verifiable_define(define) {
-            "reverse_unknown"
+            Slot::ReverseUnknown
         } else {
-            "define"
+            Slot::Define
         };
-        let span = fields.get(slot).map_or(block.span, |l| l.span);
+        let span = fields.get(slot.name()).map_or(block.span, |l| l.span);
         sink.push(
             AnalysisError::UnverifiableSteps {
                 phrasing: name.to_owned(),
@@ -338,7 +330,7 @@ pub fn max_example_tokens(
     distractors: bool,
     max_value: i64,
 ) -> u64 {
-    let t = |slot: &str| phrasing.template(slot).unwrap_or("");
+    let t = |slot: Slot| phrasing.template(slot);
     let longest = |pools: &[NamePool]| {
         pools
             .iter()
@@ -355,9 +347,12 @@ pub fn max_example_tokens(
     for context in contexts {
         let entity = longest(&context.entities);
         let item = longest(&context.items);
-        let instance = fill(t("instance_name"), &[("item", &item), ("entity", &entity)]);
+        let instance = fill(
+            t(Slot::InstanceName),
+            &[("item", &item), ("entity", &entity)],
+        );
         let total = fill(
-            t("total_name"),
+            t(Slot::TotalName),
             &[("total", &context.total), ("entity", &entity)],
         );
         let name = if count_tokens(&instance) >= count_tokens(&total) {
@@ -365,20 +360,23 @@ pub fn max_example_tokens(
         } else {
             total
         };
-        let reference = fill(t("instance_ref"), &[("name", &name), ("var", "V")]);
-        let sep = t("list_separator");
-        let terms = format!("{reference}{sep}{reference}{}{reference}", t("list_final"));
-        let sum = fill(t("sum"), &[("terms", &terms)]);
-        let expr = fill(t("times"), &[("k", "4"), ("expr", &sum)]);
-        let sentence =
-            fill(t("fact"), &[("quantity", &reference), ("expr", &expr)]) + t("sentence_end");
+        let reference = fill(t(Slot::InstanceRef), &[("name", &name), ("var", "V")]);
+        let sep = t(Slot::ListSeparator);
+        let terms = format!(
+            "{reference}{sep}{reference}{}{reference}",
+            t(Slot::ListFinal)
+        );
+        let sum = fill(t(Slot::Sum), &[("terms", &terms)]);
+        let expr = fill(t(Slot::Times), &[("k", "4"), ("expr", &sum)]);
+        let sentence = fill(t(Slot::Fact), &[("quantity", &reference), ("expr", &expr)])
+            + t(Slot::SentenceEnd);
         worst_sentence = worst_sentence.max(count_tokens(&sentence));
         let ask = fill(
             &context.ask_total,
             &[("total", &context.total), ("entity", &entity)],
         );
         let question = fill(
-            t("question"),
+            t(Slot::Question),
             &[
                 ("context_question", &ask),
                 ("quantity", &reference),
@@ -388,7 +386,7 @@ pub fn max_example_tokens(
         worst_question = worst_question.max(count_tokens(&question));
         // A step of a 3-term sum with a constant: two chained partial sums, then the constant.
         let assign = fill(
-            t("assign"),
+            t(Slot::Assign),
             &[
                 ("var", "V"),
                 ("expr", "V + V"),
@@ -396,10 +394,10 @@ pub fn max_example_tokens(
                 ("value", &value),
             ],
         );
-        let step = fill(t("define"), &[("name", &name), ("var", "V")])
-            + &[assign.as_str(); 3].join(t("assign_separator"))
-            + t("final_prefix")
-            + t("step_end");
+        let step = fill(t(Slot::Define), &[("name", &name), ("var", "V")])
+            + &[assign.as_str(); 3].join(t(Slot::AssignSeparator))
+            + t(Slot::FinalPrefix)
+            + t(Slot::StepEnd);
         worst_step = worst_step.max(count_tokens(&step));
         let per_layer = |pools: &[NamePool]| {
             pools
@@ -413,10 +411,10 @@ pub fn max_example_tokens(
     }
     let op = u64::from(op);
     let sentences = if distractors { structure.max(op) } else { op } + 1;
-    let reverse = count_tokens(t("reverse_intro"))
-        + count_tokens(t("reverse_unknown"))
+    let reverse = count_tokens(t(Slot::ReverseIntro))
+        + count_tokens(t(Slot::ReverseUnknown))
         + count_tokens(&fill(
-            t("reverse_solve"),
+            t(Slot::ReverseSolve),
             &[
                 ("var", "V"),
                 ("value", &value),
@@ -427,7 +425,7 @@ pub fn max_example_tokens(
                 ("x", &value),
             ],
         ));
-    let answer = count_tokens(&fill(t("answer"), &[("value", &value)]));
+    let answer = count_tokens(&fill(t(Slot::Answer), &[("value", &value)]));
     // `<question>`, `</question>`, `<solution>`, `</solution>`, `<answer>`, `</answer>`, BOS, EOS.
     let tags = 8;
     tags + sentences * worst_sentence + worst_question + op * worst_step + reverse + answer

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 pub use crate::syntax::SyntaxError;
 pub use analysis_error::AnalysisError;
 pub use analysis_warning::AnalysisWarning;
-use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, SourceCode};
+use miette::{Diagnostic as _, GraphicalReportHandler, GraphicalTheme, LabeledSpan, SourceCode};
 use serde::Serialize;
 
 use self::source::{Indexed, LONG_LINE_LABEL};
@@ -28,8 +28,8 @@ pub const SHOWN_PER_CODE: usize = 10;
 pub const JSON_SCHEMA: u32 = 1;
 
 /// One problem from any phase.
-#[derive(Debug, Clone, thiserror::Error, Diagnostic)]
-pub enum Problem {
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+pub enum Diagnostic {
     /// From parsing.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -44,17 +44,17 @@ pub enum Problem {
     Warning(#[from] AnalysisWarning),
 }
 
-impl Problem {
+impl Diagnostic {
     /// Whether this problem stops the file from being used.
     #[must_use]
     pub fn is_error(&self) -> bool {
-        !matches!(self, Problem::Warning(_))
+        !matches!(self, Diagnostic::Warning(_))
     }
 
     /// The stable code, e.g. `rlp::E0201`.
     #[must_use]
     pub fn code(&self) -> String {
-        Diagnostic::code(self)
+        miette::Diagnostic::code(self)
             .map(|c| c.to_string())
             .unwrap_or_default()
     }
@@ -74,14 +74,14 @@ pub struct Diagnostics {
     /// The file they are about.
     pub source: SourceFile,
     /// The problems, sorted by position.
-    pub problems: Vec<Problem>,
+    pub problems: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
     /// Gathers problems, sorting them by position and dropping exact repeats (sweep cells
     /// can find the same problem once per cell).
     #[must_use]
-    pub fn new(source: SourceFile, mut problems: Vec<Problem>) -> Self {
+    pub fn new(source: SourceFile, mut problems: Vec<Diagnostic>) -> Self {
         problems.sort_by_key(|p| (p.primary(), p.code()));
         let mut seen = std::collections::BTreeSet::new();
         problems.retain(|p| seen.insert((p.primary(), p.code(), p.to_string())));
@@ -91,7 +91,7 @@ impl Diagnostics {
     /// Whether any problem is an error (not just a warning).
     #[must_use]
     pub fn has_errors(&self) -> bool {
-        self.problems.iter().any(Problem::is_error)
+        self.problems.iter().any(Diagnostic::is_error)
     }
 
     /// Number of errors.
@@ -243,7 +243,7 @@ pub struct JsonLabel {
 
 /// A problem paired with the source it points into, so miette can draw the frame.
 struct Located<'a> {
-    problem: &'a Problem,
+    problem: &'a Diagnostic,
     source: &'a Indexed<'a>,
 }
 
@@ -283,12 +283,12 @@ fn shorten_quoted(text: &str) -> String {
 
 impl std::error::Error for Located<'_> {}
 
-impl Diagnostic for Located<'_> {
+impl miette::Diagnostic for Located<'_> {
     fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
         self.problem.code_ref()
     }
     fn severity(&self) -> Option<miette::Severity> {
-        Diagnostic::severity(self.problem)
+        miette::Diagnostic::severity(self.problem)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
         self.problem
@@ -330,8 +330,8 @@ impl Diagnostic for Located<'_> {
     }
 }
 
-impl Problem {
+impl Diagnostic {
     fn code_ref(&self) -> Option<Box<dyn std::fmt::Display + '_>> {
-        Diagnostic::code(self)
+        miette::Diagnostic::code(self)
     }
 }

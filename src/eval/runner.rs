@@ -13,7 +13,7 @@ use super::{pass_at_k_first, pass_at_k_unbiased};
 use crate::model::Transformer;
 use crate::model::sample::{Request, Sampling, sample_batch};
 use crate::plan::{ContextId, EvalSpec, Plan, SourceSpec, SplitSpec};
-use crate::tasks::sample::{example_seed, from_source};
+use crate::tasks::stream::{example_seed, from_source};
 use crate::tasks::trace::{TraceFormat, parse};
 use crate::tasks::verify::{outcome, score, well_formed};
 use crate::tasks::{GenerateError, Generator, trace_formats};

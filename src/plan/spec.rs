@@ -71,20 +71,20 @@ pub struct ContextSpec {
 pub struct PhrasingSpec {
     /// The phrasing's name.
     pub name: String,
-    /// Every slot, in the canonical order of [`crate::plan::template::SLOTS`].
+    /// Every slot's name and template, in the order of [`crate::plan::template::Slot::ALL`].
     pub templates: Vec<(String, String)>,
     /// Whether problems in this phrasing show context names (entities, items).
     pub shows_context: bool,
 }
 
 impl PhrasingSpec {
-    /// The template of a slot.
+    /// The template of a slot (every phrasing has one for every slot).
     #[must_use]
-    pub fn template(&self, slot: &str) -> Option<&str> {
-        self.templates
-            .iter()
-            .find(|(s, _)| s == slot)
-            .map(|(_, t)| t.as_str())
+    pub fn template(&self, slot: crate::plan::template::Slot) -> &str {
+        match self.templates.get(slot.index()) {
+            Some((name, text)) if name == slot.name() => text,
+            _ => "",
+        }
     }
 }
 

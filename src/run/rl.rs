@@ -22,7 +22,7 @@ use crate::plan::cost::{RlStepTokens, rl_step_flops};
 use crate::plan::{RewardSpec, RlSpec, StagePlan};
 use crate::rl::{Rollout, UpdateError, grpo, update};
 use crate::tasks::reward::Primitives;
-use crate::tasks::sample::{example, example_seed};
+use crate::tasks::stream::{example, example_seed};
 use crate::tasks::trace::TraceFormat;
 use crate::tasks::{Generator, Problem, trace_formats};
 use crate::tokenizer::Tokenizer;

@@ -18,7 +18,7 @@ use super::{RunError, Runner};
 use crate::model::Config;
 use crate::plan::{DataSpec, StagePlan, TrainSpec};
 use crate::tasks::Generator;
-use crate::tasks::sample::example;
+use crate::tasks::stream::example;
 use crate::tokenizer::{BOS, EOS, Tokenizer};
 use crate::train::data::{Packer, Sequence};
 use crate::train::trainer::{StepError, Trainer, evaluate_loss};

@@ -3,7 +3,7 @@
 //!
 //! [`generate`] grows a dependency graph with an exact op(G) ([`graph`]), [`render`] writes it
 //! through a context and a phrasing, [`trace`] parses a solution back into a graph, and
-//! [`verify`] compares it with the gold one (`ProcessAcc`, `VerifiedCorrect`, `R_pv`). [`sample`]
+//! [`verify`] compares it with the gold one (`ProcessAcc`, `VerifiedCorrect`, `R_pv`). [`stream`]
 //! draws deterministic example streams from a stage's data.
 
 pub mod arith;
@@ -12,7 +12,7 @@ pub mod graph;
 pub mod linear;
 pub mod render;
 pub mod reward;
-pub mod sample;
+pub mod stream;
 pub mod trace;
 pub mod verify;
 

@@ -10,7 +10,7 @@ use super::graph::{Combine, Graph, NodeKind, Rule};
 use super::linear::Linear;
 use std::fmt::Write as _;
 
-use crate::plan::template::{Template, fill};
+use crate::plan::template::{Slot, Template, fill};
 use crate::plan::{ContextSpec, Mode, PhrasingSpec, SentenceOrder};
 
 /// A rendered problem.
@@ -61,38 +61,6 @@ fn letter_pool() -> Vec<char> {
     ('A'..='Z').chain('a'..='z').filter(|c| *c != 'x').collect()
 }
 
-/// Indices of the phrasing slots, in the order of [`crate::plan::template::SLOTS`]
-/// (which is the order of [`PhrasingSpec::templates`]).
-mod slot {
-    pub(super) const INSTANCE_NAME: usize = 0;
-    pub(super) const TOTAL_NAME: usize = 1;
-    pub(super) const INSTANCE_REF: usize = 2;
-    pub(super) const TOTAL_REF: usize = 3;
-    pub(super) const FACT: usize = 4;
-    pub(super) const SUM: usize = 5;
-    pub(super) const DIFFERENCE: usize = 6;
-    pub(super) const PLUS: usize = 7;
-    pub(super) const TIMES: usize = 8;
-    pub(super) const PAIR_SEPARATOR: usize = 9;
-    pub(super) const LIST_SEPARATOR: usize = 10;
-    pub(super) const LIST_FINAL: usize = 11;
-    pub(super) const SENTENCE_END: usize = 12;
-    pub(super) const UNKNOWN: usize = 13;
-    pub(super) const KNOWN: usize = 14;
-    pub(super) const QUESTION: usize = 15;
-    pub(super) const DEFINE: usize = 16;
-    pub(super) const ASSIGN: usize = 17;
-    pub(super) const ASSIGN_LEAF: usize = 18;
-    pub(super) const ASSIGN_COPY: usize = 19;
-    pub(super) const FINAL_PREFIX: usize = 20;
-    pub(super) const ASSIGN_SEPARATOR: usize = 21;
-    pub(super) const STEP_END: usize = 22;
-    pub(super) const ANSWER: usize = 23;
-    pub(super) const REVERSE_INTRO: usize = 24;
-    pub(super) const REVERSE_UNKNOWN: usize = 25;
-    pub(super) const REVERSE_SOLVE: usize = 26;
-}
-
 struct Renderer<'a, R: Rng> {
     /// Draws the letters, one at a time (cheaper than shuffling all 51).
     rng: &'a mut R,
@@ -134,9 +102,7 @@ pub fn render(
     };
     // The unknown is called x where steps show names; where letters are the names, it keeps
     // a letter of its own and `x` stands for its value.
-    let names_shown = phrasing
-        .template("define")
-        .is_some_and(|t| t.contains("{name}"));
+    let names_shown = phrasing.template(Slot::Define).contains("{name}");
     for &n in &graph.order {
         let letter = if Some(n) == graph.unknown && names_shown {
             'x'
@@ -145,10 +111,7 @@ pub fn render(
         };
         r.letters[n] = Some(letter);
     }
-    if phrasing
-        .template("instance_ref")
-        .is_some_and(|t| t.contains("{var}"))
-    {
+    if phrasing.template(Slot::InstanceRef).contains("{var}") {
         for &n in &graph.distractors {
             r.letters[n] = Some(r.fresh()?);
         }
@@ -157,9 +120,7 @@ pub fn render(
     r.refs = (0..graph.nodes.len())
         .map(|n| r.make_reference(n))
         .collect();
-    let totals_named = phrasing
-        .template("total_ref")
-        .is_some_and(|t| t.contains("{name}"));
+    let totals_named = phrasing.template(Slot::TotalRef).contains("{name}");
     // Sentences in random order, written straight into one buffer; `None` is the extra
     // sentence of reverse mode stating the target's value.
     // A total needs no sentence where its name says what it is ("total number of ... in
@@ -201,7 +162,7 @@ pub fn render(
         let start = problem.len();
         match sentence {
             Some(n) => r.sentence_into(&mut problem, &mut scratch, n),
-            None => r.c(slot::KNOWN).fill_into(
+            None => r.c(Slot::Known).fill_into(
                 &mut problem,
                 &[
                     ("quantity", r.reference(target)),
@@ -210,16 +171,16 @@ pub fn render(
             ),
         }
         capitalize_at(&mut problem, start);
-        problem.push_str(r.t(slot::SENTENCE_END));
+        problem.push_str(r.t(Slot::SentenceEnd));
     }
-    let question = r.c(slot::QUESTION).fill(&[
+    let question = r.c(Slot::Question).fill(&[
         ("context_question", &r.context_question(asked)),
         ("quantity", r.reference(asked)),
         ("var", &r.var(asked)),
     ]);
     let mut steps = String::new();
     if mode == Mode::Reverse {
-        steps.push_str(r.t(slot::REVERSE_INTRO));
+        steps.push_str(r.t(Slot::ReverseIntro));
     }
     for &n in &graph.order {
         r.step_into(&mut steps, n)?;
@@ -232,7 +193,7 @@ pub fn render(
             coefficient: lhs.coefficient,
             constant: lhs.constant - known,
         };
-        steps.push_str(&r.c(slot::REVERSE_SOLVE).fill(&[
+        steps.push_str(&r.c(Slot::ReverseSolve).fill(&[
             ("var", &r.var(target)),
             ("value", &known.to_string()),
             ("lhs", &lhs.render()),
@@ -243,7 +204,7 @@ pub fn render(
         ]));
     }
     let answer = value.to_string();
-    let solution = steps.clone() + &r.c(slot::ANSWER).fill(&[("value", &answer)]);
+    let solution = steps.clone() + &r.c(Slot::Answer).fill(&[("value", &answer)]);
     let names = if names_shown {
         std::mem::take(&mut r.names)
     } else {
@@ -291,14 +252,16 @@ impl<R: Rng> Renderer<'_, R> {
     }
 
     /// A slot's compiled template.
-    fn c(&self, slot: usize) -> &Template {
-        &self.compiled[slot]
+    fn c(&self, slot: Slot) -> &Template {
+        &self.compiled[slot.index()]
     }
 
-    fn t(&self, slot: usize) -> &str {
+    /// A slot's template text; by position, as the hot path of rendering (the phrasing's
+    /// templates are in slot order by construction).
+    fn t(&self, slot: Slot) -> &str {
         self.phrasing
             .templates
-            .get(slot)
+            .get(slot.index())
             .map_or("", |(_, t)| t.as_str())
     }
 
@@ -328,9 +291,9 @@ impl<R: Rng> Renderer<'_, R> {
         let g = self.generated;
         match g.graph.nodes[n].kind {
             NodeKind::Instance { entity, item } => self
-                .c(slot::INSTANCE_NAME)
+                .c(Slot::InstanceName)
                 .fill(&[("item", g.items[item]), ("entity", g.entities[entity])]),
-            NodeKind::Total { entity } => self.c(slot::TOTAL_NAME).fill(&[
+            NodeKind::Total { entity } => self.c(Slot::TotalName).fill(&[
                 ("total", &self.context.total),
                 ("entity", g.entities[entity]),
             ]),
@@ -340,7 +303,7 @@ impl<R: Rng> Renderer<'_, R> {
     /// The name a solution step gives the node: its name when `define` shows names, else
     /// its letter.
     fn solution_name(&self, n: usize) -> String {
-        if self.t(slot::DEFINE).contains("{name}") {
+        if self.t(Slot::Define).contains("{name}") {
             self.name(n).to_owned()
         } else {
             self.var(n)
@@ -349,8 +312,8 @@ impl<R: Rng> Renderer<'_, R> {
 
     fn make_reference(&self, n: usize) -> String {
         let slot = match self.graph().nodes[n].kind {
-            NodeKind::Instance { .. } => slot::INSTANCE_REF,
-            NodeKind::Total { .. } => slot::TOTAL_REF,
+            NodeKind::Instance { .. } => Slot::InstanceRef,
+            NodeKind::Total { .. } => Slot::TotalRef,
         };
         self.c(slot)
             .fill(&[("name", self.name(n)), ("var", &self.var(n))])
@@ -379,21 +342,21 @@ impl<R: Rng> Renderer<'_, R> {
         match (combine, refs.as_slice()) {
             (Combine::Copy, [one]) => out.push_str(one),
             (Combine::Difference, [a, b]) => {
-                self.c(slot::DIFFERENCE)
+                self.c(Slot::Difference)
                     .fill_into(out, &[("a", a), ("b", b)]);
             }
             (_, [a, b]) => {
-                let terms = [*a, self.t(slot::PAIR_SEPARATOR), *b].concat();
-                self.c(slot::SUM).fill_into(out, &[("terms", &terms)]);
+                let terms = [*a, self.t(Slot::PairSeparator), *b].concat();
+                self.c(Slot::Sum).fill_into(out, &[("terms", &terms)]);
             }
             (_, [init @ .., last]) => {
                 let terms = [
-                    init.join(self.t(slot::LIST_SEPARATOR)).as_str(),
-                    self.t(slot::LIST_FINAL),
+                    init.join(self.t(Slot::ListSeparator)).as_str(),
+                    self.t(Slot::ListFinal),
                     last,
                 ]
                 .concat();
-                self.c(slot::SUM).fill_into(out, &[("terms", &terms)]);
+                self.c(Slot::Sum).fill_into(out, &[("terms", &terms)]);
             }
             (_, []) => {}
         }
@@ -405,7 +368,7 @@ impl<R: Rng> Renderer<'_, R> {
         let node = &self.graph().nodes[n];
         let quantity = self.reference(n);
         if Some(n) == self.graph().unknown {
-            self.c(slot::UNKNOWN)
+            self.c(Slot::Unknown)
                 .fill_into(out, &[("quantity", quantity)]);
             return;
         }
@@ -419,14 +382,14 @@ impl<R: Rng> Renderer<'_, R> {
                 let mut inner = String::new();
                 self.params_phrase_into(&mut inner, &node.params, c);
                 let template = if matches!(node.rule, Rule::Plus(..)) {
-                    self.c(slot::PLUS)
+                    self.c(Slot::Plus)
                 } else {
-                    self.c(slot::TIMES)
+                    self.c(Slot::Times)
                 };
                 template.fill_into(scratch, &[("k", &k.to_string()), ("expr", &inner)]);
             }
         }
-        self.c(slot::FACT)
+        self.c(Slot::Fact)
             .fill_into(out, &[("quantity", quantity), ("expr", scratch)]);
     }
 
@@ -459,7 +422,7 @@ impl<R: Rng> Renderer<'_, R> {
         *last = out.len();
         let value = Self::shown(result, false);
         if let [(name, _)] = operands {
-            self.c(slot::ASSIGN_COPY)
+            self.c(Slot::AssignCopy)
                 .fill_into(out, &[("var", var), ("expr", name), ("value", &value)]);
         } else {
             let mut expr = String::with_capacity(16);
@@ -479,7 +442,7 @@ impl<R: Rng> Renderer<'_, R> {
                     let _ = write!(values, "{}", form.constant);
                 }
             }
-            self.c(slot::ASSIGN).fill_into(
+            self.c(Slot::Assign).fill_into(
                 out,
                 &[
                     ("var", var),
@@ -489,7 +452,7 @@ impl<R: Rng> Renderer<'_, R> {
                 ],
             );
         }
-        out.push_str(self.t(slot::ASSIGN_SEPARATOR));
+        out.push_str(self.t(Slot::AssignSeparator));
     }
 
     /// Assignments combining `params` into the variable `into`: one assignment for two
@@ -559,28 +522,28 @@ impl<R: Rng> Renderer<'_, R> {
         let var = self.var(n);
         if Some(n) == self.graph().unknown {
             let name = self.solution_name(n);
-            self.c(slot::REVERSE_UNKNOWN)
+            self.c(Slot::ReverseUnknown)
                 .fill_into(out, &[("name", &name), ("var", &var)]);
             return Ok(());
         }
         let node = self.graph().nodes[n].clone();
         let (params, rule) = (node.params, node.rule);
         let is_total = matches!(node.kind, NodeKind::Total { .. });
-        if self.t(slot::DEFINE).contains("{name}") {
+        if self.t(Slot::Define).contains("{name}") {
             let name = &self.names[n];
-            self.c(slot::DEFINE)
+            self.c(Slot::Define)
                 .fill_into(out, &[("name", name), ("var", &var)]);
         } else {
-            self.c(slot::DEFINE)
+            self.c(Slot::Define)
                 .fill_into(out, &[("name", &var), ("var", &var)]);
         }
         let mut last = out.len();
         match rule {
             Rule::Leaf(k) => {
                 last = out.len();
-                self.c(slot::ASSIGN_LEAF)
+                self.c(Slot::AssignLeaf)
                     .fill_into(out, &[("var", &var), ("value", &k.to_string())]);
-                out.push_str(self.t(slot::ASSIGN_SEPARATOR));
+                out.push_str(self.t(Slot::AssignSeparator));
             }
             Rule::Params(c) => {
                 self.combine_into(out, &mut last, &var, &params, c, !is_total)?;
@@ -619,27 +582,9 @@ impl<R: Rng> Renderer<'_, R> {
             }
         }
         // The last assignment is the step's own: no separator after it, the prefix before it.
-        out.truncate(out.len() - self.t(slot::ASSIGN_SEPARATOR).len());
-        out.insert_str(last, self.t(slot::FINAL_PREFIX));
-        out.push_str(self.t(slot::STEP_END));
+        out.truncate(out.len() - self.t(Slot::AssignSeparator).len());
+        out.insert_str(last, self.t(Slot::FinalPrefix));
+        out.push_str(self.t(Slot::StepEnd));
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::slot;
-    use crate::plan::template::SLOTS;
-
-    #[test]
-    fn slot_indices_follow_the_slot_table() {
-        let position = |name: &str| SLOTS.iter().position(|(s, _, _)| *s == name).unwrap();
-        assert_eq!(slot::INSTANCE_NAME, position("instance_name"));
-        assert_eq!(slot::FACT, position("fact"));
-        assert_eq!(slot::SENTENCE_END, position("sentence_end"));
-        assert_eq!(slot::DEFINE, position("define"));
-        assert_eq!(slot::ANSWER, position("answer"));
-        assert_eq!(slot::REVERSE_SOLVE, position("reverse_solve"));
-        assert_eq!(slot::REVERSE_SOLVE + 1, SLOTS.len());
     }
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::arith::{equations_hold, evaluate};
 use crate::plan::PhrasingSpec;
+use crate::plan::template::Slot;
 
 /// How solutions of a phrasing are laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ impl TraceFormat {
     /// The format of a phrasing's solutions, read off its templates.
     #[must_use]
     pub fn of(phrasing: &PhrasingSpec) -> Self {
-        let define = phrasing.template("define").unwrap_or("");
+        let define = phrasing.template(Slot::Define);
         let keyword = define
             .split("{name}")
             .next()
@@ -51,7 +52,7 @@ impl TraceFormat {
             .and_then(|rest| rest.split("{var}").next())
             .map_or("as", str::trim)
             .to_owned();
-        let answer = phrasing.template("answer").unwrap_or("Answer: {value}");
+        let answer = phrasing.template(Slot::Answer);
         let marker = answer.split("{value}").next().map_or("Answer:", str::trim);
         Self {
             keyword: keyword.map(str::to_owned),

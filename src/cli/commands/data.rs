@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::super::{Status, compile_file, eprint_line, write_atomically};
 use crate::plan::{Plan, StagePlan};
-use crate::tasks::sample::{DatasetHash, example};
+use crate::tasks::stream::{DatasetHash, example};
 
 /// The plan's cell names, for messages.
 fn cell_names(plan: &Plan) -> String {

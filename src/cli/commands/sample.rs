@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::super::{Status, compile_file, eprint_line, eprint_raw, print_raw};
-use crate::tasks::sample::{example_seed, from_source};
+use crate::tasks::stream::{example_seed, from_source};
 
 pub(crate) fn run(
     file: &Path,
