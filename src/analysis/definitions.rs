@@ -137,6 +137,20 @@ pub(crate) fn lower_model(
     let qkv_bias = qkv_bias?
         .or(base.as_ref().map(|b| b.qkv_bias))
         .unwrap_or(true);
+    let tied = tied?.or(base.as_ref().map(|b| b.tied_embeddings));
+    if tied == Some(false) {
+        let span = fields
+            .get("tied_embeddings")
+            .map_or(fields.header_span(), |l| l.span);
+        sink.push(
+            AnalysisError::UntiedEmbeddings {
+                model: name.to_owned(),
+                span,
+            }
+            .into(),
+        );
+        return None;
+    }
     let mut spec = ModelSpec {
         name: name.to_owned(),
         layers,
@@ -148,9 +162,7 @@ pub(crate) fn lower_model(
         rope_theta: rope_theta?
             .or(base.as_ref().map(|b| b.rope_theta))
             .unwrap_or(1e6),
-        tied_embeddings: tied?
-            .or(base.as_ref().map(|b| b.tied_embeddings))
-            .unwrap_or(true),
+        tied_embeddings: true,
         qkv_bias,
         norm_eps: norm_eps?
             .or(base.as_ref().map(|b| b.norm_eps))

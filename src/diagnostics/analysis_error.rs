@@ -712,4 +712,18 @@ pub enum AnalysisError {
         #[label("used here")]
         span: Span,
     },
+
+    /// A model with an output head of its own: rlp's model ties it to the embedding.
+    #[error("model `{model}` sets `tied_embeddings off`, but rlp's model always ties its output head to the embedding")]
+    #[diagnostic(
+        code(rlp::E0428),
+        help("remove the line (the reference's Qwen2 ties them); an untied head is not implemented")
+    )]
+    UntiedEmbeddings {
+        /// The model.
+        model: String,
+        /// The line.
+        #[label("not supported")]
+        span: Span,
+    },
 }

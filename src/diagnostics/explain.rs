@@ -414,6 +414,12 @@ pub const EXPLANATIONS: &[Explanation] = &[
         example: example!("analysis/err/E0427-unverifiable-steps.rlp"),
     },
     Explanation {
+        code: "E0428",
+        title: "untied output head",
+        text: "rlp's transformer computes its output logits with the embedding matrix (tied embeddings, as the reference's Qwen2 and every prelude model); there is no separate output head to train, so `tied_embeddings off` would be ignored. rlp rejects it rather than train a different model than the file says. Exported checkpoints say `tie_word_embeddings: true`.",
+        example: example!("analysis/err/E0428-untied-embeddings.rlp"),
+    },
+    Explanation {
         code: "W0101",
         title: "no seed",
         text: "Without a `seed` item, rlp uses seed 0. Results are still deterministic, but a reader of the file cannot see the seed; write `seed 1234`.",
