@@ -5,6 +5,7 @@ mod cli;
 mod codes;
 mod common;
 mod docs;
+mod export;
 mod fixtures;
 mod formatting;
 mod model;

@@ -123,6 +123,21 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: Vec<crate::cli::commands::report::ReportFormat>,
     },
+    /// Write a finished stage as a Hugging Face Qwen2 checkpoint (config, weights, tokenizer)
+    /// that `transformers` and vLLM load as they are.
+    Export {
+        /// The run directory (`runs/<name>`).
+        run: PathBuf,
+        /// The stage.
+        #[arg(long)]
+        stage: String,
+        /// The sweep cell, when the stage differs between cells.
+        #[arg(long)]
+        cell: Option<String>,
+        /// The directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Where every stage instance and eval of a run directory stands: pending, running (step,
     /// owner, heartbeat), interrupted, abandoned, failed (with the error), blocked, finished.
     Status {

@@ -96,6 +96,12 @@ where
             out,
             count,
         } => commands::data::run(&file, &stage, cell.as_deref(), &out, count, color),
+        Command::Export {
+            run,
+            stage,
+            cell,
+            out,
+        } => commands::export::run(&run, &stage, cell.as_deref(), &out),
         Command::Run {
             file,
             out,

@@ -714,10 +714,14 @@ pub enum AnalysisError {
     },
 
     /// A model with an output head of its own: rlp's model ties it to the embedding.
-    #[error("model `{model}` sets `tied_embeddings off`, but rlp's model always ties its output head to the embedding")]
+    #[error(
+        "model `{model}` sets `tied_embeddings off`, but rlp's model always ties its output head to the embedding"
+    )]
     #[diagnostic(
         code(rlp::E0428),
-        help("remove the line (the reference's Qwen2 ties them); an untied head is not implemented")
+        help(
+            "remove the line (the reference's Qwen2 ties them); an untied head is not implemented"
+        )
     )]
     UntiedEmbeddings {
         /// The model.

@@ -40,6 +40,41 @@ pub struct Plan {
     pub cells: Vec<CellPlan>,
 }
 
+impl Plan {
+    /// The instance of stage `name` in `cell`, or, without a cell, the only instance of that
+    /// name. The error says what to write instead in one line.
+    pub fn stage_instance(&self, name: &str, cell: Option<&str>) -> Result<&StagePlan, String> {
+        let instances: Vec<&StagePlan> = self.stages.iter().filter(|s| s.name == name).collect();
+        if instances.is_empty() {
+            let names: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!("no stage `{name}` (stages: {})", names.join(", ")));
+        }
+        let cell_names = || {
+            let names: Vec<&str> = self.cells.iter().map(|c| c.name.as_str()).collect();
+            names.join(", ")
+        };
+        match cell {
+            Some(cell) => {
+                let index = self
+                    .cells
+                    .iter()
+                    .find(|c| c.name == cell)
+                    .map(|c| c.index)
+                    .ok_or_else(|| format!("no cell `{cell}` (cells: {})", cell_names()))?;
+                instances
+                    .into_iter()
+                    .find(|s| s.cells.contains(&index))
+                    .ok_or_else(|| format!("stage `{name}` is not in cell `{cell}`"))
+            }
+            None if instances.len() == 1 => Ok(instances[0]),
+            None => Err(format!(
+                "stage `{name}` differs between cells; pick one with --cell ({})",
+                cell_names()
+            )),
+        }
+    }
+}
+
 /// One cell of the sweep grid: a binding of every sweep variable.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CellPlan {

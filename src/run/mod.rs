@@ -363,8 +363,10 @@ pub fn execute_cell(
     Runner::new(plan, input, options, observer)?.cell(cell)
 }
 
-/// A stage's directory name: its name and a key over its content hash and the tokenizer's.
-fn stage_dir_name(stage: &StagePlan, tokenizer_hash: &str) -> String {
+/// A stage's directory name: its name and a key over its content hash and the SHA-256 (hex)
+/// of the run directory's `tokenizer.json`.
+#[must_use]
+pub fn stage_dir_name(stage: &StagePlan, tokenizer_hash: &str) -> String {
     let key = sha256_hex(format!("{}\n{tokenizer_hash}", stage.hash).as_bytes());
     format!("{}-{}", stage.name, &key[..12])
 }

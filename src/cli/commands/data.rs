@@ -4,49 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::super::{Status, compile_file, eprint_line, write_atomically};
-use crate::plan::{Plan, StagePlan};
 use crate::tasks::stream::{DatasetHash, example};
-
-/// The plan's cell names, for messages.
-fn cell_names(plan: &Plan) -> String {
-    plan.cells
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The stage instance to write: by cell if given, else the only instance of that name.
-fn find_stage<'a>(
-    plan: &'a Plan,
-    stage: &str,
-    cell: Option<&str>,
-) -> Result<&'a StagePlan, String> {
-    let instances: Vec<&StagePlan> = plan.stages.iter().filter(|s| s.name == stage).collect();
-    if instances.is_empty() {
-        let names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
-        return Err(format!("no stage `{stage}` (stages: {})", names.join(", ")));
-    }
-    match cell {
-        Some(cell) => {
-            let index = plan
-                .cells
-                .iter()
-                .find(|c| c.name == cell)
-                .map(|c| c.index)
-                .ok_or_else(|| format!("no cell `{cell}` (cells: {})", cell_names(plan)))?;
-            instances
-                .into_iter()
-                .find(|s| s.cells.contains(&index))
-                .ok_or_else(|| format!("stage `{stage}` is not in cell `{cell}`"))
-        }
-        None if instances.len() == 1 => Ok(instances[0]),
-        None => Err(format!(
-            "stage `{stage}` differs between cells; pick one with --cell ({})",
-            cell_names(plan)
-        )),
-    }
-}
 
 pub(crate) fn run(
     file: &Path,
@@ -60,7 +18,7 @@ pub(crate) fn run(
         Ok(plan) => plan,
         Err(status) => return status,
     };
-    let stage = match find_stage(&plan, stage, cell) {
+    let stage = match plan.stage_instance(stage, cell) {
         Ok(stage) => stage,
         Err(message) => {
             eprint_line(&format!("error: {message}"));

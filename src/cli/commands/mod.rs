@@ -3,6 +3,7 @@
 pub(super) mod check;
 pub(super) mod data;
 pub(super) mod explain;
+pub(super) mod export;
 pub(super) mod fmt;
 pub(super) mod plan;
 pub(super) mod report;
