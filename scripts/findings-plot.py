@@ -29,6 +29,7 @@ def main():
     parser.add_argument("--title", default="")
     parser.add_argument("--eval", default="eval")
     parser.add_argument("--rl", default="post", help="the stage drawn as `RL, <group>`")
+    parser.add_argument("--ymax", type=float, default=1.0, help="top of the pass@k axis")
     args = parser.parse_args()
     ops = {int(o) for o in args.ops.split(",")}
     # line label -> trained model -> problem -> (n, c)
@@ -59,9 +60,9 @@ def main():
         args.title or f"{args.split}, op {args.ops}: verified pass@k",
         {label: list(zip(ks, values)) for label, values in sorted(curves.items())},
         x=lambda k: 350 * log2(k) / top_k,
-        y=lambda v: 290 * (1 - v),
+        y=lambda v: 290 * (1 - v / args.ymax),
         x_ticks=ks,
-        y_ticks=(0, 0.25, 0.5, 0.75, 1.0),
+        y_ticks=[args.ymax * i / 4 for i in range(5)],
         x_label="k (log scale)",
     )
     for label, values in sorted(curves.items()):
