@@ -372,3 +372,67 @@ fn a_model_without_qkv_biases_exports_with_zero_biases_and_reads_back_without_th
     assert!(error.to_string().contains("is not zero"), "{error}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn rl_data_for_verl_and_trl_carries_rlps_prompts_and_gold_solutions() {
+    let out = root()
+        .join("target/test-runs")
+        .join(format!("export-data-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let plan = rlp::compile(&rlp::syntax::SourceFile::new(
+        "quickstart.rlp",
+        std::fs::read_to_string(root().join("pipelines/quickstart.rlp")).unwrap(),
+    ))
+    .plan
+    .unwrap();
+    let tokenizer = Tokenizer::for_plan(&plan);
+    let hf = hf_tokenizer(&tokenizer);
+    let mut rows = Vec::new();
+    for format in ["rlp", "verl", "trl"] {
+        let path = out.join(format!("{format}.jsonl"));
+        let status = Command::new(env!("CARGO_BIN_EXE_rlp"))
+            .args([
+                "data",
+                "pipelines/quickstart.rlp",
+                "--stage",
+                "base",
+                "-n",
+                "50",
+            ])
+            .args(["--format", format, "--out", path.to_str().unwrap()])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert_eq!(status.status.code(), Some(0));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        rows.push(records);
+    }
+    let (ours, verl, trl) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(ours.len(), 50);
+    for ((ours, verl), trl) in ours.iter().zip(verl).zip(trl) {
+        let text = ours["text"].as_str().unwrap();
+        let prompt = &text[..text.find("<solution>").unwrap() + "<solution>".len()];
+        for row in [&verl["prompt"], &trl["prompt"]] {
+            assert_eq!(row[0]["role"], "user");
+            assert_eq!(row[0]["content"], prompt);
+        }
+        // The chat template renders `[BOS]` and the message: the tokenizers library reads
+        // that as rlp's prompt, [BOS] as its special token.
+        let rendered = format!("[BOS]{prompt}");
+        let ids = hf.encode(rendered.as_str(), false).unwrap();
+        assert_eq!(ids.get_ids(), tokenizer.prompt_ids(prompt).as_slice());
+        assert_eq!(verl["reward_model"]["ground_truth"], ours["answer"]);
+        assert_eq!(verl["extra_info"]["solution"], ours["solution"]);
+        assert_eq!(verl["data_source"], "rlp/quickstart/base");
+        assert_eq!(trl["solution"], ours["solution"]);
+        assert_eq!(trl["answer"], ours["answer"]);
+        assert_eq!(trl["op"], ours["op"]);
+    }
+    let config = rlp::tokenizer::hf::tokenizer_config(&tokenizer, 512);
+    assert_eq!(config["chat_template"], rlp::tokenizer::hf::CHAT_TEMPLATE);
+    let _ = std::fs::remove_dir_all(&out);
+}

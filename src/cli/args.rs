@@ -72,6 +72,9 @@ pub enum Command {
         /// How many examples.
         #[arg(short = 'n', default_value_t = 1000)]
         count: u64,
+        /// The record layout: rlp's own, or what verl or TRL read for RL.
+        #[arg(long, value_enum, default_value_t = crate::cli::commands::data::DataFormat::Rlp)]
+        format: crate::cli::commands::data::DataFormat,
     },
     /// Score model completions step by step: JSONL records with the gold `solution` (and
     /// optionally `answer`) and a `completion`; writes one score record per input.

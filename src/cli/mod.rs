@@ -95,7 +95,8 @@ where
             cell,
             out,
             count,
-        } => commands::data::run(&file, &stage, cell.as_deref(), &out, count, color),
+            format,
+        } => commands::data::run(&file, &stage, cell.as_deref(), &out, count, format, color),
         Command::Export {
             run,
             stage,

@@ -79,8 +79,15 @@ pub fn tokenizer(tokenizer: &Tokenizer) -> Value {
     })
 }
 
-/// `tokenizer_config.json`: the fast tokenizer, its special tokens, and no clean-up of
-/// spaces on decoding (rlp's texts put a space before `.` and the clean-up would drop it).
+/// The chat template: `[BOS]` and the messages' texts, nothing between them. rlp's models
+/// are not chat models; this lets RL frameworks that read prompts as chat messages (verl,
+/// TRL; see `rlp data --format`) build rlp's own prompt from one user message.
+pub const CHAT_TEMPLATE: &str =
+    "{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}";
+
+/// `tokenizer_config.json`: the fast tokenizer, its special tokens, the chat template, and
+/// no clean-up of spaces on decoding (rlp's texts put a space before `.` and the clean-up
+/// would drop it).
 #[must_use]
 pub fn tokenizer_config(tokenizer: &Tokenizer, context: u32) -> Value {
     let token = |id: u32| tokenizer.tokens[id as usize].clone();
@@ -93,6 +100,7 @@ pub fn tokenizer_config(tokenizer: &Tokenizer, context: u32) -> Value {
         "model_max_length": context,
         "clean_up_tokenization_spaces": false,
         "padding_side": "left",
+        "chat_template": CHAT_TEMPLATE,
     })
 }
 
