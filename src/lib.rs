@@ -11,6 +11,7 @@ pub mod cli;
 pub mod diagnostics;
 pub mod eval;
 pub mod format;
+pub mod hf;
 pub mod model;
 pub mod plan;
 pub mod report;

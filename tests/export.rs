@@ -40,7 +40,7 @@ fn generated_texts(plan: &Plan, count: usize) -> Vec<String> {
 }
 
 fn hf_tokenizer(tokenizer: &Tokenizer) -> tokenizers::Tokenizer {
-    let json = rlp::tokenizer::hf::tokenizer(tokenizer).to_string();
+    let json = rlp::hf::tokenizer::tokenizer(tokenizer).to_string();
     json.parse::<tokenizers::Tokenizer>()
         .unwrap_or_else(|e| panic!("the tokenizers library rejects the export: {e}"))
 }
@@ -432,7 +432,7 @@ fn rl_data_for_verl_and_trl_carries_rlps_prompts_and_gold_solutions() {
         assert_eq!(trl["answer"], ours["answer"]);
         assert_eq!(trl["op"], ours["op"]);
     }
-    let config = rlp::tokenizer::hf::tokenizer_config(&tokenizer, 512);
-    assert_eq!(config["chat_template"], rlp::tokenizer::hf::CHAT_TEMPLATE);
+    let config = rlp::hf::tokenizer::tokenizer_config(&tokenizer, 512);
+    assert_eq!(config["chat_template"], rlp::hf::tokenizer::CHAT_TEMPLATE);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -8,8 +8,6 @@
 //! numbers up to the largest `max_value`, the variable letters, arithmetic, the tags, and the
 //! special tokens — built in a fixed order, so the same plan always gives the same ids.
 
-pub mod hf;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};

@@ -8,10 +8,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{BOS, EOS, PAD, TAGS, Tokenizer, UNK};
+use crate::tokenizer::{BOS, EOS, PAD, TAGS, Tokenizer, UNK};
 
 /// The regular expression (Oniguruma syntax, as the `tokenizers` library compiles it) that
-/// cuts a text into rlp's pieces; see [`super`]. A word character is what Rust's
+/// cuts a text into rlp's pieces; see [`crate::tokenizer`]. A word character is what Rust's
 /// `char::is_alphanumeric` accepts (Alphabetic or Numeric), `_` or `'`.
 #[must_use]
 pub fn piece_pattern() -> String {
