@@ -78,6 +78,7 @@ fn spec(seq: usize, batch: usize) -> TrainSpec {
         loss: LossTarget::Full,
         eval_every: 1,
         checkpoint_every: 1,
+        start: None,
     }
 }
 

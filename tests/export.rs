@@ -81,10 +81,10 @@ fn the_tokenizers_library_gives_rlps_ids_on_generated_texts() {
 
 /// A run of `tests/fixtures/run/mini.rlp` (a trained 2-layer model with grouped-query
 /// attention), exported with the `rlp` binary.
-fn exported_mini() -> (PathBuf, PathBuf) {
+fn exported_mini(label: &str) -> (PathBuf, PathBuf) {
     let out = root()
         .join("target/test-runs")
-        .join(format!("export-{}", std::process::id()));
+        .join(format!("export-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let rlp = |args: &[String]| {
         let output = Command::new(env!("CARGO_BIN_EXE_rlp"))
@@ -220,7 +220,7 @@ fn prompts(plan: &Plan, tokenizer: &Tokenizer, count: u64) -> Vec<Vec<u32>> {
 
 #[test]
 fn candle_transformers_qwen2_gives_rlps_logits_and_greedy_completions() {
-    let (run, dir) = exported_mini();
+    let (run, dir) = exported_mini("qwen2");
     let plan = plan_of(&run);
     let tokenizer = tokenizer_of(&run);
     let spec = &plan.models[0];
@@ -273,6 +273,7 @@ fn candle_transformers_qwen2_gives_rlps_logits_and_greedy_completions() {
         candle_core::safetensors::load(stage_dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let read = rlp::model::hf::read_dir(&dir, spec, &tokenizer).unwrap();
     assert_identical(&trained, &read);
+    let _ = std::fs::remove_dir_all(run.parent().unwrap().parent().unwrap());
 }
 
 fn assert_identical(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) {
@@ -435,4 +436,66 @@ fn rl_data_for_verl_and_trl_carries_rlps_prompts_and_gold_solutions() {
     let config = rlp::hf::tokenizer::tokenizer_config(&tokenizer, 512);
     assert_eq!(config["chat_template"], rlp::hf::tokenizer::CHAT_TEMPLATE);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_stage_from_an_exported_directory_trains_exactly_as_from_the_stage_itself() {
+    let (run, dir) = exported_mini("import");
+    let work = dir.parent().unwrap();
+    let mini = std::fs::read_to_string(root().join("tests/fixtures/run/mini.rlp")).unwrap();
+    let more = "    data arith[op 2..=3]\n    tokens 6k\n    batch 4 x 128\n    lr 1e-3 -> 1e-4 cosine\n}\n";
+    // The same stage twice: once from `base` in the file that trained it, once from its export
+    // in a file that only declares what the checkpoint needs (same tasks, so same vocabulary).
+    let from_stage = format!("{mini}\nmidtrain more from base {{\n{more}");
+    let without_base = &mini[..mini.find("pretrain base").unwrap()];
+    let from_export =
+        format!("{without_base}\nmidtrain more from \"hf\" {{\n    model micro\n{more}");
+    std::fs::write(work.join("from_stage.rlp"), from_stage).unwrap();
+    std::fs::write(work.join("from_export.rlp"), &from_export).unwrap();
+    let rlp = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_rlp"))
+            .args(args)
+            .current_dir(work)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for file in ["from_stage.rlp", "from_export.rlp"] {
+        let (code, stderr) = rlp(&["run", file, "--out", "runs2"]);
+        assert_eq!(code, Some(0), "{file}: {stderr}");
+    }
+    let weights = |plan: &str| {
+        let stages = work.join("runs2").join(plan).join("stages");
+        let more = std::fs::read_dir(&stages)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("more-")
+            })
+            .unwrap();
+        candle_core::safetensors::load(more.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    assert_identical(&weights("from_stage"), &weights("from_export"));
+    // A checkpoint for another model is refused by `rlp check`, saying what differs.
+    let other = from_export
+        .replace(
+            "model micro {",
+            "model other {\n    tied_embeddings on\n    qkv_bias on",
+        )
+        .replace("    hidden 32", "    hidden 64")
+        .replace("    model micro", "    model other");
+    std::fs::write(work.join("other.rlp"), other).unwrap();
+    let (code, stderr) = rlp(&["check", "other.rlp"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E0429") && stderr.contains("hidden_size"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(run.parent().unwrap().parent().unwrap());
 }

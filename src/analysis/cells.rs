@@ -53,6 +53,24 @@ impl<'a> Analyzer<'a> {
             for (name, def) in self.symbols.user_defs(kind) {
                 let Some(block) = def.block() else { continue };
                 let parent = match (&block.parent, kind) {
+                    (None, DefKind::Pretrain) if block.checkpoint.is_some() => {
+                        let span = block.checkpoint.as_ref().map_or(def.span, |c| c.span);
+                        self.sink.push(
+                            AnalysisError::FromNotAllowed {
+                                block: "pretrain".to_owned(),
+                                span,
+                                help: Some(
+                                    "`pretrain` trains from scratch; to continue training a checkpoint, use `midtrain NAME from \"DIR\"` with a `model` line"
+                                        .to_owned(),
+                                ),
+                            }
+                            .into(),
+                        );
+                        broken.push(name);
+                        None
+                    }
+                    // Starts from a checkpoint directory: a root of the stage graph.
+                    (None, _) if block.checkpoint.is_some() => None,
                     (Some(parent), DefKind::Pretrain) => {
                         self.sink.push(
                             AnalysisError::FromNotAllowed {

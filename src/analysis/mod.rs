@@ -58,6 +58,9 @@ pub fn compile(source: &SourceFile) -> Compilation {
             &ast,
             &source.text,
             &plan_name(&source.name),
+            std::path::Path::new(&source.name)
+                .parent()
+                .unwrap_or(std::path::Path::new("")),
             &mut problems,
         )),
         Err(error) => {
@@ -192,6 +195,10 @@ struct Analyzer<'a> {
     example_tokens: std::cell::RefCell<TokenEstimates>,
     /// Stage instances and their content hashes.
     keys: stage_keys::StageKeys,
+    /// The directory of the file, which checkpoint paths (`from "DIR"`) are relative to.
+    base_dir: std::path::PathBuf,
+    /// SHA-256 of checkpoint weights files, or why one cannot be read, by path.
+    checkpoint_hashes: std::collections::HashMap<std::path::PathBuf, Result<String, String>>,
     plan: Plan,
 }
 
@@ -199,7 +206,13 @@ struct Analyzer<'a> {
 type TokenEstimates =
     std::collections::HashMap<(crate::plan::TaskId, Vec<crate::plan::ContextId>, u32), u64>;
 
-fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Diagnostic>) -> Plan {
+fn analyze(
+    ast: &Ast,
+    text: &str,
+    name: &str,
+    base_dir: &std::path::Path,
+    sink: &mut Vec<Diagnostic>,
+) -> Plan {
     let mut imported: Option<Span> = None;
     if ast.items.is_empty() {
         sink.push(
@@ -249,6 +262,8 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Diagnostic>) -> Pla
         mixtures_read: BTreeSet::new(),
         example_tokens: std::cell::RefCell::default(),
         keys: stage_keys::StageKeys::default(),
+        base_dir: base_dir.to_owned(),
+        checkpoint_hashes: std::collections::HashMap::new(),
         plan: Plan {
             schema: crate::plan::PLAN_SCHEMA,
             name: name.to_owned(),
@@ -271,6 +286,7 @@ fn analyze(ast: &Ast, text: &str, name: &str, sink: &mut Vec<Diagnostic>) -> Pla
         analyzer.intern_task(name);
     }
     analyzer.report_unused(ast);
+    analyzer.check_checkpoints(ast);
     let mut problems = analyzer.sink;
     // With errors present, "unused" and "underspent" warnings are mostly their echoes (a stage
     // that failed to lower uses nothing): keep the report about the causes.

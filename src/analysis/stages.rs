@@ -1,18 +1,29 @@
 //! Lowering one stage block (`pretrain`, `midtrain`, `rl`) in a cell: its fields, amounts
 //! given directly or as budget shares, batch, learning-rate schedule and competence filter.
 
+use sha2::{Digest, Sha256};
+
 use super::Analyzer;
 use super::cells::{BudgetShares, block_name};
 use super::fields::{self, Env, Fields, Reader, format_number};
 use crate::diagnostics::{AnalysisError, AnalysisWarning};
 use crate::plan::{
-    BudgetUnit, Decay, FilterSpec, LossTarget, LrSchedule, ModelId, RlSpec, StageSpec, TrainSpec,
+    BudgetUnit, Checkpoint, Decay, FilterSpec, LossTarget, LrSchedule, ModelId, RlSpec, StageSpec,
+    TrainSpec,
 };
 use crate::syntax::Span;
-use crate::syntax::ast::{Atom, Block, Line};
+use crate::syntax::ast::{Ast, Atom, Block, Item, Line};
+use crate::tokenizer::Tokenizer;
 /// The largest `tokens` (or fixed `steps`) a stage may declare: a thousand times the paper's
 /// largest schedule, and well inside the integers a float holds exactly.
 const MAX_AMOUNT: f64 = 1e15;
+
+/// A stage's fields with `model` added, for a stage that starts from a checkpoint directory.
+fn with_model(fields: &[&'static str]) -> Vec<&'static str> {
+    std::iter::once("model")
+        .chain(fields.iter().copied())
+        .collect()
+}
 
 const PRETRAIN_FIELDS: &[&str] = &[
     "model",
@@ -79,25 +90,23 @@ impl Analyzer<'_> {
         pretrain: bool,
         shares: &mut BudgetShares,
     ) -> Option<(StageSpec, u64)> {
+        // A stage from a checkpoint directory names its model: nothing else says what it is.
+        let from_checkpoint = !pretrain && block.checkpoint.is_some();
         let allowed = if pretrain {
-            PRETRAIN_FIELDS
+            PRETRAIN_FIELDS.to_vec()
+        } else if from_checkpoint {
+            with_model(MIDTRAIN_FIELDS)
         } else {
-            MIDTRAIN_FIELDS
+            MIDTRAIN_FIELDS.to_vec()
         };
-        let fields = Fields::collect(block, allowed, &[], &mut self.sink);
+        let fields = Fields::collect(block, &allowed, &[], &mut self.sink);
         let before = self.sink.len();
-        let model = if pretrain {
-            fields
-                .require("model", "model tiny", &mut self.sink)
-                .and_then(|line| {
-                    let mut r = Reader::new(line, env, "model NAME", &mut self.sink)?;
-                    let name = r.name("a model name")?;
-                    r.finish();
-                    self.resolve_model(&name)
-                })
+        let model = if pretrain || from_checkpoint {
+            self.model_line(&fields, env)
         } else {
             parent_model
         };
+        let start = self.start(block, from_checkpoint);
         let data = fields
             .require("data", "data arith[op 2..=5]", &mut self.sink)
             .and_then(|line| self.data_line(line, env, "data MIXTURE or data TASK[op LO..=HI]"));
@@ -173,6 +182,7 @@ impl Analyzer<'_> {
             loss,
             eval_every,
             checkpoint_every,
+            start: start.ok()?,
         };
         let spec = if pretrain {
             StageSpec::Pretrain(spec)
@@ -190,8 +200,20 @@ impl Analyzer<'_> {
         parent_model: Option<ModelId>,
         shares: &mut BudgetShares,
     ) -> Option<(StageSpec, u64)> {
-        let fields = Fields::collect(block, RL_FIELDS, &[], &mut self.sink);
+        let from_checkpoint = block.checkpoint.is_some();
+        let allowed = if from_checkpoint {
+            with_model(RL_FIELDS)
+        } else {
+            RL_FIELDS.to_vec()
+        };
+        let fields = Fields::collect(block, &allowed, &[], &mut self.sink);
         let before = self.sink.len();
+        let model = if from_checkpoint {
+            self.model_line(&fields, env)
+        } else {
+            parent_model
+        };
+        let start = self.start(block, from_checkpoint);
         let prompts = fields
             .require("prompts", "prompts arith[op 5..=7]", &mut self.sink)
             .and_then(|line| {
@@ -252,7 +274,7 @@ impl Analyzer<'_> {
         );
         let (prompts, spans) = prompts?;
         let (amount, reward) = (steps?, reward?);
-        let model = parent_model?;
+        let (model, start) = (model?, start.ok()?);
         if self.sink.len() > before {
             return None;
         }
@@ -316,8 +338,94 @@ impl Analyzer<'_> {
             epochs,
             filter,
             checkpoint_every,
+            start,
         };
         Some((StageSpec::Rl(spec), replica? as u64))
+    }
+
+    /// `model NAME`, required.
+    fn model_line(&mut self, fields: &Fields<'_>, env: Env<'_>) -> Option<ModelId> {
+        fields
+            .require("model", "model tiny", &mut self.sink)
+            .and_then(|line| {
+                let mut r = Reader::new(line, env, "model NAME", &mut self.sink)?;
+                let name = r.name("a model name")?;
+                r.finish();
+                self.resolve_model(&name)
+            })
+    }
+
+    /// The checkpoint a stage starts from (`from "DIR"`): `Ok(None)` for a stage that does
+    /// not, `Err` if the directory's weights cannot be read (reported). The directory is
+    /// taken relative to the file's, and its weights are hashed once per file.
+    fn start(&mut self, block: &Block, from_checkpoint: bool) -> Result<Option<Checkpoint>, ()> {
+        let Some(path) = block.checkpoint.as_ref().filter(|_| from_checkpoint) else {
+            return Ok(None);
+        };
+        let dir = self.base_dir.join(&path.value);
+        let weights = dir.join("model.safetensors");
+        let hashed = self
+            .checkpoint_hashes
+            .entry(weights.clone())
+            .or_insert_with(|| {
+                std::fs::read(&weights)
+                    .map(|bytes| format!("{:x}", Sha256::digest(&bytes)))
+                    .map_err(|e| format!("cannot read {}: {e}", weights.display()))
+            })
+            .clone();
+        match hashed {
+            Ok(weights_sha256) => Ok(Some(Checkpoint {
+                dir,
+                weights_sha256,
+            })),
+            Err(reason) => {
+                self.sink.push(
+                    AnalysisError::CheckpointUnusable {
+                        path: path.value.clone(),
+                        reason,
+                        span: path.span,
+                    }
+                    .into(),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// Checks every checkpoint a stage starts from against the finished plan: its config must
+    /// be the stage's model and its vocabulary the plan's tokenizer, id for id.
+    pub(super) fn check_checkpoints(&mut self, ast: &Ast) {
+        let mut tokenizer = None;
+        for item in &ast.items {
+            let Item::Block(block) = item else { continue };
+            let (Some(path), Some(name)) = (&block.checkpoint, &block.name) else {
+                continue;
+            };
+            let mut checked = Vec::new();
+            for stage in self.plan.stages.iter().filter(|s| s.name == name.text) {
+                let Some(start) = stage.spec.start() else {
+                    continue;
+                };
+                let model = stage.spec.model();
+                if checked.contains(&model) {
+                    continue;
+                }
+                checked.push(model);
+                let tokenizer = tokenizer.get_or_insert_with(|| Tokenizer::for_plan(&self.plan));
+                if let Err(error) =
+                    crate::hf::check_dir(&start.dir, &self.plan.models[model.0], tokenizer)
+                {
+                    self.sink.push(
+                        AnalysisError::CheckpointUnusable {
+                            path: path.value.clone(),
+                            reason: error.to_string(),
+                            span: path.span,
+                        }
+                        .into(),
+                    );
+                }
+            }
+        }
     }
 
     pub(super) fn filter(&mut self, line: &Line, env: Env<'_>) -> Option<FilterSpec> {

@@ -730,4 +730,22 @@ pub enum AnalysisError {
         #[label("not supported")]
         span: Span,
     },
+
+    /// A checkpoint directory a stage starts from that cannot be read or does not fit.
+    #[error("cannot start from `{path}`: {reason}")]
+    #[diagnostic(
+        code(rlp::E0429),
+        help(
+            "a stage starts from a directory written by `rlp export` for the same model and tokenizer (the same contexts, phrasings and numbers); the path is relative to this file"
+        )
+    )]
+    CheckpointUnusable {
+        /// The path as written.
+        path: String,
+        /// What is wrong.
+        reason: String,
+        /// The path.
+        #[label("this checkpoint")]
+        span: Span,
+    },
 }

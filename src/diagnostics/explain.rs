@@ -420,6 +420,12 @@ pub const EXPLANATIONS: &[Explanation] = &[
         example: example!("analysis/err/E0428-untied-embeddings.rlp"),
     },
     Explanation {
+        code: "E0429",
+        title: "unusable checkpoint",
+        text: "`midtrain NAME from \"DIR\"` and `rl NAME from \"DIR\"` start from a checkpoint directory written by `rlp export` (or any Hugging Face Qwen2 directory in the same format) instead of a stage of the file; such a stage names its `model`. The directory is read relative to the file: its `model.safetensors` must be readable (its SHA-256 becomes part of the stage's key, so other weights make another stage), its `config.json` must describe the stage's model, and its `tokenizer.json` must hold this plan's vocabulary id for id (the vocabulary follows from the file's contexts, phrasings and numbers, so a checkpoint trained under another vocabulary would read every token as another).",
+        example: example!("analysis/err/E0429-checkpoint-unusable.rlp"),
+    },
+    Explanation {
         code: "W0101",
         title: "no seed",
         text: "Without a `seed` item, rlp uses seed 0. Results are still deterministic, but a reader of the file cannot see the seed; write `seed 1234`.",

@@ -145,4 +145,3 @@ pub fn read_dir(
     }
     Ok(tensors)
 }
-

@@ -271,6 +271,20 @@ pub struct TrainSpec {
     pub eval_every: u32,
     /// Checkpoint every this many steps.
     pub checkpoint_every: u32,
+    /// The checkpoint directory a `midtrain` starts from instead of a parent stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Checkpoint>,
+}
+
+/// A checkpoint directory written by `rlp export` that a stage starts from (`from "DIR"`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// The directory, resolved against the file's directory when the file was checked; not
+    /// part of the stage's content (the weights are), so moving it changes nothing.
+    #[serde(skip)]
+    pub dir: std::path::PathBuf,
+    /// SHA-256 (hex) of its `model.safetensors`.
+    pub weights_sha256: String,
 }
 
 /// The edge-of-competence prompt filter.
@@ -323,6 +337,9 @@ pub struct RlSpec {
     pub filter: Option<FilterSpec>,
     /// Checkpoint every this many steps.
     pub checkpoint_every: u32,
+    /// The checkpoint directory the stage starts from instead of a parent stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Checkpoint>,
 }
 
 /// What a stage does.
@@ -365,6 +382,15 @@ impl StageSpec {
         match self {
             StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => &t.data,
             StageSpec::Rl(r) => &r.prompts,
+        }
+    }
+
+    /// The checkpoint directory the stage starts from, if it starts from one.
+    #[must_use]
+    pub fn start(&self) -> Option<&Checkpoint> {
+        match self {
+            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => t.start.as_ref(),
+            StageSpec::Rl(r) => r.start.as_ref(),
         }
     }
 

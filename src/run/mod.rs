@@ -46,7 +46,7 @@ pub use self::stage::{FilterRecord, StageDone};
 pub use self::status::run_status;
 pub use self::submit::submission;
 use crate::eval::runner::Row;
-use crate::plan::{CellPlan, EvalSpec, Plan, StageId, StagePlan, StageSpec};
+use crate::plan::{CellPlan, Checkpoint, EvalSpec, Plan, StageId, StagePlan, StageSpec};
 use crate::tasks::GenerateError;
 use crate::tokenizer::Tokenizer;
 
@@ -181,6 +181,29 @@ pub enum RunError {
         cell: String,
         /// The first of its models that has not finished.
         stage: String,
+    },
+    /// The weights of a checkpoint a stage starts from changed after the file was checked.
+    #[error("stage `{stage}` starts from {}, whose weights changed since the file was checked", path.display())]
+    #[diagnostic(
+        code(rlp::run::checkpoint_changed),
+        help(
+            "check the file again (`rlp check`), which records the new weights under a new stage key"
+        )
+    )]
+    CheckpointChanged {
+        /// The stage.
+        stage: String,
+        /// The weights file.
+        path: PathBuf,
+    },
+    /// A checkpoint a stage starts from that cannot be loaded for its model.
+    #[error("stage `{stage}` cannot start from its checkpoint: {reason}")]
+    #[diagnostic(code(rlp::run::checkpoint_unusable))]
+    CheckpointUnusable {
+        /// The stage.
+        stage: String,
+        /// Why.
+        reason: String,
     },
     /// Something that should not happen.
     #[error("internal error: {0}")]
@@ -662,12 +685,15 @@ impl<'a> Runner<'a> {
             (Status::Reused, done)
         } else {
             create_dir(&stage_dir)?;
-            let parent = stage.parent.map(|p| {
-                self.root
-                    .join("stages")
-                    .join(self.stage_dir(p.0))
-                    .join("model.safetensors")
-            });
+            let parent = match stage.spec.start() {
+                Some(start) => Some(self.checkpoint_weights(stage, start)?),
+                None => stage.parent.map(|p| {
+                    self.root
+                        .join("stages")
+                        .join(self.stage_dir(p.0))
+                        .join("model.safetensors")
+                }),
+            };
             // `failed.json` says why the last attempt stopped, for `rlp status`; an
             // interruption is not a failure.
             let failed = stage_dir.join("failed.json");
@@ -693,6 +719,28 @@ impl<'a> Runner<'a> {
             (Status::Finished, done)
         };
         Ok((status, done))
+    }
+
+    /// The weights file of the checkpoint directory a stage starts from, once it is known to
+    /// be what `rlp check` accepted: the same weights (by SHA-256), for this model and
+    /// tokenizer, zero biases where the model has none.
+    fn checkpoint_weights(
+        &self,
+        stage: &StagePlan,
+        start: &Checkpoint,
+    ) -> Result<PathBuf, RunError> {
+        let weights = start.dir.join("model.safetensors");
+        let bytes = std::fs::read(&weights).map_err(|e| RunError::io(&weights, &e))?;
+        if sha256_hex(&bytes) != start.weights_sha256 {
+            return Err(RunError::CheckpointChanged {
+                stage: stage.name.clone(),
+                path: weights,
+            });
+        }
+        let model = &self.plan.models[stage.spec.model().0];
+        crate::model::hf::read_dir(&start.dir, model, &self.tokenizer)
+            .map_err(|e| RunError::Internal(format!("stage `{}`: {e}", stage.name)))?;
+        Ok(weights)
     }
 
     /// Takes the lock of a stage directory, saying so when it had to wait or take it over.

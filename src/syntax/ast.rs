@@ -105,6 +105,8 @@ pub struct Block {
     pub name: Option<Name>,
     /// The parent stage of `midtrain` / `rl`.
     pub parent: Option<Name>,
+    /// The checkpoint directory a `midtrain` / `rl` starts from instead (`from "DIR"`).
+    pub checkpoint: Option<Str>,
     /// The body.
     pub lines: Vec<Line>,
     /// The whole block.

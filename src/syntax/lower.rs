@@ -102,15 +102,21 @@ impl Lower {
         let mut kind = None;
         let mut block_name = None;
         let mut parent = None;
+        let mut checkpoint = None;
         let mut lines = Vec::new();
         for part in inner {
             match part.as_rule() {
                 Rule::block_kind => kind = Some(self.name(&part)),
                 Rule::name => block_name = Some(self.name(&part)),
                 Rule::from_clause => {
-                    parent = Some(
-                        self.name(&presume(significant(part.into_inner()).next(), "from name")),
-                    );
+                    let target = presume(significant(part.into_inner()).next(), "from target");
+                    if target.as_rule() == Rule::string {
+                        if let Atom::Str(path) = self.atom(target) {
+                            checkpoint = Some(path);
+                        }
+                    } else {
+                        parent = Some(self.name(&target));
+                    }
                 }
                 Rule::block => {
                     lines = significant(part.into_inner())
@@ -125,6 +131,7 @@ impl Lower {
             kind: presume(kind, "block kind"),
             name: block_name,
             parent,
+            checkpoint,
             lines,
             span,
         }
