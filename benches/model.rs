@@ -305,7 +305,7 @@ fn main() {
         if train {
             let mut trainer = Trainer::new(&varmap, &spec(seq, batch), 1000).unwrap();
             trainer.candle_autograd = autograd;
-            let blocks: Vec<Sequence> = (0..batch)
+            let sequences: Vec<Sequence> = (0..batch)
                 .map(|b| Sequence {
                     tokens: (0..=seq)
                         .map(|i| ((b * 131 + i * 17) % VOCAB) as u32)
@@ -313,10 +313,10 @@ fn main() {
                     mask: vec![true; seq],
                 })
                 .collect();
-            trainer.step(&model, &blocks).unwrap();
+            trainer.step(&model, &sequences).unwrap();
             let start = Instant::now();
             for _ in 0..steps {
-                trainer.step(&model, &blocks).unwrap();
+                trainer.step(&model, &sequences).unwrap();
             }
             device.synchronize().unwrap();
             let rate = (steps * batch * seq) as f64 / start.elapsed().as_secs_f64();

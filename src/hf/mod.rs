@@ -28,8 +28,8 @@ use crate::tokenizer::{BOS, EOS, PAD, Tokenizer};
 pub const TRANSFORMERS_VERSION: &str = "4.46.0";
 
 /// `config.json` of `Qwen2ForCausalLM` with rlp's model: every field `transformers` and
-/// candle-transformers read. Qwen2 always has q/k/v biases; a model without them is
-/// exported with zero biases (see [`crate::model::hf::write_dir`]). No sliding window: the window is
+/// candle-transformers read. Qwen2 always has q/k/v biases; a model without them is exported
+/// with zero biases (see [`crate::model::hf::write_dir`]). No sliding window: the window is
 /// the whole context.
 #[must_use]
 pub fn config(model: &ModelSpec, vocab: usize) -> Value {

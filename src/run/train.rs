@@ -1,4 +1,4 @@
-//! Running a `pretrain` or `midtrain` stage: the stage's example stream, packed into blocks,
+//! Running a `pretrain` or `midtrain` stage: the stage's example stream, packed into sequences,
 //! through the [`Trainer`], with held-out loss, periodic checkpoints and resume.
 //!
 //! A stage directory holds `checkpoint.safetensors` (weights, optimizer moments, step and the
@@ -29,7 +29,7 @@ const HELDOUT_BATCHES: usize = 4;
 /// Salt of the held-out stream's seed.
 const HELDOUT_SALT: u64 = 0x6865_6c64_5f6f_7574;
 
-/// An example stream cut into blocks; its position can be saved and restored.
+/// An example stream cut into sequences; its position can be saved and restored.
 pub(crate) struct SequenceStream<'a> {
     generator: &'a Generator<'a>,
     tokenizer: &'a Tokenizer,
@@ -61,12 +61,12 @@ impl<'a> SequenceStream<'a> {
         })
     }
 
-    /// The next `n` blocks.
-    pub(crate) fn blocks(&mut self, n: usize) -> Result<Vec<Sequence>, RunError> {
-        let mut blocks = Vec::with_capacity(n);
-        while blocks.len() < n {
-            if let Some(block) = self.packer.next_sequence() {
-                blocks.push(block);
+    /// The next `n` sequences.
+    pub(crate) fn sequences(&mut self, n: usize) -> Result<Vec<Sequence>, RunError> {
+        let mut sequences = Vec::with_capacity(n);
+        while sequences.len() < n {
+            if let Some(sequence) = self.packer.next_sequence() {
+                sequences.push(sequence);
                 continue;
             }
             let problem = example(self.generator, self.data, self.seed, self.next_example)?;
@@ -80,7 +80,7 @@ impl<'a> SequenceStream<'a> {
             ids.push(EOS);
             self.packer.push(&ids);
         }
-        Ok(blocks)
+        Ok(sequences)
     }
 
     /// The position as checkpoint tensors.
@@ -161,7 +161,7 @@ pub(super) fn run(
         stage.seed ^ HELDOUT_SALT,
         spec,
     )?
-    .blocks(HELDOUT_BATCHES * spec.batch as usize)?;
+    .sequences(HELDOUT_BATCHES * spec.batch as usize)?;
 
     let mut files = StageDir::open(runner, stage, dir);
     if files.can_resume() {
@@ -189,9 +189,9 @@ pub(super) fn run(
             save(&trainer, &stream, &files)?;
             return Err(files.interrupted(trainer.step));
         }
-        let blocks = stream.blocks(spec.batch as usize)?;
+        let sequences = stream.sequences(spec.batch as usize)?;
         let lr = trainer.learning_rate();
-        let loss = match trainer.step(&model, &blocks) {
+        let loss = match trainer.step(&model, &sequences) {
             Ok(loss) => loss,
             Err(StepError::NonFinite { step, value }) => {
                 return Err(files.non_finite("loss", step, value));

@@ -1,6 +1,6 @@
-//! Packing examples into fixed-length training blocks, as the reference does: examples are
-//! concatenated (each ending with EOS) and cut into blocks, with no attention masking across
-//! example boundaries. Each block has `seq_len + 1` tokens (inputs and shifted targets) and a
+//! Packing examples into fixed-length training sequences, as the reference does: examples are
+//! concatenated (each ending with EOS) and cut into sequences, with no attention masking across
+//! example boundaries. Each sequence has `seq_len + 1` tokens (inputs and shifted targets) and a
 //! loss mask: every position for the `full` target (the reference), or only the solution and
 //! answer tokens — from `<solution>` to EOS — for the `solution` target.
 
@@ -15,7 +15,7 @@ pub struct Sequence {
     pub mask: Vec<bool>,
 }
 
-/// Packs examples into blocks.
+/// Packs examples into sequences.
 #[derive(Debug)]
 pub struct Packer {
     seq_len: usize,
@@ -26,7 +26,7 @@ pub struct Packer {
 }
 
 impl Packer {
-    /// A packer for blocks of `seq_len` inputs; `solution_tokens` are the ids of `<solution>`
+    /// A packer for sequences of `seq_len` inputs; `solution_tokens` are the ids of `<solution>`
     /// (with and without its leading space: see [`crate::tokenizer::Tokenizer::tag_ids`]).
     #[must_use]
     pub fn new(seq_len: usize, target: LossTarget, solution_tokens: &[u32]) -> Self {
@@ -70,7 +70,7 @@ impl Packer {
         self.counts = counts;
     }
 
-    /// The next full block, if enough tokens are buffered. Consecutive blocks overlap by one
+    /// The next full sequence, if enough tokens are buffered. Consecutive sequences overlap by one
     /// token so that no target is skipped.
     pub fn next_sequence(&mut self) -> Option<Sequence> {
         if self.tokens.len() < self.seq_len + 1 {
@@ -89,7 +89,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_cover_every_target_once() {
+    fn sequences_cover_every_target_once() {
         let mut packer = Packer::new(4, LossTarget::Full, &[99]);
         packer.push(&[1, 2, 3, 2]);
         packer.push(&[1, 5, 6, 2]);
@@ -97,13 +97,13 @@ mod tests {
         let b = packer.next_sequence();
         assert_eq!(a.tokens, [1, 2, 3, 2, 1]);
         assert!(a.mask.iter().all(|m| *m));
-        assert!(b.is_none(), "3 tokens left: not a full block yet");
+        assert!(b.is_none(), "3 tokens left: not a full sequence yet");
         packer.push(&[7, 8, 2]);
         let b = packer.next_sequence().unwrap();
         assert_eq!(
             b.tokens,
             [1, 5, 6, 2, 7],
-            "starts with the last input of the previous block"
+            "starts with the last input of the previous sequence"
         );
     }
 
@@ -113,9 +113,9 @@ mod tests {
         let mut packer = Packer::new(6, LossTarget::Solution, &[10, 11]);
         packer.push(&[1, 4, 10, 5, 6, 2]);
         packer.push(&[1]);
-        let block = packer.next_sequence().unwrap();
-        assert_eq!(block.tokens, [1, 4, 10, 5, 6, 2, 1]);
+        let sequence = packer.next_sequence().unwrap();
+        assert_eq!(sequence.tokens, [1, 4, 10, 5, 6, 2, 1]);
         // targets: 4, 10, 5, 6, 2, 1
-        assert_eq!(block.mask, [false, false, true, true, true, false]);
+        assert_eq!(sequence.mask, [false, false, true, true, true, false]);
     }
 }

@@ -1,5 +1,5 @@
 //! Training: the [`trainer::Trainer`] and its pieces — the learning-rate schedule, packing
-//! examples into fixed-length blocks with their loss mask, AdamW, and gradient clipping by
+//! examples into fixed-length sequences with their loss mask, AdamW, and gradient clipping by
 //! global norm (which candle does not provide).
 
 pub mod data;

@@ -1,4 +1,4 @@
-//! The one training loop for `pretrain` and `midtrain`: batches of packed blocks -> masked
+//! The one training loop for `pretrain` and `midtrain`: batches of packed sequences -> masked
 //! next-token loss -> gradients -> clipping -> AdamW with the scheduled learning rate.
 //! Checkpoints hold weights, optimizer moments, the step and whatever the caller adds (the
 //! data stream's position), so a resumed stage takes exactly the steps it would have taken.
@@ -52,22 +52,22 @@ pub enum StepError {
     Tensor(#[from] candle_core::Error),
 }
 
-/// The tensors of a batch of blocks: inputs, targets and loss mask, each (blocks, seq).
-pub fn batch_tensors(blocks: &[Sequence], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
-    let seq = blocks.first().map_or(0, |b| b.mask.len());
-    let inputs: Vec<u32> = blocks
+/// The tensors of a batch of sequences: inputs, targets and loss mask, each (sequences, seq).
+pub fn batch_tensors(sequences: &[Sequence], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    let seq = sequences.first().map_or(0, |b| b.mask.len());
+    let inputs: Vec<u32> = sequences
         .iter()
         .flat_map(|b| b.tokens[..seq].iter().copied())
         .collect();
-    let targets: Vec<u32> = blocks
+    let targets: Vec<u32> = sequences
         .iter()
         .flat_map(|b| b.tokens[1..=seq].iter().copied())
         .collect();
-    let mask: Vec<u8> = blocks
+    let mask: Vec<u8> = sequences
         .iter()
         .flat_map(|b| b.mask.iter().map(|&m| u8::from(m)))
         .collect();
-    let n = blocks.len();
+    let n = sequences.len();
     Ok((
         Tensor::from_vec(inputs, (n, seq), device)?,
         Tensor::from_vec(targets, (n, seq), device)?,
@@ -75,15 +75,15 @@ pub fn batch_tensors(blocks: &[Sequence], device: &Device) -> Result<(Tensor, Te
     ))
 }
 
-/// The masked loss of a model on blocks, without an update (held-out loss).
-pub fn evaluate_loss(model: &Transformer, blocks: &[Sequence]) -> Result<f64> {
-    let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
+/// The masked loss of a model on sequences, without an update (held-out loss).
+pub fn evaluate_loss(model: &Transformer, sequences: &[Sequence]) -> Result<f64> {
+    let (inputs, targets, mask) = batch_tensors(sequences, model.device())?;
     let logits = model.forward(&inputs)?.detach();
     let loss = masked_cross_entropy(&logits, &targets, &mask, model.fused_kernels())?;
     Ok(f64::from(loss.to_scalar::<f32>()?))
 }
 
-/// Trains a model on blocks.
+/// Trains a model on sequences.
 pub struct Trainer {
     optimizer: AdamW,
     spec: TrainSpec,
@@ -140,14 +140,14 @@ impl Trainer {
         lr_at(&self.spec.lr, self.step, self.total_steps)
     }
 
-    /// One optimizer step on a batch of blocks; returns the loss before the step. A loss that
+    /// One optimizer step on a batch of sequences; returns the loss before the step. A loss that
     /// is not finite is an error and leaves the weights untouched.
     pub fn step(
         &mut self,
         model: &Transformer,
-        blocks: &[Sequence],
+        sequences: &[Sequence],
     ) -> std::result::Result<f64, StepError> {
-        let (inputs, targets, mask) = batch_tensors(blocks, model.device())?;
+        let (inputs, targets, mask) = batch_tensors(sequences, model.device())?;
         let loss = |log_probs: &Tensor, _: &Tensor| masked_mean_nll(log_probs, &mask);
         let (loss, mut grads) = if self.candle_autograd {
             model.autograd_loss_and_grads(&inputs, &targets, loss)?
