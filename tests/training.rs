@@ -10,7 +10,7 @@ use rlp::tokenizer::{BOS, EOS, Tokenizer};
 use rlp::train::data::{Packer, Sequence};
 use rlp::train::trainer::Trainer;
 
-/// `batches` batches of 8 blocks of quickstart training data, the stage's spec with a constant
+/// `batches` batches of 8 sequences of quickstart training data, the stage's spec with a constant
 /// learning rate, and a tiny model's config.
 fn setup(batches: usize) -> (TrainSpec, Vec<Sequence>, Config) {
     let src =
@@ -202,5 +202,63 @@ fn the_solution_target_counts_exactly_the_solution_tokens() {
         counted.last(),
         Some(&EOS),
         "and the EOS that ends the example"
+    );
+}
+
+/// An RL update with `minibatches` takes that many optimizer steps per epoch, each on whole
+/// groups, and one mini-batch is the plain update.
+#[test]
+fn an_rl_update_takes_one_optimizer_step_per_minibatch_and_epoch() {
+    let src = std::fs::read_to_string(crate::common::root().join("pipelines/f1-edge.rlp")).unwrap();
+    let plan = rlp::compile(&rlp::syntax::SourceFile::new("f1-edge.rlp", src))
+        .plan
+        .unwrap();
+    let StageSpec::Rl(spec) = plan
+        .stages
+        .iter()
+        .find(|s| matches!(s.spec, StageSpec::Rl(_)))
+        .unwrap()
+        .spec
+        .clone()
+    else {
+        panic!("f1-edge has rl stages")
+    };
+    let config = Config::from_spec(&plan.models[0], Tokenizer::for_plan(&plan).len());
+    let rollouts: Vec<rlp::rl::Rollout> = (0..8u32)
+        .map(|i| rlp::rl::Rollout {
+            prompt: vec![BOS, 5 + i, 6],
+            completion: vec![7 + i % 3, 9, EOS],
+        })
+        .collect();
+    let advantages = [1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.0, 0.0];
+    let steps_and_weights = |minibatches: u32, epochs: u32| {
+        let (varmap, model) = rlp::model::build(&config, &Device::Cpu, Some(3)).unwrap();
+        let mut optimizer =
+            rlp::train::optim::AdamW::new(rlp::model::sorted_vars(&varmap).unwrap(), 1e-3, 0.0)
+                .unwrap();
+        let spec = rlp::plan::RlSpec {
+            group: 2,
+            minibatches,
+            epochs,
+            kl: 0.0,
+            ..spec.clone()
+        };
+        rlp::rl::update(&model, None, &mut optimizer, &rollouts, &advantages, &spec).unwrap();
+        let weights = model
+            .forward(&candle_core::Tensor::new(&[[BOS, 5, 6]], &Device::Cpu).unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        (optimizer.steps, weights)
+    };
+    let (one, plain) = steps_and_weights(1, 1);
+    let (four, split) = steps_and_weights(4, 1);
+    let (eight, _) = steps_and_weights(4, 2);
+    assert_eq!((one, four, eight), (1, 4, 8));
+    assert_ne!(
+        plain, split,
+        "four steps on quarters are not one step on the whole"
     );
 }

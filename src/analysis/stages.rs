@@ -65,6 +65,7 @@ const RL_FIELDS: &[&str] = &[
     "top_p",
     "max_new_tokens",
     "epochs",
+    "minibatches",
     "filter",
     "checkpoint_every",
     "seed",
@@ -256,6 +257,7 @@ impl Analyzer<'_> {
         let top_p = self.real_field(&fields, "top_p", env, 0.0, 1.0, 1.0);
         let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256);
         let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1);
+        let minibatches = self.int_field(&fields, "minibatches", env, 1, 1 << 20, 1);
         let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 20);
         let replica = self.int_field(&fields, "seed", env, 0, 1 << 30, 0);
         let filter = match fields.get("filter") {
@@ -266,12 +268,30 @@ impl Analyzer<'_> {
             (group? as u32, prompts_per_step? as u32, kl?, clip?);
         let (lr, weight_decay, grad_clip, temperature, top_p) =
             (lr?, weight_decay?, grad_clip?, temperature?, top_p?);
-        let (max_new_tokens, epochs, checkpoint_every, filter) = (
+        let (max_new_tokens, epochs, minibatches, checkpoint_every, filter) = (
             max_new_tokens? as u32,
             epochs? as u32,
+            minibatches? as u32,
             checkpoint_every? as u32,
             filter?,
         );
+        if prompts_per_step % minibatches != 0 {
+            let span = fields.get("minibatches").map_or(block.span, |l| l.span);
+            self.sink.push(
+                AnalysisError::ValueOutOfRange {
+                    what: "`minibatches`".to_owned(),
+                    allowed: format!("a divisor of `prompts_per_step` ({prompts_per_step})"),
+                    value: minibatches.to_string(),
+                    span,
+                    help: Some(
+                        "each mini-batch takes the same number of prompts with all their rollouts"
+                            .to_owned(),
+                    ),
+                }
+                .into(),
+            );
+            return None;
+        }
         let (prompts, spans) = prompts?;
         let (amount, reward) = (steps?, reward?);
         let (model, start) = (model?, start.ok()?);
@@ -336,6 +356,7 @@ impl Analyzer<'_> {
             top_p,
             max_new_tokens,
             epochs,
+            minibatches,
             filter,
             checkpoint_every,
             start,

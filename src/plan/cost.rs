@@ -26,21 +26,42 @@ pub struct RlStepTokens {
     pub trained: u64,
 }
 
-/// The FLOPs of one RL step: sampling, the frozen reference's forward pass when the stage has
-/// a KL term, and `epochs` training passes over the kept rollouts.
+/// What one RL step runs besides sampling: `epochs` training passes over the kept rollouts,
+/// the frozen reference's forward pass when the stage has a KL term, and a forward pass of the
+/// policy for the old log-probabilities when the step has several mini-batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RlPasses {
+    /// Training passes.
+    pub epochs: u32,
+    /// Whether the reference model runs.
+    pub reference: bool,
+    /// Whether the old policy's log-probabilities take their own forward pass.
+    pub old_policy: bool,
+}
+
+/// The FLOPs of one RL step.
 #[must_use]
-pub fn rl_step_flops(params: u64, tokens: RlStepTokens, epochs: u32, reference: bool) -> f64 {
+pub fn rl_step_flops(params: u64, tokens: RlStepTokens, passes: RlPasses) -> f64 {
     let params = params as f64;
-    let reference = if reference { FORWARD } else { 0.0 };
+    let forwards = f64::from(u8::from(passes.reference) + u8::from(passes.old_policy));
     params
         * (FORWARD * tokens.sampled as f64
-            + (reference + TRAIN * f64::from(epochs.max(1))) * tokens.trained as f64)
+            + (FORWARD * forwards + TRAIN * f64::from(passes.epochs.max(1)))
+                * tokens.trained as f64)
 }
 
 #[cfg(test)]
 #[allow(clippy::float_cmp)] // small integers, exact in f64
 mod tests {
     use super::*;
+
+    fn passes(epochs: u32, reference: bool, old_policy: bool) -> RlPasses {
+        RlPasses {
+            epochs,
+            reference,
+            old_policy,
+        }
+    }
 
     #[test]
     fn a_trained_token_costs_three_forward_tokens() {
@@ -49,7 +70,10 @@ mod tests {
             sampled: 10,
             trained: 0,
         };
-        assert_eq!(rl_step_flops(1000, tokens, 1, true), 20_000.0);
+        assert_eq!(
+            rl_step_flops(1000, tokens, passes(1, true, false)),
+            20_000.0
+        );
     }
 
     #[test]
@@ -58,8 +82,21 @@ mod tests {
             sampled: 0,
             trained: 10,
         };
-        assert_eq!(rl_step_flops(1000, tokens, 1, false), 60_000.0);
-        assert_eq!(rl_step_flops(1000, tokens, 1, true), 80_000.0);
-        assert_eq!(rl_step_flops(1000, tokens, 2, true), 140_000.0);
+        assert_eq!(
+            rl_step_flops(1000, tokens, passes(1, false, false)),
+            60_000.0
+        );
+        assert_eq!(
+            rl_step_flops(1000, tokens, passes(1, true, false)),
+            80_000.0
+        );
+        assert_eq!(
+            rl_step_flops(1000, tokens, passes(2, true, false)),
+            140_000.0
+        );
+        assert_eq!(
+            rl_step_flops(1000, tokens, passes(1, true, true)),
+            100_000.0
+        );
     }
 }

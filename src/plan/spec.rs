@@ -276,6 +276,15 @@ pub struct TrainSpec {
     pub start: Option<Checkpoint>,
 }
 
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_one(value: &u32) -> bool {
+    *value == 1
+}
+
 /// A checkpoint directory written by `rlp export` that a stage starts from (`from "DIR"`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Checkpoint {
@@ -333,6 +342,11 @@ pub struct RlSpec {
     pub max_new_tokens: u32,
     /// Optimisation epochs per batch of rollouts.
     pub epochs: u32,
+    /// Optimizer updates per epoch: the step's prompts (with their rollouts) split into this
+    /// many mini-batches, as verl's `ppo_mini_batch_size` does (1024 prompts in mini-batches
+    /// of 256: 4).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub minibatches: u32,
     /// Optional competence filter.
     pub filter: Option<FilterSpec>,
     /// Checkpoint every this many steps.

@@ -81,9 +81,55 @@ pub enum UpdateError {
     Tensor(#[from] candle_core::Error),
 }
 
-/// Applies GRPO to one batch of scored rollouts: `spec.epochs` optimizer steps on the whole
-/// batch, each on the clipped objective (plus `spec.kl` times the k3 KL to `reference`).
-/// The ratio's denominator is the policy before the first step.
+/// One mini-batch of an update: its rollouts as tensors, their advantages, the reference's
+/// and the old policy's log-probabilities.
+struct MiniBatch {
+    inputs: Tensor,
+    targets: Tensor,
+    mask: Tensor,
+    advantages: Tensor,
+    logp_ref: Option<Tensor>,
+    logp_old: Option<Tensor>,
+}
+
+impl MiniBatch {
+    fn new(
+        rollouts: &[Rollout],
+        advantages: &[f64],
+        reference: Option<&Transformer>,
+        spec: &RlSpec,
+        device: &Device,
+    ) -> Result<Self> {
+        let (inputs, targets, mask) = rollout_tensors(rollouts, device)?;
+        let advantages: Vec<f32> = advantages.iter().map(|&a| a as f32).collect();
+        let advantages = Tensor::from_vec(advantages, (rollouts.len(), 1), device)?;
+        let logp_ref = match reference {
+            Some(reference) if spec.kl > 0.0 => {
+                let logits = reference.forward(&inputs)?.detach();
+                Some(token_log_probs(
+                    &logits,
+                    &targets,
+                    reference.fused_kernels(),
+                )?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            inputs,
+            targets,
+            mask,
+            advantages,
+            logp_ref,
+            logp_old: None,
+        })
+    }
+}
+
+/// Applies GRPO to one batch of scored rollouts: `spec.epochs` passes over it, each of
+/// `spec.minibatches` optimizer steps on a share of its prompts (with all their rollouts), on
+/// the clipped objective (plus `spec.kl` times the k3 KL to `reference`). The ratio's
+/// denominator is the policy before the first step. The statistics are the means over the
+/// last pass's steps (the entropy: over the first pass's).
 pub fn update(
     model: &Transformer,
     reference: Option<&Transformer>,
@@ -93,21 +139,27 @@ pub fn update(
     spec: &RlSpec,
 ) -> std::result::Result<UpdateStats, UpdateError> {
     let device = model.device().clone();
-    let (inputs, targets, mask) = rollout_tensors(rollouts, &device)?;
-    let advantages: Vec<f32> = advantages.iter().map(|&a| a as f32).collect();
-    let advantages = Tensor::from_vec(advantages, (rollouts.len(), 1), &device)?;
-    let logp_ref = match reference {
-        Some(reference) if spec.kl > 0.0 => {
-            let logits = reference.forward(&inputs)?.detach();
-            Some(token_log_probs(
+    let group = (spec.group as usize).max(1);
+    let groups = rollouts.len().div_ceil(group);
+    let per_batch = groups.div_ceil(spec.minibatches.max(1) as usize).max(1) * group;
+    let mut batches = rollouts
+        .chunks(per_batch)
+        .zip(advantages.chunks(per_batch))
+        .map(|(r, a)| MiniBatch::new(r, a, reference, spec, &device))
+        .collect::<Result<Vec<_>>>()?;
+    // With several steps per pass, every mini-batch's old log-probabilities come from the
+    // policy before the first step; with one, the first step's own forward pass gives them.
+    if batches.len() > 1 {
+        for batch in &mut batches {
+            let logits = model.forward(&batch.inputs)?.detach();
+            batch.logp_old = Some(token_log_probs(
                 &logits,
-                &targets,
-                reference.fused_kernels(),
-            )?)
+                &batch.targets,
+                model.fused_kernels(),
+            )?);
         }
-        _ => None,
-    };
-    let mut logp_old: Option<Tensor> = None;
+    }
+    let count = batches.len() as f64;
     let mut stats = UpdateStats {
         policy_loss: 0.0,
         kl: 0.0,
@@ -116,41 +168,58 @@ pub fn update(
         grad_norm: 0.0,
     };
     for epoch in 0..spec.epochs.max(1) {
-        // The objective as a function of the responses' log-probabilities (and the logits, for
-        // the entropy), as `Transformer::loss_and_grads` differentiates it.
-        let mut policy_value = None;
-        let objective = |logp: &Tensor, logits: &Tensor| -> Result<Tensor> {
+        let last = epoch + 1 == spec.epochs.max(1);
+        for batch in &mut batches {
+            let mut step = UpdateStats {
+                policy_loss: f64::NAN,
+                kl: 0.0,
+                clip_fraction: 0.0,
+                entropy: 0.0,
+                grad_norm: 0.0,
+            };
+            // The objective as a function of the responses' log-probabilities (and the
+            // logits, for the entropy), as `Transformer::loss_and_grads` differentiates it.
+            let objective = |logp: &Tensor, logits: &Tensor| -> Result<Tensor> {
+                if epoch == 0 {
+                    step.entropy = grpo::entropy(logits, &batch.mask)?;
+                }
+                let old = batch.logp_old.get_or_insert_with(|| logp.detach()).clone();
+                let (policy, clip_fraction) = grpo::policy_loss(
+                    logp,
+                    &old,
+                    &batch.advantages,
+                    &batch.mask,
+                    spec.clip_low,
+                    spec.clip_high,
+                )?;
+                step.clip_fraction = clip_fraction;
+                step.policy_loss = f64::from(policy.to_scalar::<f32>()?);
+                let mut loss = policy;
+                if let Some(logp_ref) = &batch.logp_ref {
+                    let kl = grpo::kl_k3(logp, logp_ref, &batch.mask)?;
+                    step.kl = f64::from(kl.to_scalar::<f32>()?);
+                    loss = (loss + (kl * spec.kl)?)?;
+                }
+                Ok(loss)
+            };
+            let (_, mut grads) = model.loss_and_grads(&batch.inputs, &batch.targets, objective)?;
+            step.grad_norm = clip_grad_norm(&optimizer.vars(), &mut grads, spec.grad_clip)?;
+            if !step.grad_norm.is_finite() {
+                return Err(UpdateError::NonFiniteGradient {
+                    norm: step.grad_norm,
+                });
+            }
+            optimizer.step(&grads)?;
             if epoch == 0 {
-                stats.entropy = grpo::entropy(logits, &mask)?;
+                stats.entropy += step.entropy / count;
             }
-            let old = logp_old.get_or_insert_with(|| logp.detach()).clone();
-            let (policy, clip_fraction) = grpo::policy_loss(
-                logp,
-                &old,
-                &advantages,
-                &mask,
-                spec.clip_low,
-                spec.clip_high,
-            )?;
-            stats.clip_fraction = clip_fraction;
-            policy_value = Some(f64::from(policy.to_scalar::<f32>()?));
-            let mut loss = policy;
-            if let Some(logp_ref) = &logp_ref {
-                let kl = grpo::kl_k3(logp, logp_ref, &mask)?;
-                stats.kl = f64::from(kl.to_scalar::<f32>()?);
-                loss = (loss + (kl * spec.kl)?)?;
+            if last {
+                stats.policy_loss += step.policy_loss / count;
+                stats.kl += step.kl / count;
+                stats.clip_fraction += step.clip_fraction / count;
+                stats.grad_norm += step.grad_norm / count;
             }
-            Ok(loss)
-        };
-        let (_, mut grads) = model.loss_and_grads(&inputs, &targets, objective)?;
-        stats.policy_loss = policy_value.unwrap_or(f64::NAN);
-        stats.grad_norm = clip_grad_norm(&optimizer.vars(), &mut grads, spec.grad_clip)?;
-        if !stats.grad_norm.is_finite() {
-            return Err(UpdateError::NonFiniteGradient {
-                norm: stats.grad_norm,
-            });
         }
-        optimizer.step(&grads)?;
     }
     Ok(stats)
 }

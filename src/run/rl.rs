@@ -18,7 +18,7 @@ use super::stage::{FilterRecord, Recent, StageDir, StageDone, mean};
 use super::{RunError, Runner};
 use crate::model::Config;
 use crate::model::sample::{Request, Sampling, sample_batch};
-use crate::plan::cost::{RlStepTokens, rl_step_flops};
+use crate::plan::cost::{RlPasses, RlStepTokens, rl_step_flops};
 use crate::plan::{RewardSpec, RlSpec, StagePlan};
 use crate::rl::{Rollout, UpdateError, grpo, update};
 use crate::tasks::reward::Primitives;
@@ -350,7 +350,12 @@ pub(super) fn run(
                 .map(|r| (r.prompt.len() + r.completion.len()).saturating_sub(1) as u64)
                 .sum(),
         };
-        let step_flops = rl_step_flops(params, step_tokens, spec.epochs, reference.is_some());
+        let passes = RlPasses {
+            epochs: spec.epochs,
+            reference: reference.is_some(),
+            old_policy: spec.minibatches > 1,
+        };
+        let step_flops = rl_step_flops(params, step_tokens, passes);
         flops = flops.map(|f| f + step_flops);
         let lengths: Vec<f64> = scored
             .iter()
