@@ -608,3 +608,50 @@ fn submit_writes_one_job_per_unfinished_stage_with_the_plans_edges() {
     assert!(!script.contains("/base-"));
     assert!(lines[0].contains("sbatch --parsable '") && lines[0].contains("/mid-"));
 }
+
+#[test]
+fn plan_cost_counts_each_stage_instance_and_shared_eval_once() {
+    let out = Run::new(&[
+        "plan",
+        "pipelines/f1-edge.rlp",
+        "--cost",
+        "--throughput",
+        "1e12",
+    ])
+    .expect(0);
+    let shown = text(&out.stdout);
+    let plan: serde_json::Value = serde_json::from_slice(
+        &Run::new(&["plan", "pipelines/f1-edge.rlp"])
+            .expect(0)
+            .stdout,
+    )
+    .unwrap();
+    let n = plan["models"][0]["non_embedding_params"].as_f64().unwrap();
+    let tokens = plan["stages"][0]["spec"]["tokens"].as_f64().unwrap();
+    // The shared base: one row, 6·N FLOPs per token, in all nine cells.
+    let base = shown
+        .lines()
+        .find(|l| l.starts_with("| pretrain `base` |"))
+        .unwrap();
+    let cells: Vec<&str> = base.split('|').map(str::trim).collect();
+    assert_eq!(cells[2], "9");
+    let flops: f64 = cells[6].parse().unwrap();
+    assert!((flops / (6.0 * n * tokens) - 1.0).abs() < 1e-3, "{base}");
+    let hours: f64 = cells[7].parse().unwrap();
+    assert!((hours - flops / 1e12 / 3600.0).abs() < 1e-3, "{base}");
+    // Nine RL instances of 200 steps x 16 prompts x 8 rollouts.
+    let rl: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with("| rl `post` |"))
+        .collect();
+    assert_eq!(rl.len(), 9);
+    assert!(rl.iter().all(|l| l.contains("| 200 | 25600 |")), "{shown}");
+    // The base is evaluated once for all nine cells: ten models per eval.
+    let eval = shown
+        .lines()
+        .find(|l| l.starts_with("| eval `eval` |"))
+        .unwrap();
+    assert!(eval.starts_with("| eval `eval` | 10 |"), "{eval}");
+    assert!(shown.contains("| total |"));
+    Run::new(&["plan", "pipelines/f1-edge.rlp", "--throughput", "1e12"]).expect(2);
+}

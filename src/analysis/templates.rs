@@ -410,6 +410,9 @@ pub fn max_example_tokens(
             structure.max((per_layer(&context.entities) * per_layer(&context.items)) as u64);
     }
     let op = u64::from(op);
+    // Distractors fill the structure graph, which never has more item quantities than the
+    // generator draws edges.
+    let structure = structure.min(crate::tasks::generate::MAX_STRUCTURE as u64);
     let sentences = if distractors { structure.max(op) } else { op } + 1;
     let reverse = count_tokens(t(Slot::ReverseIntro))
         + count_tokens(t(Slot::ReverseUnknown))

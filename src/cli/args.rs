@@ -30,6 +30,13 @@ pub enum Command {
     Plan {
         /// The file.
         file: PathBuf,
+        /// Print what the file will cost instead of the plan: tokens, optimizer steps,
+        /// rollouts, FLOPs and GPU-hours per stage instance and eval, and in total.
+        #[arg(long)]
+        cost: bool,
+        /// Sustained training throughput of one GPU, in FLOP/s, for the GPU-hours.
+        #[arg(long, default_value_t = 4e14, requires = "cost")]
+        throughput: f64,
     },
     /// Explain a diagnostic code, with an example (`rlp explain E0405`); without a code, list them all.
     Explain {

@@ -67,7 +67,17 @@ where
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match arguments.command {
         Command::Check { files, format } => commands::check::run(&files, format, color),
-        Command::Plan { file } => commands::plan::run(&file, color),
+        Command::Plan {
+            file,
+            cost,
+            throughput,
+        } => {
+            if cost {
+                commands::plan::cost(&file, throughput, color)
+            } else {
+                commands::plan::run(&file, color)
+            }
+        }
         Command::Status { run, json } => commands::status::run(&run, json),
         Command::Submit {
             file,

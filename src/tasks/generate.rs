@@ -451,6 +451,9 @@ fn pick_unknown(graph: &Graph) -> Result<(usize, Vec<Linear>), Rejection> {
     Ok((unknown, forms))
 }
 
+/// The most item quantities a structure graph has: its edge count is drawn from `U[w0, 20]`.
+pub const MAX_STRUCTURE: usize = 20;
+
 /// The number of item quantities in a problem's structure graph, drawn as the reference draws
 /// it (§A.4, steps 1–2): from the op budget `s`, two layer widths `t0, t1` from a softmax
 /// centred on `s`'s relative size, and `e = min(U[w0, 20], U[w0, 20], w1²)` edges. Distractors
@@ -486,7 +489,9 @@ fn structure_size(op: u32, rng: &mut impl Rng) -> usize {
     };
     let (t0, t1) = (width(), width());
     let (w0, w1) = (t0.min(t1), t0.max(t1));
-    let edges = rng.random_range(w0..=20).min(rng.random_range(w0..=20));
+    let edges = rng
+        .random_range(w0..=MAX_STRUCTURE)
+        .min(rng.random_range(w0..=MAX_STRUCTURE));
     edges.min(w1 * w1)
 }
 
