@@ -15,7 +15,7 @@ use rlp::model::{Config, Transformer};
 use rlp::plan::{Mode, ModelSpec, Plan, TaskId};
 use rlp::tokenizer::Tokenizer;
 
-use crate::common::root;
+use crate::common::{max_abs_diff, root};
 
 /// Generated texts of every phrasing, context, mode and op 1-20.
 fn generated_texts(plan: &Plan, count: usize) -> Vec<String> {
@@ -157,19 +157,6 @@ fn rlp_model(spec: &ModelSpec, vocab: usize, weights: &Path) -> Transformer {
     let (mut varmap, model) = rlp::model::build(&config, &Device::Cpu, None).unwrap();
     varmap.load(weights).unwrap();
     model
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Greedy decoding with candle-transformers' model and cache, until a stop token.

@@ -5,6 +5,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rlp::model::{Cache, Config, Transformer};
 
+use crate::common::max_abs_diff;
+
 /// The test model, as a plan would declare it; the decoder's config is derived from it.
 fn spec() -> rlp::plan::ModelSpec {
     rlp::plan::ModelSpec {
@@ -37,19 +39,6 @@ fn model() -> (VarMap, Transformer) {
 
 fn tokens(ids: &[u32], batch: usize) -> Tensor {
     Tensor::from_vec(ids.repeat(batch), (batch, ids.len()), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -69,3 +69,17 @@ pub(crate) fn phrasings_plan() -> Plan {
         .plan
         .unwrap_or_else(|| panic!("{}", compilation.diagnostics.render_plain(80)))
 }
+
+/// The largest absolute difference between two tensors of the same shape.
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
