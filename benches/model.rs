@@ -79,6 +79,7 @@ fn spec(seq: usize, batch: usize) -> TrainSpec {
         eval_every: 1,
         checkpoint_every: 1,
         start: None,
+        stop: None,
     }
 }
 

@@ -668,3 +668,44 @@ impl Observer for Notes<'_> {
         self.0.lock().unwrap().push(message.to_owned());
     }
 }
+
+/// `stop` ends a stage part-way through the schedule `tokens` spans: its steps are the first
+/// steps of the whole schedule, learning rate and loss alike.
+#[test]
+fn a_stopped_stage_takes_the_first_steps_of_its_whole_schedule() {
+    let mini = std::fs::read_to_string(root().join("tests/fixtures/run/mini.rlp")).unwrap();
+    let stopped = mini.replace("    tokens 40k\n", "    tokens 40k\n    stop 20k\n");
+    assert_ne!(stopped, mini);
+    let plan = rlp::compile(&rlp::syntax::SourceFile::new("mini.rlp", stopped))
+        .plan
+        .unwrap();
+    // 40k tokens in batches of 4 x 128: 79 steps; 20k: 40.
+    assert_eq!(plan.stages[0].spec.steps(), 40);
+    let rows = |plan: &Plan, name: &str| -> Vec<(u64, f64, f64)> {
+        let out = scratch(name);
+        execute(plan, &input(), &options(&out), &Silent).unwrap();
+        let path = stage_metrics(&out.join("mini/main"));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let row: Value = serde_json::from_str(line).unwrap();
+                (
+                    row["step"].as_u64().unwrap(),
+                    row["lr"].as_f64().unwrap(),
+                    row["loss"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let whole = rows(&mini_plan(), "stop-whole");
+    let part = rows(&plan, "stop-part");
+    assert_eq!(whole.len(), 79);
+    assert_eq!(part.len(), 40);
+    assert_eq!(&whole[..40], part.as_slice());
+    // Past the whole schedule's tokens is an error.
+    let over = mini.replace("    tokens 40k\n", "    tokens 40k\n    stop 80k\n");
+    let compilation = rlp::compile(&rlp::syntax::SourceFile::new("mini.rlp", over));
+    assert!(compilation.plan.is_none());
+    assert!(compilation.diagnostics.render_plain(100).contains("`stop`"));
+}

@@ -29,6 +29,7 @@ const PRETRAIN_FIELDS: &[&str] = &[
     "model",
     "data",
     "tokens",
+    "stop",
     "batch",
     "lr",
     "weight_decay",
@@ -41,6 +42,7 @@ const PRETRAIN_FIELDS: &[&str] = &[
 const MIDTRAIN_FIELDS: &[&str] = &[
     "data",
     "tokens",
+    "stop",
     "batch",
     "lr",
     "weight_decay",
@@ -159,6 +161,13 @@ impl Analyzer<'_> {
         let (eval_every, checkpoint_every) = (eval_every? as u32, checkpoint_every? as u32);
         let (data, data_spans) = data?;
         let amount = tokens?;
+        let stop = match fields.get("stop") {
+            Some(line) => self
+                .amount(line, env, "stop 4B  or  stop 20% of BUDGET")
+                .map(|a| Some((a, line.span))),
+            None => Some(None),
+        };
+        let stop = stop?;
         if self.sink.len() > before {
             return None;
         }
@@ -169,6 +178,41 @@ impl Analyzer<'_> {
                 budget,
                 span,
             } => self.budget_share(share, budget, span, model, block, shares, Unit::Tokens)?,
+        };
+        let stop = match stop {
+            None => None,
+            Some((amount, line_span)) => {
+                let stop = match amount {
+                    Amount::Fixed(t) => t,
+                    Amount::Share {
+                        share,
+                        budget,
+                        span,
+                    } => {
+                        self.budget_share(share, budget, span, model, block, shares, Unit::Tokens)?
+                    }
+                };
+                if stop > tokens {
+                    self.sink.push(
+                        AnalysisError::ValueOutOfRange {
+                            what: "`stop`".to_owned(),
+                            allowed: format!(
+                                "at most the schedule's `tokens` ({})",
+                                format_number(tokens)
+                            ),
+                            value: format_number(stop),
+                            span: line_span,
+                            help: Some(
+                                "`stop` ends the stage part-way through the schedule that `tokens` spans"
+                                    .to_owned(),
+                            ),
+                        }
+                        .into(),
+                    );
+                    return None;
+                }
+                Some(stop.round() as u64)
+            }
         };
         self.check_lengths(model, &data, &data_spans)?;
         let spec = TrainSpec {
@@ -184,6 +228,7 @@ impl Analyzer<'_> {
             eval_every,
             checkpoint_every,
             start: start.ok()?,
+            stop,
         };
         let spec = if pretrain {
             StageSpec::Pretrain(spec)

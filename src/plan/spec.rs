@@ -274,6 +274,30 @@ pub struct TrainSpec {
     /// The checkpoint directory a `midtrain` starts from instead of a parent stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<Checkpoint>,
+    /// Tokens after which training stops, the learning-rate schedule still spanning `tokens`:
+    /// an intermediate checkpoint of one longer schedule, as the reference takes its
+    /// mid-training budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<u64>,
+}
+
+impl TrainSpec {
+    /// Optimizer steps the learning-rate schedule spans: `tokens` in whole batches.
+    #[must_use]
+    pub fn schedule_steps(&self) -> u64 {
+        self.tokens
+            .div_ceil(u64::from(self.batch) * u64::from(self.seq_len))
+    }
+
+    /// Optimizer steps the stage takes: the schedule's, or as many as `stop` tokens fill.
+    #[must_use]
+    pub fn steps(&self) -> u64 {
+        let batch = u64::from(self.batch) * u64::from(self.seq_len);
+        match self.stop {
+            Some(stop) => stop.div_ceil(batch).min(self.schedule_steps()),
+            None => self.schedule_steps(),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -374,9 +398,7 @@ impl StageSpec {
     #[must_use]
     pub fn steps(&self) -> u64 {
         match self {
-            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => {
-                t.tokens.div_ceil(u64::from(t.batch) * u64::from(t.seq_len))
-            }
+            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => t.steps(),
             StageSpec::Rl(r) => u64::from(r.steps),
         }
     }

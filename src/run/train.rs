@@ -151,7 +151,8 @@ pub(super) fn run(
     }
     let tokens_per_step = u64::from(spec.batch) * u64::from(spec.seq_len);
     let total_steps = stage.spec.steps();
-    let mut trainer = Trainer::new(&varmap, spec, total_steps)?;
+    // The schedule spans `tokens` even when `stop` ends the stage earlier.
+    let mut trainer = Trainer::new(&varmap, spec, spec.schedule_steps())?;
     let generator = Generator::new(plan);
     let mut stream = SequenceStream::new(&generator, tokenizer, &spec.data, stage.seed, spec)?;
     let heldout = SequenceStream::new(

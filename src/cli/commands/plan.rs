@@ -89,14 +89,18 @@ fn cost_rows(plan: &Plan) -> Result<Vec<CostRow>, String> {
     for stage in &plan.stages {
         let n = params(stage.spec.model());
         let row = match &stage.spec {
-            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => CostRow {
-                what: format!("{} `{}`", stage.spec.keyword(), stage.name),
-                cells: stage.cells.len(),
-                tokens: t.tokens as f64,
-                steps: stage.spec.steps(),
-                rollouts: 0,
-                flops: train_flops(n, t.tokens),
-            },
+            StageSpec::Pretrain(t) | StageSpec::Midtrain(t) => {
+                // What it trains: whole batches up to `tokens`, or up to `stop`.
+                let trained = t.steps() * u64::from(t.batch) * u64::from(t.seq_len);
+                CostRow {
+                    what: format!("{} `{}`", stage.spec.keyword(), stage.name),
+                    cells: stage.cells.len(),
+                    tokens: trained as f64,
+                    steps: t.steps(),
+                    rollouts: 0,
+                    flops: train_flops(n, trained),
+                }
+            }
             StageSpec::Rl(r) => {
                 let (p, c) = mean_lengths(plan, &generator, &tokenizer, &r.prompts, stage.seed)?;
                 let prompts = f64::from(r.prompts_per_step);
