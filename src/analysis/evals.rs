@@ -341,21 +341,12 @@ impl Analyzer<'_> {
             }
             let model_id = self.plan.stages[stages[model].id.0].spec.model();
             let spec = &self.plan.models[model_id.0];
-            let needed = self.source_tokens(&split.source);
             let (model_name, context) = (spec.name.clone(), spec.context);
-            if needed > u64::from(context) {
-                self.sink.push(
-                    AnalysisError::ContextTooShort {
-                        model: model_name,
-                        context: context.into(),
-                        what: format!("split `{}` at op {}", split.name, split.source.op_max),
-                        needed,
-                        span: source_span,
-                        help: Some("lower the split's op range, or evaluate a model with a longer `context`".to_owned()),
-                    }
-                    .into(),
-                );
-            } else if max_new_tokens >= context {
+            let what = format!("split `{}` at op {}", split.name, split.source.op_max);
+            let prompt_fits = self
+                .check_length(model_id, &split.source, what, source_span, true)
+                .is_some();
+            if prompt_fits && max_new_tokens >= context {
                 self.sink.push(
                     AnalysisError::ValueOutOfRange {
                         what: "`max_new_tokens`".to_owned(),

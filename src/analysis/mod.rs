@@ -203,8 +203,10 @@ struct Analyzer<'a> {
 }
 
 /// Longest-example estimates by task, contexts and op.
-type TokenEstimates =
-    std::collections::HashMap<(crate::plan::TaskId, Vec<crate::plan::ContextId>, u32), u64>;
+type TokenEstimates = std::collections::HashMap<
+    (crate::plan::TaskId, Vec<crate::plan::ContextId>, u32),
+    templates::ExampleTokens,
+>;
 
 fn analyze(
     ast: &Ast,

@@ -3,9 +3,9 @@
 
 use super::fields::{self, Env, Reader, format_number};
 use super::symbols::DefKind;
-use super::templates::max_example_tokens;
+use super::templates::{ExampleTokens, max_example_tokens};
 use super::{Analyzer, suggest};
-use crate::diagnostics::{AnalysisError, Diagnostic};
+use crate::diagnostics::{AnalysisError, AnalysisWarning, Diagnostic};
 use crate::plan::{Component, DataSpec, Mode, ModelId, Plan, SourceSpec, TaskId};
 use crate::syntax::Span;
 use crate::syntax::ast::{Atom, Block, Line, Name, Source};
@@ -204,7 +204,7 @@ impl Analyzer<'_> {
         )
     }
 
-    pub(super) fn source_tokens(&self, source: &SourceSpec) -> u64 {
+    pub(super) fn source_tokens(&self, source: &SourceSpec) -> ExampleTokens {
         let key = (source.task, source.contexts.clone(), source.op_max);
         if let Some(&known) = self.example_tokens.borrow().get(&key) {
             return known;
@@ -227,32 +227,69 @@ impl Analyzer<'_> {
         tokens
     }
 
-    /// Reports sources whose longest example does not fit the model's context.
+    /// Checks that a stage's problems fit its model's context. A model must be given a whole
+    /// prompt (`sampled`: rollouts and evals), otherwise E0414; a longer whole example is a
+    /// warning: training packs examples across sequences, as the reference does, and
+    /// sampling cuts a completion at the context, as the reference's `max_model_len`.
     pub(super) fn check_lengths(
         &mut self,
         model: ModelId,
         data: &DataSpec,
         spans: &[Span],
+        sampled: bool,
+    ) -> Option<()> {
+        for (component, span) in data.components.iter().zip(spans) {
+            let what = {
+                let task = &self.plan.tasks[component.source.task.0];
+                format!("`{}` problems at op {}", task.name, component.source.op_max)
+            };
+            self.check_length(model, &component.source, what, *span, sampled)?;
+        }
+        Some(())
+    }
+
+    /// [`Self::check_lengths`] for one source.
+    pub(super) fn check_length(
+        &mut self,
+        model: ModelId,
+        source: &SourceSpec,
+        what: String,
+        span: Span,
+        sampled: bool,
     ) -> Option<()> {
         let spec = &self.plan.models[model.0];
-        let (name, context) = (spec.name.clone(), spec.context);
-        for (component, span) in data.components.iter().zip(spans) {
-            let needed = self.source_tokens(&component.source);
-            if needed > u64::from(context) {
-                let task = &self.plan.tasks[component.source.task.0];
-                self.sink.push(
-                    AnalysisError::ContextTooShort {
-                        model: name.clone(),
-                        context: context.into(),
-                        what: format!("`{}` problems at op {}", task.name, component.source.op_max),
-                        needed,
-                        span: *span,
-                        help: Some(self.shorter_problems_help(component.source.task, needed)),
-                    }
-                    .into(),
-                );
-                return None;
-            }
+        let (name, context) = (spec.name.clone(), u64::from(spec.context));
+        let tokens = self.source_tokens(source);
+        if sampled && tokens.prompt >= context {
+            self.sink.push(
+                AnalysisError::ContextTooShort {
+                    model: name,
+                    context,
+                    what: format!("the prompts of {what}"),
+                    needed: tokens.prompt,
+                    span,
+                    help: Some(self.shorter_problems_help(source.task, tokens.prompt)),
+                }
+                .into(),
+            );
+            return None;
+        }
+        if tokens.total > context {
+            self.sink.push(
+                AnalysisWarning::LongExamples {
+                    model: name,
+                    context,
+                    what,
+                    needed: tokens.total,
+                    effect: if sampled {
+                        "completions that reach the context are cut there, as the reference's `max_model_len` cuts them"
+                    } else {
+                        "training packs them across sequences, as the reference does"
+                    },
+                    span,
+                }
+                .into(),
+            );
         }
         Some(())
     }

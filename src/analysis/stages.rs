@@ -214,7 +214,7 @@ impl Analyzer<'_> {
                 Some(stop.round() as u64)
             }
         };
-        self.check_lengths(model, &data, &data_spans)?;
+        self.check_lengths(model, &data, &data_spans, false)?;
         let spec = TrainSpec {
             model,
             data,
@@ -383,7 +383,7 @@ impl Analyzer<'_> {
             );
             return None;
         }
-        self.check_lengths(model, &prompts, &spans)?;
+        self.check_lengths(model, &prompts, &spans, true)?;
         let spec = RlSpec {
             model,
             prompts,

@@ -318,10 +318,18 @@ fn verifiable_define(define: &str) -> bool {
     word(keyword) && word(connector) && rest.starts_with(';')
 }
 
-/// A worst-case estimate of the tokens of one whole training example (problem, solution,
-/// answer and tags) at op `op`: every sentence as long as the longest names and the widest
-/// expression make it, as many distractors as the structure can hold. Used to check that a
-/// model's context is long enough before any compute is spent.
+/// Worst-case lengths, in tokens, of a problem at some op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExampleTokens {
+    /// The prompt a model is given: `[BOS]`, the question block and `<solution>`.
+    pub prompt: u64,
+    /// The whole training example: the prompt, the solution, the answer and `[EOS]`.
+    pub total: u64,
+}
+
+/// A worst-case estimate of the tokens of one problem at op `op`: every sentence as long as
+/// the longest names and the widest expression make it, as many distractors as the structure
+/// can hold. Used to check that a model's context is long enough before any compute is spent.
 #[must_use]
 pub fn max_example_tokens(
     contexts: &[&ContextSpec],
@@ -329,7 +337,7 @@ pub fn max_example_tokens(
     op: u32,
     distractors: bool,
     max_value: i64,
-) -> u64 {
+) -> ExampleTokens {
     let t = |slot: Slot| phrasing.template(slot);
     let longest = |pools: &[NamePool]| {
         pools
@@ -429,7 +437,11 @@ pub fn max_example_tokens(
             ],
         ));
     let answer = count_tokens(&fill(t(Slot::Answer), &[("value", &value)]));
-    // `<question>`, `</question>`, `<solution>`, `</solution>`, `<answer>`, `</answer>`, BOS, EOS.
-    let tags = 8;
-    tags + sentences * worst_sentence + worst_question + op * worst_step + reverse + answer
+    // BOS, `<question>`, `</question>`, `<solution>`; then `</solution>`, `<answer>`,
+    // `</answer>`, EOS.
+    let prompt = 4 + sentences * worst_sentence + worst_question;
+    ExampleTokens {
+        prompt,
+        total: prompt + 4 + op * worst_step + reverse + answer,
+    }
 }

@@ -208,4 +208,31 @@ pub enum AnalysisWarning {
         #[label("first here")]
         first: Span,
     },
+
+    /// Problems whose whole text can exceed the model's context.
+    #[error(
+        "model `{model}` has a context of {context} tokens, but {what} can reach about {needed} tokens"
+    )]
+    #[diagnostic(
+        code(rlp::W0114),
+        severity(Warning),
+        help(
+            "{effect}; to avoid it, raise the model's `context`, lower the op range or turn `distractors off`"
+        )
+    )]
+    LongExamples {
+        /// The model.
+        model: String,
+        /// Its context.
+        context: u64,
+        /// What is long.
+        what: String,
+        /// The estimate.
+        needed: u64,
+        /// What happens to them.
+        effect: &'static str,
+        /// Where.
+        #[label("up to about {needed} tokens")]
+        span: Span,
+    },
 }

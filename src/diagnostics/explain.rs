@@ -331,8 +331,8 @@ pub const EXPLANATIONS: &[Explanation] = &[
     },
     Explanation {
         code: "E0414",
-        title: "model context too short",
-        text: "rlp estimates, from the task's contexts and phrasing, the most tokens one example can take at the highest op a stage trains or evaluates on (every sentence as long as the longest names make it, as many distractors as the structure holds). A model whose `context` is shorter could never see whole problems. Raise the context, lower the ops, turn distractors off, or use the `compact` phrasing.",
+        title: "model context too short for its prompts",
+        text: "rlp estimates, from the task's contexts and phrasing, the most tokens a problem's prompt can take at the highest op an `rl` stage or an eval samples on (every sentence as long as the longest names make it, as many distractors as the structure holds). A model whose `context` cannot hold the whole prompt cannot be asked the question at all. Raise the context, lower the ops, turn distractors off, or use the `compact` phrasing. (A whole example longer than the context is only a warning, W0114.)",
         example: example!("analysis/err/E0414-context-too-short.rlp"),
     },
     Explanation {
@@ -502,5 +502,11 @@ pub const EXPLANATIONS: &[Explanation] = &[
         title: "repeated import",
         text: "`use prelude` appears more than once. The repeat does nothing; it usually means two files were pasted together.",
         example: example!("analysis/err/W0113-repeated-import.rlp"),
+    },
+    Explanation {
+        code: "W0114",
+        title: "examples longer than the context",
+        text: "The worst-case length of a whole example (prompt, solution and answer) at the highest op of a stage's data or an eval split exceeds the model's context, though every prompt fits. Training packs examples into sequences of the context's length across example boundaries, so a long example is split over two, as the reference's packing splits it; sampling stops a completion that reaches the context, as the reference's `max_model_len` stops it, and such a completion is scored as written. The estimate is a worst case (every sentence at its longest, the structure full of distractors): with the reference's English phrasing and distractors, op-20 problems are estimated at about 2,550 tokens while generated ones stay under 1,000.",
+        example: example!("analysis/err/W0114-long-examples.rlp"),
     },
 ];
