@@ -9,6 +9,7 @@ mod export;
 mod fixtures;
 mod formatting;
 mod model;
+mod paper;
 mod pipelines;
 mod prelude;
 mod report;
