@@ -101,7 +101,7 @@ fn assert_reference_grpo(r: &RlSpec) {
 fn the_paper_pipelines_carry_the_references_numbers() {
     let base = plan("base");
     assert_main_base(&base);
-    assert_eq!(base.cells.len(), 3, "three op mixtures");
+    assert_eq!(base.cells.len(), 8, "the eight op-level mixtures");
     let mixtures: Vec<Vec<(u32, f64)>> = train(&base, "base")
         .iter()
         .map(|t| weights(&base, t))
@@ -120,6 +120,18 @@ fn the_paper_pipelines_carry_the_references_numbers() {
         mixtures[2],
         expect([0.18, 0.16, 0.16, 0.1, 0.1, 0.1, 0.08, 0.06, 0.06])
     );
+    // The headroom mixtures, normalized as the reference's loader normalizes them.
+    let hard_share = |m: &[(u32, f64)]| {
+        m.iter()
+            .filter(|(op, _)| *op >= 8)
+            .map(|c| c.1)
+            .sum::<f64>()
+    };
+    let shares: Vec<f64> = mixtures[3..]
+        .iter()
+        .map(|m| (hard_share(m) * 1000.0).round() / 1000.0)
+        .collect();
+    assert_eq!(shares, [0.2, 0.05, 0.01, 0.009, 0.5]);
     let eval = &base.cells[0].evals[0];
     assert_eq!(
         (eval.problems_per_op, eval.samples, eval.max_new_tokens),
@@ -227,7 +239,7 @@ fn the_paper_pipelines_are_formatted_and_submit_as_one_job_graph() {
         .join(format!("paper-submit-{}", std::process::id()));
     // Jobs: one per stage instance and one per eval of each cell.
     for (file, jobs) in [
-        ("base", 6),
+        ("base", 16),
         ("extrapolation", 9),
         ("rewards", 9),
         ("compute", 13),
