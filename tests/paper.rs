@@ -271,3 +271,17 @@ fn the_paper_pipelines_are_formatted_and_submit_as_one_job_graph() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn minibatches_must_divide_the_prompts_of_a_step() {
+    let src = std::fs::read_to_string(root().join("pipelines/paper/rewards.rlp")).unwrap();
+    let bad = src.replace("    minibatches 4\n", "    minibatches 3\n");
+    assert_ne!(bad, src);
+    let compilation = rlp::compile(&rlp::syntax::SourceFile::new("rewards.rlp", bad));
+    assert!(compilation.plan.is_none());
+    let shown = compilation.diagnostics.render_plain(100);
+    assert!(
+        shown.contains("E0402") && shown.contains("a divisor of `prompts_per_step` (1024)"),
+        "{shown}"
+    );
+}
