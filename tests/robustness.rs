@@ -2,10 +2,17 @@
 
 use proptest::prelude::*;
 
+/// Every bundled `.rlp` file, `pipelines/paper/` included.
 fn pipelines() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(crate::common::root().join("pipelines")).unwrap() {
-        out.push(std::fs::read(entry.unwrap().path()).unwrap());
+    let root = crate::common::root().join("pipelines");
+    for dir in [root.clone(), root.join("paper")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rlp") {
+                out.push(std::fs::read(path).unwrap());
+            }
+        }
     }
     out.sort();
     out
