@@ -95,6 +95,7 @@ fn assert_reference_grpo(r: &RlSpec) {
     assert_eq!((r.lr, r.weight_decay, r.grad_clip), (1e-6, 0.01, 1.0));
     assert_eq!((r.kl, r.clip_low, r.clip_high), (0.001, 0.2, 0.2));
     assert_eq!((r.temperature, r.top_p, r.max_new_tokens), (1.0, 1.0, 1024));
+    assert_eq!(r.max_prompt_tokens, Some(1024));
 }
 
 #[test]
@@ -273,7 +274,7 @@ fn the_paper_pipelines_are_formatted_and_submit_as_one_job_graph() {
 }
 
 #[test]
-fn minibatches_must_divide_the_prompts_of_a_step() {
+fn minibatches_and_prompt_limits_must_fit_the_step_and_context() {
     let src = std::fs::read_to_string(root().join("pipelines/paper/rewards.rlp")).unwrap();
     let bad = src.replace("    minibatches 4\n", "    minibatches 3\n");
     assert_ne!(bad, src);
@@ -284,4 +285,13 @@ fn minibatches_must_divide_the_prompts_of_a_step() {
         shown.contains("E0402") && shown.contains("a divisor of `prompts_per_step` (1024)"),
         "{shown}"
     );
+    // And a prompt limit must leave room in the context.
+    let bad = src.replace(
+        "    max_prompt_tokens 1024\n",
+        "    max_prompt_tokens 4096\n",
+    );
+    assert_ne!(bad, src);
+    let compilation = rlp::compile(&rlp::syntax::SourceFile::new("rewards.rlp", bad));
+    let shown = compilation.diagnostics.render_plain(100);
+    assert!(shown.contains("`max_prompt_tokens`"), "{shown}");
 }

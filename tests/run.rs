@@ -709,3 +709,39 @@ fn a_stopped_stage_takes_the_first_steps_of_its_whole_schedule() {
     assert!(compilation.plan.is_none());
     assert!(compilation.diagnostics.render_plain(100).contains("`stop`"));
 }
+
+/// `max_prompt_tokens` skips longer prompts: a limit no prompt exceeds changes nothing, and one
+/// every prompt exceeds stops the stage with a clear error instead of spinning.
+#[test]
+fn rl_skips_prompts_over_max_prompt_tokens() {
+    let src = std::fs::read_to_string(root().join("tests/fixtures/run/rl.rlp")).unwrap();
+    let limited = |limit: u32| {
+        let text = src.replace(
+            "    prompts_per_step 4\n",
+            &format!("    prompts_per_step 4\n    max_prompt_tokens {limit}\n"),
+        );
+        assert_ne!(text, src);
+        rlp::compile(&rlp::syntax::SourceFile::new("rl.rlp", text))
+            .plan
+            .unwrap()
+    };
+    let rewards = |plan: &Plan, name: &str| {
+        let out = scratch(name);
+        let cells = execute(plan, &input(), &options(&out), &Silent).unwrap();
+        let stage = &cells[0].manifest.stages[1];
+        column(
+            &cells[0].dir.join(&stage.dir).join("metrics.jsonl"),
+            "reward/mean",
+        )
+    };
+    assert_eq!(
+        rewards(&fixture_plan("rl.rlp"), "rl-unlimited"),
+        rewards(&limited(400), "rl-limited")
+    );
+    let out = scratch("rl-too-short");
+    let error = execute(&limited(5), &input(), &options(&out), &Silent).unwrap_err();
+    assert!(
+        matches!(error, rlp::run::RunError::PromptsTooLong { limit: 5, .. }),
+        "{error}"
+    );
+}

@@ -68,6 +68,7 @@ const RL_FIELDS: &[&str] = &[
     "max_new_tokens",
     "epochs",
     "minibatches",
+    "max_prompt_tokens",
     "filter",
     "checkpoint_every",
     "seed",
@@ -303,6 +304,12 @@ impl Analyzer<'_> {
         let max_new_tokens = self.int_field(&fields, "max_new_tokens", env, 1, 1 << 20, 256);
         let epochs = self.int_field(&fields, "epochs", env, 1, 100, 1);
         let minibatches = self.int_field(&fields, "minibatches", env, 1, 1 << 20, 1);
+        let max_prompt_tokens = match fields.get("max_prompt_tokens") {
+            Some(_) => self
+                .int_field(&fields, "max_prompt_tokens", env, 1, 1 << 30, 1)
+                .map(|n| Some(n as u32)),
+            None => Some(None),
+        };
         let checkpoint_every = self.int_field(&fields, "checkpoint_every", env, 1, 1 << 30, 20);
         let replica = self.int_field(&fields, "seed", env, 0, 1 << 30, 0);
         let filter = match fields.get("filter") {
@@ -320,6 +327,7 @@ impl Analyzer<'_> {
             checkpoint_every? as u32,
             filter?,
         );
+        let max_prompt_tokens = max_prompt_tokens?;
         if prompts_per_step % minibatches != 0 {
             let span = fields.get("minibatches").map_or(block.span, |l| l.span);
             self.sink.push(
@@ -383,7 +391,28 @@ impl Analyzer<'_> {
             );
             return None;
         }
-        self.check_lengths(model, &prompts, &spans, true)?;
+        if let Some(limit) = max_prompt_tokens
+            && limit >= context
+        {
+            let span = fields
+                .get("max_prompt_tokens")
+                .map_or(block.span, |l| l.span);
+            self.sink.push(
+                AnalysisError::ValueOutOfRange {
+                    what: "`max_prompt_tokens`".to_owned(),
+                    allowed: format!("less than the model's context ({context})"),
+                    value: limit.to_string(),
+                    span,
+                    help: None,
+                }
+                .into(),
+            );
+            return None;
+        }
+        // Longer prompts are skipped, so only the limit has to fit.
+        if max_prompt_tokens.is_none() {
+            self.check_lengths(model, &prompts, &spans, true)?;
+        }
         let spec = RlSpec {
             model,
             prompts,
@@ -402,6 +431,7 @@ impl Analyzer<'_> {
             max_new_tokens,
             epochs,
             minibatches,
+            max_prompt_tokens,
             filter,
             checkpoint_every,
             start,

@@ -371,6 +371,10 @@ pub struct RlSpec {
     /// of 256: 4).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub minibatches: u32,
+    /// Prompts longer than this many tokens are skipped, as verl's `max_prompt_length` filters
+    /// them (the reference: 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<u32>,
     /// Optional competence filter.
     pub filter: Option<FilterSpec>,
     /// Checkpoint every this many steps.

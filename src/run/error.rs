@@ -120,6 +120,22 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// An rl stage whose data has (almost) no prompt under its `max_prompt_tokens`.
+    #[error(
+        "stage `{stage}`: {tries} prompts in a row were longer than its `max_prompt_tokens` ({limit})"
+    )]
+    #[diagnostic(
+        code(rlp::run::prompts_too_long),
+        help("raise `max_prompt_tokens`, or lower the op range of its prompts")
+    )]
+    PromptsTooLong {
+        /// The stage.
+        stage: String,
+        /// The limit.
+        limit: u32,
+        /// Prompts drawn.
+        tries: u32,
+    },
     /// Something that should not happen.
     #[error("internal error: {0}")]
     #[diagnostic(code(rlp::run::internal))]

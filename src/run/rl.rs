@@ -32,6 +32,10 @@ use crate::train::optim::{AdamW, checkpoint_scalar, scalar_tensor};
 const ROLLOUT_SALT: u64 = 0x726f_6c6c_6f75_7473;
 const FILTER_SALT: u64 = 0x6669_6c74_6572_7321;
 
+/// Consecutive prompts over `max_prompt_tokens` after which a stage stops: its data has almost
+/// none that fit.
+const MAX_SKIPPED_PROMPTS: u32 = 10_000;
+
 /// At most this many candidates per kept prompt are tried in one step before the step trains
 /// on what it has.
 const FILTER_TRIES_PER_PROMPT: u64 = 8;
@@ -234,6 +238,26 @@ pub(super) fn run(
             return Err(files.interrupted(step));
         }
         let step_started = Instant::now();
+        // The next prompt of the stream and its position, skipping prompts longer than
+        // `max_prompt_tokens`.
+        let draw = |next: &mut u64| -> Result<(Problem, u64), RunError> {
+            for _ in 0..MAX_SKIPPED_PROMPTS {
+                let index = *next;
+                *next += 1;
+                let problem = example(&generator, &spec.prompts, stage.seed, index)?;
+                let fits = spec.max_prompt_tokens.is_none_or(|limit| {
+                    tokenizer.prompt_ids(&problem.rendered.prompt()).len() <= limit as usize
+                });
+                if fits {
+                    return Ok((problem, index));
+                }
+            }
+            Err(RunError::PromptsTooLong {
+                stage: stage.name.clone(),
+                limit: spec.max_prompt_tokens.unwrap_or(0),
+                tries: MAX_SKIPPED_PROMPTS,
+            })
+        };
         // Prompts and their groups, through the competence filter when there is one.
         let wanted = spec.prompts_per_step as usize;
         let (prompts, scored, tries, in_band, candidate_rate) = if let Some(filter) = &spec.filter {
@@ -255,13 +279,12 @@ pub(super) fn run(
                     .max(1.0 / FILTER_TRIES_PER_PROMPT as f64);
                 let round = (((wanted - prompts.len()) as f64 / rate).ceil() as u64)
                     .clamp(1, budget - tries);
-                let candidates = (next_candidate..next_candidate + round)
-                    .map(|index| {
-                        let problem = example(&generator, &spec.prompts, stage.seed, index)?;
+                let candidates = (0..round)
+                    .map(|_| {
+                        let (problem, index) = draw(&mut next_candidate)?;
                         Ok((problem, example_seed(stage.seed ^ FILTER_SALT, index)))
                     })
                     .collect::<Result<Vec<_>, RunError>>()?;
-                next_candidate += round;
                 tries += round;
                 let items: Vec<(&Problem, u64)> = candidates.iter().map(|(p, s)| (p, *s)).collect();
                 let groups = scorer.rollouts(&model, &items, draws)?;
@@ -295,11 +318,7 @@ pub(super) fn run(
             )
         } else {
             let prompts = (0..wanted as u64)
-                .map(|_| {
-                    let problem = example(&generator, &spec.prompts, stage.seed, next_candidate);
-                    next_candidate += 1;
-                    problem
-                })
+                .map(|_| draw(&mut next_candidate).map(|(problem, _)| problem))
                 .collect::<Result<Vec<_>, _>>()?;
             let items: Vec<(&Problem, u64)> = prompts
                 .iter()
