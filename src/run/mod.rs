@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 pub use self::error::RunError;
 pub use self::files::write_atomically;
 pub use self::stage::{FilterRecord, StageDone};
-pub use self::status::run_status;
+pub use self::status::{RunDir, run_status};
 pub use self::submit::submission;
 use crate::eval::runner::Row;
 use crate::plan::{CellPlan, Checkpoint, EvalSpec, Plan, StageId, StagePlan, StageSpec};
@@ -258,8 +258,7 @@ pub fn execute_cell(
 
 /// A stage's directory name: its name and a key over its content hash and the SHA-256 (hex)
 /// of the run directory's `tokenizer.json`.
-#[must_use]
-pub fn stage_dir_name(stage: &StagePlan, tokenizer_hash: &str) -> String {
+fn stage_dir_name(stage: &StagePlan, tokenizer_hash: &str) -> String {
     let key = sha256_hex(format!("{}\n{tokenizer_hash}", stage.hash).as_bytes());
     format!("{}-{}", stage.name, &key[..12])
 }

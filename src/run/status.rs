@@ -2,7 +2,7 @@
 //! files runs leave (the plan, `done.json`, checkpoints, locks and their heartbeats, metrics,
 //! manifests), so it works while runs are going, on any machine that sees the directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -277,33 +277,71 @@ pub fn render(lines: &[Line]) -> String {
     out
 }
 
+/// A run directory as a later command reads it: its plan, its tokenizer file, and where each
+/// stage instance's directory is.
+#[derive(Debug)]
+pub struct RunDir {
+    /// `runs/<name>`.
+    pub root: PathBuf,
+    /// The plan it ran.
+    pub plan: Plan,
+    /// Its `tokenizer.json`, as written.
+    pub tokenizer_json: Vec<u8>,
+    tokenizer_hash: String,
+}
+
+impl RunDir {
+    /// Reads the plan and tokenizer of the run directory `run`.
+    ///
+    /// # Errors
+    /// They cannot be read: not a run directory.
+    pub fn open(run: &Path) -> Result<Self, String> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let tokenizer_json = read(&run.join("tokenizer.json"))
+            .map_err(|e| format!("{e} (is it a run directory, `runs/<name>`?)"))?;
+        let plan_path = run.join("plan.json");
+        let plan_path = if plan_path.is_file() {
+            plan_path
+        } else {
+            // Run directories written before the plan was kept at their top: a cell's copy.
+            std::fs::read_dir(run)
+                .map_err(|e| format!("cannot read {}: {e}", run.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("plan.json"))
+                .find(|p| p.is_file())
+                .ok_or_else(|| format!("{} holds no plan.json", run.display()))?
+        };
+        let plan: Plan = serde_json::from_slice(&read(&plan_path)?)
+            .map_err(|e| format!("{}: {e}", plan_path.display()))?;
+        Ok(Self {
+            root: run.to_owned(),
+            plan,
+            tokenizer_hash: super::sha256_hex(&tokenizer_json),
+            tokenizer_json,
+        })
+    }
+
+    /// The directory name of stage instance `id` under `stages/`.
+    #[must_use]
+    pub fn stage_dir_name(&self, id: usize) -> String {
+        super::stage_dir_name(&self.plan.stages[id], &self.tokenizer_hash)
+    }
+
+    /// The directory of stage instance `id`.
+    #[must_use]
+    pub fn stage_dir(&self, id: usize) -> PathBuf {
+        self.root.join("stages").join(self.stage_dir_name(id))
+    }
+}
+
 /// Where every stage instance and eval of the run directory `run` stands ([`status()`]).
 ///
 /// # Errors
 /// The run's plan or tokenizer cannot be read: not a run directory.
 pub fn run_status(run: &Path) -> Result<(Plan, Vec<Line>), String> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    };
-    let tokenizer = read(&run.join("tokenizer.json"))
-        .map_err(|e| format!("{e} (is it a run directory, `runs/<name>`?)"))?;
-    let plan_path = run.join("plan.json");
-    let plan_path = if plan_path.is_file() {
-        plan_path
-    } else {
-        // Run directories written before the plan was kept at their top: a cell's copy.
-        std::fs::read_dir(run)
-            .map_err(|e| format!("cannot read {}: {e}", run.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("plan.json"))
-            .find(|p| p.is_file())
-            .ok_or_else(|| format!("{} holds no plan.json", run.display()))?
-    };
-    let plan: Plan = serde_json::from_slice(&read(&plan_path)?)
-        .map_err(|e| format!("{}: {e}", plan_path.display()))?;
-    let tokenizer_hash = super::sha256_hex(&tokenizer);
-    let lines = status(run, &plan, &|i| {
-        super::stage_dir_name(&plan.stages[i], &tokenizer_hash)
-    });
-    Ok((plan, lines))
+    let dir = RunDir::open(run)?;
+    let lines = status(run, &dir.plan, &|i| dir.stage_dir_name(i));
+    Ok((dir.plan, lines))
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::{Status, eprint_line};
 use crate::plan::{Plan, StagePlan};
-use crate::run::{sha256_hex, stage_dir_name};
+use crate::run::RunDir;
 use crate::tokenizer::Tokenizer;
 
 pub(crate) fn run(run_dir: &Path, stage: &str, cell: Option<&str>, out: &Path) -> Status {
@@ -27,25 +27,13 @@ pub(crate) fn run(run_dir: &Path, stage: &str, cell: Option<&str>, out: &Path) -
 /// Finds the stage's directory in the run and writes the checkpoint; returns the stage's
 /// directory, or what went wrong in a line or two.
 fn export(run_dir: &Path, stage: &str, cell: Option<&str>, out: &Path) -> Result<PathBuf, String> {
-    let read = |path: PathBuf| {
-        std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "cannot read {}: {e} (is {} a run directory, `runs/<name>`?)",
-                path.display(),
-                run_dir.display()
-            )
-        })
-    };
-    let plan: Plan = serde_json::from_str(&read(run_dir.join("plan.json"))?)
-        .map_err(|e| format!("{}: {e}", run_dir.join("plan.json").display()))?;
-    let instance = plan.stage_instance(stage, cell)?;
-    let tokenizer_json = read(run_dir.join("tokenizer.json"))?;
-    let tokenizer = Tokenizer::from_json(&tokenizer_json)
+    let run = RunDir::open(run_dir)?;
+    let instance = run.plan.stage_instance(stage, cell)?;
+    let tokenizer = std::str::from_utf8(&run.tokenizer_json)
+        .map_err(|e| e.to_string())
+        .and_then(|json| Tokenizer::from_json(json).map_err(|e| e.to_string()))
         .map_err(|e| format!("{}: {e}", run_dir.join("tokenizer.json").display()))?;
-    let stage_dir = run_dir.join("stages").join(stage_dir_name(
-        instance,
-        &sha256_hex(tokenizer_json.as_bytes()),
-    ));
+    let stage_dir = run.stage_dir(instance.id.0);
     let weights = stage_dir.join("model.safetensors");
     if !weights.is_file() || !stage_dir.join("done.json").is_file() {
         return Err(format!(
@@ -54,9 +42,15 @@ fn export(run_dir: &Path, stage: &str, cell: Option<&str>, out: &Path) -> Result
             cell.map(|c| format!(" --cell {c}")).unwrap_or_default()
         ));
     }
-    let model = &plan.models[instance.spec.model().0];
-    crate::model::hf::write_dir(model, &tokenizer, &weights, &readme(&plan, instance), out)
-        .map_err(|e| e.to_string())?;
+    let model = &run.plan.models[instance.spec.model().0];
+    crate::model::hf::write_dir(
+        model,
+        &tokenizer,
+        &weights,
+        &readme(&run.plan, instance),
+        out,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(stage_dir)
 }
 

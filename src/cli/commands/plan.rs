@@ -131,6 +131,9 @@ fn cost_rows(plan: &Plan) -> Result<Vec<CostRow>, String> {
     // model's rows are kept under the eval's settings and splits, so cells that evaluate the
     // same model the same way (a shared base) count it once.
     let mut evaluated = std::collections::BTreeSet::new();
+    // (problems, tokens one model samples) per eval's settings: the same for every model.
+    let mut per_model: std::collections::HashMap<String, (u64, f64)> =
+        std::collections::HashMap::new();
     let mut by_eval: Vec<CostRow> = Vec::new();
     for cell in &plan.cells {
         for eval in &cell.evals {
@@ -142,11 +145,7 @@ fn cost_rows(plan: &Plan) -> Result<Vec<CostRow>, String> {
                 eval.seed,
             ))
             .unwrap_or_default();
-            for model in &eval.models {
-                if !evaluated.insert((eval.name.clone(), settings.clone(), *model)) {
-                    continue;
-                }
-                let n = params(plan.stages[model.0].spec.model()) as f64;
+            if !per_model.contains_key(&settings) {
                 let (mut tokens, mut problems) = (0.0, 0);
                 for split in &eval.splits {
                     let data = DataSpec {
@@ -163,6 +162,14 @@ fn cost_rows(plan: &Plan) -> Result<Vec<CostRow>, String> {
                     let completion = c.min(f64::from(eval.max_new_tokens));
                     tokens += split_problems as f64 * (p + f64::from(eval.samples) * completion);
                 }
+                per_model.insert(settings.clone(), (problems, tokens));
+            }
+            let (problems, tokens) = per_model[&settings];
+            for model in &eval.models {
+                if !evaluated.insert((eval.name.clone(), settings.clone(), *model)) {
+                    continue;
+                }
+                let n = params(plan.stages[model.0].spec.model()) as f64;
                 let what = format!("eval `{}`", eval.name);
                 let index = by_eval
                     .iter()
