@@ -6,9 +6,11 @@
 //!
 //! The passes: collect definitions ([`symbols`]) → lower cell-independent definitions
 //! (contexts, phrasings, models, tasks, rewards, budgets) → check the stage graph → lower
-//! stages and evals once per sweep cell ([`cells`]) → report what was never used.
+//! stages and evals once per sweep cell ([`cells`]) → report what was never used → check the
+//! checkpoint directories stages start from against the finished plan ([`checkpoints`]).
 
 mod cells;
+mod checkpoints;
 mod definitions;
 mod evals;
 mod fields;

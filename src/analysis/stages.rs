@@ -1,19 +1,15 @@
 //! Lowering one stage block (`pretrain`, `midtrain`, `rl`) in a cell: its fields, amounts
 //! given directly or as budget shares, batch, learning-rate schedule and competence filter.
 
-use sha2::{Digest, Sha256};
-
 use super::Analyzer;
 use super::cells::{BudgetShares, block_name};
 use super::fields::{self, Env, Fields, Reader, format_number};
 use crate::diagnostics::{AnalysisError, AnalysisWarning};
 use crate::plan::{
-    BudgetUnit, Checkpoint, Decay, FilterSpec, LossTarget, LrSchedule, ModelId, RlSpec, StageSpec,
-    TrainSpec,
+    BudgetUnit, Decay, FilterSpec, LossTarget, LrSchedule, ModelId, RlSpec, StageSpec, TrainSpec,
 };
 use crate::syntax::Span;
-use crate::syntax::ast::{Ast, Atom, Block, Item, Line};
-use crate::tokenizer::Tokenizer;
+use crate::syntax::ast::{Atom, Block, Line};
 /// The largest `tokens` (or fixed `steps`) a stage may declare: a thousand times the paper's
 /// largest schedule, and well inside the integers a float holds exactly.
 const MAX_AMOUNT: f64 = 1e15;
@@ -449,79 +445,6 @@ impl Analyzer<'_> {
                 r.finish();
                 self.resolve_model(&name)
             })
-    }
-
-    /// The checkpoint a stage starts from (`from "DIR"`): `Ok(None)` for a stage that does
-    /// not, `Err` if the directory's weights cannot be read (reported). The directory is
-    /// taken relative to the file's, and its weights are hashed once per file.
-    fn start(&mut self, block: &Block, from_checkpoint: bool) -> Result<Option<Checkpoint>, ()> {
-        let Some(path) = block.checkpoint.as_ref().filter(|_| from_checkpoint) else {
-            return Ok(None);
-        };
-        let dir = self.base_dir.join(&path.value);
-        let weights = dir.join("model.safetensors");
-        let hashed = self
-            .checkpoint_hashes
-            .entry(weights.clone())
-            .or_insert_with(|| {
-                std::fs::read(&weights)
-                    .map(|bytes| format!("{:x}", Sha256::digest(&bytes)))
-                    .map_err(|e| format!("cannot read {}: {e}", weights.display()))
-            })
-            .clone();
-        match hashed {
-            Ok(weights_sha256) => Ok(Some(Checkpoint {
-                dir,
-                weights_sha256,
-            })),
-            Err(reason) => {
-                self.sink.push(
-                    AnalysisError::CheckpointUnusable {
-                        path: path.value.clone(),
-                        reason,
-                        span: path.span,
-                    }
-                    .into(),
-                );
-                Err(())
-            }
-        }
-    }
-
-    /// Checks every checkpoint a stage starts from against the finished plan: its config must
-    /// be the stage's model and its vocabulary the plan's tokenizer, id for id.
-    pub(super) fn check_checkpoints(&mut self, ast: &Ast) {
-        let mut tokenizer = None;
-        for item in &ast.items {
-            let Item::Block(block) = item else { continue };
-            let (Some(path), Some(name)) = (&block.checkpoint, &block.name) else {
-                continue;
-            };
-            let mut checked = Vec::new();
-            for stage in self.plan.stages.iter().filter(|s| s.name == name.text) {
-                let Some(start) = stage.spec.start() else {
-                    continue;
-                };
-                let model = stage.spec.model();
-                if checked.contains(&model) {
-                    continue;
-                }
-                checked.push(model);
-                let tokenizer = tokenizer.get_or_insert_with(|| Tokenizer::for_plan(&self.plan));
-                if let Err(error) =
-                    crate::hf::check_dir(&start.dir, &self.plan.models[model.0], tokenizer)
-                {
-                    self.sink.push(
-                        AnalysisError::CheckpointUnusable {
-                            path: path.value.clone(),
-                            reason: error.to_string(),
-                            span: path.span,
-                        }
-                        .into(),
-                    );
-                }
-            }
-        }
     }
 
     pub(super) fn filter(&mut self, line: &Line, env: Env<'_>) -> Option<FilterSpec> {
