@@ -68,6 +68,10 @@ def main():
             table[(model, key_group, split)][directory].append(
                 (row["samples"], row["verified_samples"])
             )
+    samples = min(n for replicas in table.values() for g in replicas.values() for n, _ in g)
+    if max(ks) > samples:
+        raise SystemExit(f"--k {args.k}: the evaluation drew {samples} samples per problem; "
+                         f"ask for k up to {samples}")
     header = "| model | RL range | split | replicas | " + " | ".join(
         f"pass@{k} [95% CI] (seed min-max)" for k in ks
     ) + " |"

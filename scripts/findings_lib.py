@@ -11,6 +11,9 @@ COLORS = ["#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f", "#30
 
 def pass_at_k(n, c, k):
     """Chen et al.'s unbiased pass@k from n samples of which c are correct."""
+    if k > n:
+        # The estimator needs k of the n samples: with fewer, every problem would read 1.
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, not {n}")
     return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
 
 
