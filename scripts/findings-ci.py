@@ -20,8 +20,6 @@ from pathlib import Path
 from findings_lib import evaluated_cells, model_groups, pass_at_k
 
 
-
-
 def mean(xs):
     return sum(xs) / len(xs)
 
