@@ -18,8 +18,6 @@ from pathlib import Path
 from findings_lib import pass_at_k
 
 
-
-
 def mean_pass(counts, k):
     return sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
 

@@ -18,8 +18,6 @@ from pathlib import Path
 from findings_lib import evaluated_cells, line_chart, model_groups, pass_at_k
 
 
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("run")
