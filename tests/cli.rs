@@ -639,13 +639,28 @@ fn plan_cost_counts_each_stage_instance_and_shared_eval_once() {
     assert!((flops / (6.0 * n * tokens) - 1.0).abs() < 1e-3, "{base}");
     let hours: f64 = cells[7].parse().unwrap();
     assert!((hours - flops / 1e12 / 3600.0).abs() < 1e-3, "{base}");
-    // Nine RL instances of 200 steps x 16 prompts x 8 rollouts.
+    // Nine RL instances, each with steps x prompts per step x group rollouts.
+    let spec = &plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "post")
+        .unwrap()["spec"];
+    let field = |name: &str| spec[name].as_u64().unwrap();
+    let steps = field("steps");
+    let expected = format!(
+        "| {steps} | {} |",
+        steps * field("prompts_per_step") * field("group")
+    );
     let rl: Vec<&str> = shown
         .lines()
         .filter(|l| l.starts_with("| rl `post` |"))
         .collect();
     assert_eq!(rl.len(), 9);
-    assert!(rl.iter().all(|l| l.contains("| 200 | 25600 |")), "{shown}");
+    assert!(
+        rl.iter().all(|l| l.contains(&expected)),
+        "{expected}\n{shown}"
+    );
     // The base is evaluated once for all nine cells: ten models per eval.
     let eval = shown
         .lines()
