@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Pass@k tables with 95% confidence intervals for a findings run directory.
 
-Reads every cell's `eval/<eval>-samples.jsonl` (per problem: samples drawn and samples
-verified) and prints, per model, cell group and op range: unbiased pass@k (Chen et al.'s
-estimator, averaged over problems), a 95% bootstrap interval over problems (2,000 resamples,
+Reads every cell's `eval/<eval>-samples.jsonl` (per problem: samples drawn, verified and
+with the right answer) and prints, per model, cell group and op range: unbiased pass@k (Chen
+et al.'s estimator, averaged over problems), a 95% bootstrap interval over problems (2,000 resamples,
 fixed seed), and for a model trained once per cell of a group (cells that differ only in
 `replica`), the mean over replicas with the spread (min-max) of the per-replica values and a
 bootstrap that resamples problems within each replica. Cells' manifests say which trained
 model each cell evaluated: a model several cells share is counted once.
 
     python3 scripts/findings-ci.py runs/f1-edge [--eval eval] [--k 1,8,64] [--by-op]
+                                                [--metric verified|answer]
 """
 import argparse
 import json
@@ -44,6 +45,8 @@ def main():
     parser.add_argument("--eval", default="eval")
     parser.add_argument("--k", default="1,8,64")
     parser.add_argument("--by-op", action="store_true", help="one row per op, not per split")
+    parser.add_argument("--metric", choices=["verified", "answer"], default="verified",
+                        help="count samples with every step checked, or with the right answer")
     args = parser.parse_args()
     ks = [int(k) for k in args.k.split(",")]
     # (model, cell group or "-" when groups share it, split) -> trained model -> [(n, c)]
@@ -64,7 +67,7 @@ def main():
             key_group = group if len(groups_of[(model, directory)]) == 1 else "-"
             split = f'{row["split"]} op {row["op"]}' if args.by_op else row["split"]
             table[(model, key_group, split)][directory].append(
-                (row["samples"], row["verified_samples"])
+                (row["samples"], row[f"{args.metric}_samples"])
             )
     samples = min(n for replicas in table.values() for g in replicas.values() for n, _ in g)
     if max(ks) > samples:
