@@ -6,9 +6,15 @@ Every model of a findings run is evaluated on the same problems, so the differen
 other model's in the same cells) is bootstrapped over problems (4,000 resamples, fixed seed).
 `rlp report` gives each model's own intervals; this is the paired comparison it does not make.
 
-    python3 scripts/findings-paired.py RUN CELL_PREFIX [EVAL/]SPLIT OPS [MODEL [BASE]]
+    python3 scripts/findings-paired.py RUN CELL_PREFIX [EVAL/]SPLIT OPS [MODEL [BASE]] [--base-run RUN2]
     python3 scripts/findings-paired.py runs/f1-edge 'range=7..=9' edge 9          # post - widen
     python3 scripts/findings-paired.py runs/f3-compute 'mid_share=80pct' edge 8,9,10 post mid
+
+`--base-run RUN2` reads BASE from the same-named cells of another run of a file whose eval has the
+same seed and splits (the same problems), e.g. `f2-size.rlp`'s `small` models against
+`f2-context.rlp`'s `tiny` ones:
+
+    python3 scripts/findings-paired.py runs/f2-size exposure=1pct teacher 2 widen widen --base-run runs/f2-context
 """
 import json
 import random
@@ -22,32 +28,38 @@ def mean_pass(counts, k):
     return sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
 
 
-def main():
-    run, group, split = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    # `EVAL/SPLIT` names a split of another eval than `eval`.
-    eval_name, split = split.split("/", 1) if "/" in split else ("eval", split)
-    ops = [int(o) for o in sys.argv[4].split(",")]
-    model = sys.argv[5] if len(sys.argv) > 5 else "post"
-    base_model = sys.argv[6] if len(sys.argv) > 6 else "widen"
-    base, post = {}, {}
+def read_counts(run, group, eval_name, split, ops, model):
+    """{(op, prompt): [(samples, verified), one per cell of the group]} for one model."""
+    rows = {}
     for cell in sorted(run.iterdir()):
         samples = cell / "eval" / f"{eval_name}-samples.jsonl"
-        if not samples.is_file():
+        if not samples.is_file() or not cell.name.startswith(group):
             continue
         for line in samples.open():
             row = json.loads(line)
-            if row["split"] != split or row["op"] not in ops:
-                continue
-            key = (row["op"], row["prompt"])
-            counts = (row["samples"], row["verified_samples"])
-            if not cell.name.startswith(group):
-                continue
-            if row["model"] == model:
-                post.setdefault(key, []).append(counts)
-            elif row["model"] == base_model:
+            if row["split"] == split and row["op"] in ops and row["model"] == model:
                 # A base the group's cells share appears once per cell, the same each time; a
                 # replicated one (`further` minus `post`) once per replica: both averaged.
-                base.setdefault(key, []).append(counts)
+                key = (row["op"], row["prompt"])
+                rows.setdefault(key, []).append((row["samples"], row["verified_samples"]))
+    return rows
+
+
+def main():
+    args = sys.argv[1:]
+    base_run = None
+    if "--base-run" in args:
+        i = args.index("--base-run")
+        base_run = Path(args[i + 1])
+        del args[i : i + 2]
+    run, group, split = Path(args[0]), args[1], args[2]
+    # `EVAL/SPLIT` names a split of another eval than `eval`.
+    eval_name, split = split.split("/", 1) if "/" in split else ("eval", split)
+    ops = [int(o) for o in args[3].split(",")]
+    model = args[4] if len(args) > 4 else "post"
+    base_model = args[5] if len(args) > 5 else "widen"
+    post = read_counts(run, group, eval_name, split, ops, model)
+    base = read_counts(base_run or run, group, eval_name, split, ops, base_model)
     keys = sorted(set(base) & set(post))
     # pass@1, pass@8 and pass@64, or the largest k the samples allow (32 in F2).
     samples = min(n for p in keys for n, _ in base[p] + post[p])
