@@ -256,6 +256,8 @@ fn phase_times(
 
 fn main() {
     allocator::keep_freed_memory();
+    // As `rlp run` trains and samples.
+    rlp::model::denormals::flush_to_zero();
     let steps: usize = std::env::var("RLP_BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -15,6 +15,7 @@ use candle_nn::{Embedding, Init, Linear, VarBuilder};
 use crate::plan::ModelSpec;
 
 mod backprop;
+pub mod denormals;
 pub mod hf;
 pub mod ops;
 pub mod sample;

@@ -352,6 +352,8 @@ impl<'a> Runner<'a> {
         options: &'a RunOptions,
         observer: &'a dyn Observer,
     ) -> Result<Self, RunError> {
+        // Before any training or sampling, so that every stage and eval runs in one mode.
+        crate::model::denormals::flush_to_zero();
         let root = options.out.join(&plan.name);
         create_dir(&root.join("stages"))?;
         let tokenizer = Tokenizer::for_plan(plan);
