@@ -4,9 +4,9 @@
 //! below f32's smallest normal number (1.2e-38). x86 cores handle such operands in microcode,
 //! at many times the cost of a normal multiply-add, so matrix products slow down as training
 //! goes on. Flush-to-zero (results) and denormals-are-zero (operands) make the cores treat them
-//! as zero, as GPUs and most training frameworks do. The mode is per thread: it is set on the
-//! calling thread and on every worker of rayon's global pool, where candle's and rlp's kernels
-//! run.
+//! as zero, so results change only where such a value would have reached them. The mode is
+//! per thread: it is set on the calling thread and on every worker of rayon's global pool,
+//! where candle's and rlp's kernels run.
 
 /// Flush-to-zero and denormals-are-zero on this thread and on every worker of rayon's global
 /// pool. Idempotent; a no-op on targets other than x86-64 and AArch64.
