@@ -16,12 +16,11 @@ same seed and splits (the same problems), e.g. `f2-size.rlp`'s `small` models ag
 
     python3 scripts/findings-paired.py runs/f2-size exposure=1pct teacher 2 widen widen --base-run runs/f2-context
 """
+import argparse
 import json
 import random
-import sys
-from pathlib import Path
 
-from findings_lib import pass_at_k
+from findings_lib import evaluated_cells, pass_at_k
 
 
 def mean_pass(counts, k):
@@ -31,11 +30,10 @@ def mean_pass(counts, k):
 def read_counts(run, group, eval_name, split, ops, model):
     """{(op, prompt): [(samples, verified), one per cell of the group]} for one model."""
     rows = {}
-    for cell in sorted(run.iterdir()):
-        samples = cell / "eval" / f"{eval_name}-samples.jsonl"
-        if not samples.is_file() or not cell.name.startswith(group):
+    for cell, *_ in evaluated_cells(run, eval_name):
+        if not cell.name.startswith(group):
             continue
-        for line in samples.open():
+        for line in (cell / "eval" / f"{eval_name}-samples.jsonl").open():
             row = json.loads(line)
             if row["split"] == split and row["op"] in ops and row["model"] == model:
                 # A base the group's cells share appears once per cell, the same each time; a
@@ -46,20 +44,20 @@ def read_counts(run, group, eval_name, split, ops, model):
 
 
 def main():
-    args = sys.argv[1:]
-    base_run = None
-    if "--base-run" in args:
-        i = args.index("--base-run")
-        base_run = Path(args[i + 1])
-        del args[i : i + 2]
-    run, group, split = Path(args[0]), args[1], args[2]
-    # `EVAL/SPLIT` names a split of another eval than `eval`.
-    eval_name, split = split.split("/", 1) if "/" in split else ("eval", split)
-    ops = [int(o) for o in args[3].split(",")]
-    model = args[4] if len(args) > 4 else "post"
-    base_model = args[5] if len(args) > 5 else "widen"
-    post = read_counts(run, group, eval_name, split, ops, model)
-    base = read_counts(base_run or run, group, eval_name, split, ops, base_model)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run")
+    parser.add_argument("group", help="the cells whose names start with this")
+    parser.add_argument("split", help="SPLIT of the eval `eval`, or EVAL/SPLIT")
+    parser.add_argument("ops", help="comma-separated ops")
+    parser.add_argument("model", nargs="?", default="post")
+    parser.add_argument("base", nargs="?", default="widen")
+    parser.add_argument("--base-run", help="read BASE from this run's cells instead")
+    args = parser.parse_args()
+    group, model, base_model = args.group, args.model, args.base
+    eval_name, split = args.split.split("/", 1) if "/" in args.split else ("eval", args.split)
+    ops = [int(o) for o in args.ops.split(",")]
+    post = read_counts(args.run, group, eval_name, split, ops, model)
+    base = read_counts(args.base_run or args.run, group, eval_name, split, ops, base_model)
     keys = sorted(set(base) & set(post))
     # pass@1, pass@8 and pass@64, or the largest k the samples allow (32 in F2).
     samples = min(n for p in keys for n, _ in base[p] + post[p])

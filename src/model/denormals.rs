@@ -15,14 +15,6 @@ pub fn flush_to_zero() {
     rayon::broadcast(|_| set_on_this_thread());
 }
 
-/// Whether this thread flushes subnormal floats to zero.
-#[must_use]
-pub fn flushing() -> bool {
-    // An optimizer barrier: the compiler must not fold the product at compile time.
-    let tiny = std::hint::black_box(f32::MIN_POSITIVE);
-    std::hint::black_box(tiny * 0.5) == 0.0
-}
-
 #[cfg(target_arch = "x86_64")]
 fn set_on_this_thread() {
     // MXCSR bit 15 is flush-to-zero, bit 6 denormals-are-zero.
@@ -58,6 +50,13 @@ fn set_on_this_thread() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether this thread flushes subnormal floats to zero.
+    fn flushing() -> bool {
+        // An optimizer barrier: the compiler must not fold the product at compile time.
+        let tiny = std::hint::black_box(f32::MIN_POSITIVE);
+        std::hint::black_box(tiny * 0.5) == 0.0
+    }
 
     #[test]
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
