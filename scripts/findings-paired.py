@@ -4,7 +4,8 @@
 Every model of a findings run is evaluated on the same problems, so the difference per problem
 (the model's pass@k averaged over the cells of one group, e.g. its three replicas, minus the
 other model's in the same cells) is bootstrapped over problems (4,000 resamples, fixed seed).
-`rlp report` gives each model's own intervals; this is the paired comparison it does not make.
+`rlp report` pairs each model with the model it was trained from, per op, context and split;
+this script pairs any two models of a group over any set of ops, and across runs.
 
     python3 scripts/findings-paired.py RUN CELL_PREFIX [EVAL/]SPLIT OPS [MODEL [BASE]] [--base-run RUN2]
     python3 scripts/findings-paired.py runs/f1-edge 'range=7..=9' edge 9          # post - widen

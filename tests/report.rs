@@ -77,6 +77,55 @@ fn replicas_are_found_and_shared_models_counted_once() {
 }
 
 #[test]
+fn paired_rows_are_each_model_minus_its_base_over_the_same_problems() {
+    let report = load(&fixture()).unwrap();
+    let split = &report.splits[0];
+    let row_of = |model: &str, unit: &str, selection: &Selection| {
+        split
+            .groups
+            .iter()
+            .find(|r| {
+                r.model == model && &r.selection == selection && r.units.iter().any(|u| u == unit)
+            })
+            .unwrap()
+    };
+    // One row per group and selection: `post - base` over the two seeds' pairs.
+    assert!(!split.paired.is_empty());
+    for row in &split.paired {
+        assert_eq!((row.model.as_str(), row.base.as_str()), ("post", "base"));
+        assert_eq!(
+            row.units.len(),
+            1,
+            "each group has its own posts: {:?}",
+            row.units
+        );
+        assert_eq!(row.replicas, 2);
+        let (post, base) = (
+            row_of("post", &row.units[0], &row.selection),
+            row_of("base", &row.units[0], &row.selection),
+        );
+        assert_eq!(row.problems, post.problems);
+        // Over the same problems the mean difference is the difference of the means.
+        for ((d, p), b) in row.answer.iter().zip(&post.answer).zip(&base.answer) {
+            assert!(
+                (d.value - (p.value - b.value)).abs() < 1e-12,
+                "{d:?} {p:?} {b:?}"
+            );
+            assert!(d.lo <= d.value && d.value <= d.hi, "{d:?}");
+            let (lo, hi) = (d.seed_min.unwrap(), d.seed_max.unwrap());
+            assert!(lo <= d.value && d.value <= hi, "{d:?}");
+        }
+    }
+    let groups: Vec<&str> = split
+        .paired
+        .iter()
+        .filter(|r| r.selection == Selection::All)
+        .map(|r| r.units[0].as_str())
+        .collect();
+    assert_eq!(groups, ["range=2..=2", "range=3..=3"]);
+}
+
+#[test]
 fn markdown_and_json_are_stable() {
     let report = load(&fixture()).unwrap();
     let blocks = render::document(&report).unwrap();
@@ -92,7 +141,7 @@ fn markdown_and_json_are_stable() {
         // The per-op and per-context rows are in the Markdown; the JSON keeps the whole-split
         // ones, for the shape of a row.
         for split in json["splits"].as_array_mut().unwrap() {
-            for table in ["cells", "groups"] {
+            for table in ["cells", "groups", "paired"] {
                 split[table]
                     .as_array_mut()
                     .unwrap()

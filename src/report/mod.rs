@@ -1,7 +1,9 @@
 //! `rlp report`: every cell of a run directory side by side. Reads each cell's manifest, plan
 //! and eval samples and each stage's metrics (never the weights), and builds one [`Report`]:
-//! pass@k per cell and per group of replicas with 95% intervals ([`crate::eval::stats`]), the area under
-//! pass@1 against op, the training curves, and the timings and key numbers of every stage.
+//! pass@k per cell and per group of replicas with 95% intervals ([`crate::eval::stats`]), each
+//! model's difference from the model it was trained from over the same problems ([`paired`]),
+//! the area under pass@1 against op, the training curves, and the timings and key numbers of
+//! every stage.
 //! [`render`] writes it as Markdown, a self-contained HTML page, or JSON.
 //!
 //! A sweep variable is a *replica* variable when cells that differ only in it have the same
@@ -9,6 +11,7 @@
 //! replicas.
 
 mod charts;
+mod paired;
 pub mod render;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,9 +23,10 @@ use crate::eval::stats::{self, Estimate};
 use crate::plan::Plan;
 use crate::run::Manifest;
 use crate::run::StageDone;
+pub use paired::PairedRow;
 
 /// The version of the report JSON.
-pub const REPORT_SCHEMA: u32 = 1;
+pub const REPORT_SCHEMA: u32 = 2;
 
 /// At most this many points of a training curve are kept (bucket means).
 const CURVE_POINTS: usize = 200;
@@ -160,6 +164,9 @@ pub struct SplitComparison {
     pub groups: Vec<ComparisonRow>,
     /// Areas, per group when there are groups, else per cell.
     pub areas: Vec<Area>,
+    /// Each model minus the model it was trained from, per group when there are groups, else
+    /// per cell.
+    pub paired: Vec<PairedRow>,
 }
 
 /// One metric of one stage name over steps, one series per instance.
@@ -191,6 +198,7 @@ struct SampleCounts {
     split: String,
     op: u32,
     context: String,
+    prompt: String,
     samples: u64,
     verified_samples: u64,
     answer_samples: u64,
@@ -336,6 +344,18 @@ pub fn load(run: &Path) -> Result<Report, ReportError> {
             } else {
                 &groups
             });
+            let paired = paired::paired(
+                &plan,
+                &cells,
+                if units_by_group.is_empty() {
+                    &units_by_cell
+                } else {
+                    &units_by_group
+                },
+                &eval.name,
+                &split.name,
+                &eval.pass_at,
+            );
             splits.push(SplitComparison {
                 eval: eval.name.clone(),
                 split: split.name.clone(),
@@ -343,6 +363,7 @@ pub fn load(run: &Path) -> Result<Report, ReportError> {
                 cells: per_cell,
                 groups,
                 areas,
+                paired,
             });
         }
     }

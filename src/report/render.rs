@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::charts::{Chart, XScale, svg};
-use super::{ComparisonRow, Report, Selection, SplitComparison};
+use super::{ComparisonRow, PairedRow, Report, Selection, SplitComparison};
 use crate::eval::stats::{Estimate, ROUNDS};
 
 /// One block of the document.
@@ -156,6 +156,25 @@ fn estimate(e: &Estimate) -> String {
     format!("{:.2} [{:.2}, {:.2}]{spread}", e.value, e.lo, e.hi)
 }
 
+/// A difference, signed, to three places: `+.039 [+.011, +.075] (+.020 to +.061)`.
+fn difference(e: &Estimate) -> String {
+    let signed = |v: f64| {
+        // `+ 0.0` turns an exact -0.0 into 0.0, which prints as +.000.
+        let text = format!("{:+.3}", v + 0.0);
+        text.replacen("0.", ".", 1)
+    };
+    let spread = match (e.seed_min, e.seed_max) {
+        (Some(lo), Some(hi)) => format!(" ({} to {})", signed(lo), signed(hi)),
+        _ => String::new(),
+    };
+    format!(
+        "{} [{}, {}]{spread}",
+        signed(e.value),
+        signed(e.lo),
+        signed(e.hi)
+    )
+}
+
 fn selection(s: &Selection) -> String {
     match s {
         Selection::Op(op) => op.to_string(),
@@ -223,6 +242,45 @@ fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
     Element::Table(header, body)
 }
 
+fn paired_table(rows: &[PairedRow], ks: &[u32]) -> Element {
+    let shown = shown_ks(ks);
+    let all = all_units(rows.iter().map(|r| &r.units));
+    let mut header = vec![
+        "cells".to_owned(),
+        "model - base".to_owned(),
+        "op".to_owned(),
+        "pairs".to_owned(),
+        "problems".to_owned(),
+    ];
+    header.extend(shown.iter().map(|k| format!("verified pass@{k}")));
+    if let Some(k) = shown.last() {
+        header.push(format!("answer pass@{k}"));
+    }
+    let body = rows
+        .iter()
+        .map(|r| {
+            let mut line = vec![
+                units(&r.units, &all),
+                format!("{} - {}", r.model, r.base),
+                selection(&r.selection),
+                r.replicas.to_string(),
+                r.problems.to_string(),
+            ];
+            let pick = |list: &[Estimate], k: u32| {
+                list.iter()
+                    .find(|e| e.k == k)
+                    .map_or_else(|| "-".to_owned(), difference)
+            };
+            line.extend(shown.iter().map(|&k| pick(&r.verified, k)));
+            if let Some(&k) = shown.last() {
+                line.push(pick(&r.answer, k));
+            }
+            line
+        })
+        .collect();
+    Element::Table(header, body)
+}
+
 fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
     let name = format!("{} / {}", split.eval, split.split);
     let mut blocks = vec![Element::Heading(2, format!("Eval {name}"))];
@@ -237,6 +295,19 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
             "Per cell".to_owned(),
             vec![comparison_table(&split.cells, &split.ks)],
         ));
+    }
+    if !split.paired.is_empty() {
+        blocks.push(Element::Paragraph(format!(
+            "Paired: each model minus the model it was trained from, problem by problem over \
+             the same problems; [lo, hi] is a 95% bootstrap interval over problems{}.",
+            if split.groups.is_empty() {
+                ""
+            } else {
+                " (resampled once for all pairs when they share the problems); (a to b) is the \
+                 spread of the per-pair differences"
+            }
+        )));
+        blocks.push(paired_table(&split.paired, &split.ks));
     }
     if !split.areas.is_empty() {
         let all = all_units(split.areas.iter().map(|a| &a.units));

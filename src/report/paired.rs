@@ -1,0 +1,245 @@
+//! Paired differences: every evaluated model minus the evaluated model it was trained from
+//! (its nearest ancestor among the eval's models: `post` minus `widen`), problem by problem.
+//! Both were sampled on the same problems in the same eval, so the difference per problem
+//! removes the problems' own difficulty, and its interval is much narrower than the two
+//! models' intervals side by side: the comparison RL-versus-base findings rest on.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::{Cell, SampleCounts, Selection};
+use crate::eval::stats::{self, Estimate};
+use crate::plan::{CellPlan, Plan};
+
+/// One model minus its base on one selection of a split, for a cell or a group of replicas.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairedRow {
+    /// As [`super::ComparisonRow::units`].
+    pub units: Vec<String>,
+    /// The evaluated stage.
+    pub model: String,
+    /// The evaluated stage it was trained from.
+    pub base: String,
+    /// The problems counted.
+    pub selection: Selection,
+    /// Distinct (model, base) pairs of stage directories averaged.
+    pub replicas: usize,
+    /// Problems per pair.
+    pub problems: usize,
+    /// Process-verified pass@k of the model minus the base's.
+    pub verified: Vec<Estimate>,
+    /// Answer-only pass@k, the same way.
+    pub answer: Vec<Estimate>,
+}
+
+/// One pair of stage directories, with its records matched problem by problem.
+struct Pair<'a> {
+    dirs: (String, String),
+    records: Vec<(&'a SampleCounts, &'a SampleCounts)>,
+}
+
+/// The evaluated ancestor of each evaluated model of `eval` in one cell: (model, base) names.
+fn lineage(plan: &Plan, cell: &CellPlan, eval: &str) -> Vec<(String, String)> {
+    let Some(spec) = cell.evals.iter().find(|e| e.name == eval) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for &model in &spec.models {
+        let mut at = plan.stages[model.0].parent;
+        while let Some(id) = at {
+            if spec.models.contains(&id) {
+                out.push((
+                    plan.stages[model.0].name.clone(),
+                    plan.stages[id.0].name.clone(),
+                ));
+                break;
+            }
+            at = plan.stages[id.0].parent;
+        }
+    }
+    out
+}
+
+/// The records of `model` on `split` in a cell's samples of `eval`, in the order written.
+fn records<'a>(cell: &'a Cell, eval: &str, split: &str, model: &str) -> Vec<&'a SampleCounts> {
+    cell.samples
+        .iter()
+        .filter(|(name, _)| name == eval)
+        .flat_map(|(_, lines)| lines.iter())
+        .filter(|r| r.split == split && r.model == model)
+        .collect()
+}
+
+/// The pairs of one unit, per (model, base): each distinct pair of stage directories once,
+/// its records matched by position (an eval writes every model's problems in one order) and
+/// kept only when every position has the same problem.
+fn pairs_of<'a>(
+    plan: &Plan,
+    cells: &'a [Cell],
+    members: &[usize],
+    eval: &str,
+    split: &str,
+) -> Vec<((String, String), Vec<Pair<'a>>)> {
+    let mut out: Vec<((String, String), Vec<Pair<'a>>)> = Vec::new();
+    for &i in members {
+        let cell = &cells[i];
+        let Some(cell_plan) = plan.cells.iter().find(|c| c.name == cell.manifest.cell) else {
+            continue;
+        };
+        for (model, base) in lineage(plan, cell_plan, eval) {
+            let dir = |name: &str| cell.dirs.get(name).cloned().unwrap_or_default();
+            let dirs = (dir(&model), dir(&base));
+            let (ours, theirs) = (
+                records(cell, eval, split, &model),
+                records(cell, eval, split, &base),
+            );
+            let same = ours.len() == theirs.len()
+                && ours
+                    .iter()
+                    .zip(&theirs)
+                    .all(|(a, b)| (a.op, &a.context, &a.prompt) == (b.op, &b.context, &b.prompt));
+            if ours.is_empty() || !same {
+                continue;
+            }
+            let key = (model, base);
+            let slot = if let Some(p) = out.iter().position(|(k, _)| *k == key) {
+                p
+            } else {
+                out.push((key, Vec::new()));
+                out.len() - 1
+            };
+            if out[slot].1.iter().all(|p| p.dirs != dirs) {
+                out[slot].1.push(Pair {
+                    dirs,
+                    records: ours.into_iter().zip(theirs).collect(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Each op, the whole split, and each context when there are several.
+fn selections(pairs: &[Pair<'_>]) -> Vec<Selection> {
+    let records = || pairs.iter().flat_map(|p| p.records.iter().map(|r| r.0));
+    let ops: BTreeSet<u32> = records().map(|r| r.op).collect();
+    let contexts: BTreeSet<&str> = records().map(|r| r.context.as_str()).collect();
+    let mut out: Vec<Selection> = ops.into_iter().map(Selection::Op).collect();
+    out.push(Selection::All);
+    if contexts.len() > 1 {
+        out.extend(
+            contexts
+                .into_iter()
+                .map(|c| Selection::Context(c.to_owned())),
+        );
+    }
+    out
+}
+
+/// A row being assembled.
+struct PendingRow<'a> {
+    key: (String, String),
+    selection: Selection,
+    dirs: Vec<(String, String)>,
+    units: Vec<String>,
+    /// Per pair, its matched records on the selection.
+    records: Vec<Vec<(&'a SampleCounts, &'a SampleCounts)>>,
+}
+
+/// The paired rows of one split for `units` (cells, or groups of replica cells). A pair that
+/// several units share (the same two stage directories) is one row standing for all of them.
+pub(super) fn paired(
+    plan: &Plan,
+    cells: &[Cell],
+    units: &[(String, Vec<usize>)],
+    eval: &str,
+    split: &str,
+    ks: &[u32],
+) -> Vec<PairedRow> {
+    let mut rows: Vec<PendingRow<'_>> = Vec::new();
+    for (label, members) in units {
+        for (key, pairs) in pairs_of(plan, cells, members, eval, split) {
+            let dirs: Vec<(String, String)> = pairs.iter().map(|p| p.dirs.clone()).collect();
+            for selection in selections(&pairs) {
+                let records: Vec<Vec<_>> = pairs
+                    .iter()
+                    .map(|p| {
+                        p.records
+                            .iter()
+                            .copied()
+                            .filter(|(r, _)| match &selection {
+                                Selection::Op(op) => r.op == *op,
+                                Selection::All => true,
+                                Selection::Context(c) => r.context == *c,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                if records.iter().any(Vec::is_empty) {
+                    continue;
+                }
+                match rows
+                    .iter_mut()
+                    .find(|r| r.key == key && r.selection == selection && r.dirs == dirs)
+                {
+                    Some(row) => row.units.push(label.clone()),
+                    None => rows.push(PendingRow {
+                        key: key.clone(),
+                        selection,
+                        dirs: dirs.clone(),
+                        units: vec![label.clone()],
+                        records,
+                    }),
+                }
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|row| {
+            let differences = |counts: fn(&SampleCounts) -> (u64, u64)| {
+                let values: Vec<Vec<Vec<f64>>> = row
+                    .records
+                    .iter()
+                    .map(|pair| {
+                        let (ours, theirs): (Vec<_>, Vec<_>) = pair
+                            .iter()
+                            .map(|(model, base)| (counts(model), counts(base)))
+                            .unzip();
+                        let (ours, theirs) = (
+                            stats::per_problem(&[ours], ks),
+                            stats::per_problem(&[theirs], ks),
+                        );
+                        ours[0]
+                            .iter()
+                            .zip(&theirs[0])
+                            .map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect())
+                            .collect()
+                    })
+                    .collect();
+                stats::paired_estimates(&values, same_problems(&row.records), ks)
+            };
+            PairedRow {
+                replicas: row.records.len(),
+                problems: row.records.iter().map(Vec::len).sum::<usize>() / row.records.len(),
+                verified: differences(|r| (r.samples, r.verified_samples)),
+                answer: differences(|r| (r.samples, r.answer_samples)),
+                units: row.units,
+                model: row.key.0,
+                base: row.key.1,
+                selection: row.selection,
+            }
+        })
+        .collect()
+}
+
+/// Whether every pair was sampled on the same problems, in the same order (replicas of one
+/// file share the eval's seed, so they do unless the eval depends on the replica).
+fn same_problems(records: &[Vec<(&SampleCounts, &SampleCounts)>]) -> bool {
+    records.windows(2).all(|w| {
+        w[0].len() == w[1].len()
+            && w[0].iter().zip(&w[1]).all(|((a, _), (b, _))| {
+                (a.op, &a.context, &a.prompt) == (b.op, &b.context, &b.prompt)
+            })
+    })
+}
