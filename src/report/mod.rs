@@ -204,6 +204,42 @@ struct SampleCounts {
     answer_samples: u64,
 }
 
+impl SampleCounts {
+    /// Whether two records are of the same problem.
+    fn same_problem(&self, other: &Self) -> bool {
+        (self.op, &self.context, &self.prompt) == (other.op, &other.context, &other.prompt)
+    }
+}
+
+impl Selection {
+    /// Whether the selection counts a record.
+    fn holds(&self, record: &SampleCounts) -> bool {
+        match self {
+            Selection::Op(op) => record.op == *op,
+            Selection::All => true,
+            Selection::Context(c) => record.context == *c,
+        }
+    }
+
+    /// The selections of some records: each op, the whole split, and each context when there
+    /// are several.
+    fn of<'a>(records: impl Iterator<Item = &'a SampleCounts> + Clone) -> Vec<Selection> {
+        let ops: std::collections::BTreeSet<u32> = records.clone().map(|s| s.op).collect();
+        let contexts: std::collections::BTreeSet<&str> =
+            records.map(|s| s.context.as_str()).collect();
+        let mut out: Vec<Selection> = ops.into_iter().map(Selection::Op).collect();
+        out.push(Selection::All);
+        if contexts.len() > 1 {
+            out.extend(
+                contexts
+                    .into_iter()
+                    .map(|c| Selection::Context(c.to_owned())),
+            );
+        }
+        out
+    }
+}
+
 /// A cell as read from disk.
 struct Cell {
     manifest: Manifest,
@@ -528,25 +564,6 @@ fn models_of<'a>(
     models
 }
 
-/// The selections of a model's records: each op, the whole split, and each context when there
-/// are several.
-fn selections(model: &ModelReplicas<'_>) -> Vec<Selection> {
-    let records = || model.replicas.iter().flat_map(|(_, r)| r.iter());
-    let ops: std::collections::BTreeSet<u32> = records().map(|s| s.op).collect();
-    let contexts: std::collections::BTreeSet<&str> =
-        records().map(|s| s.context.as_str()).collect();
-    let mut out: Vec<Selection> = ops.into_iter().map(Selection::Op).collect();
-    out.push(Selection::All);
-    if contexts.len() > 1 {
-        out.extend(
-            contexts
-                .into_iter()
-                .map(|c| Selection::Context(c.to_owned())),
-        );
-    }
-    out
-}
-
 /// The rows of one split for `units` (cells, or groups of replica cells).
 fn comparison(
     cells: &[Cell],
@@ -559,18 +576,16 @@ fn comparison(
     for (label, members) in units {
         for model in models_of(cells, members, eval, split) {
             let dirs: Vec<String> = model.replicas.iter().map(|(d, _)| d.clone()).collect();
-            for selection in selections(&model) {
+            for selection in
+                Selection::of(model.replicas.iter().flat_map(|(_, r)| r.iter().copied()))
+            {
                 let counts: Vec<Vec<Counts>> = model
                     .replicas
                     .iter()
                     .map(|(_, records)| {
                         records
                             .iter()
-                            .filter(|r| match &selection {
-                                Selection::Op(op) => r.op == *op,
-                                Selection::All => true,
-                                Selection::Context(c) => r.context == *c,
-                            })
+                            .filter(|r| selection.holds(r))
                             .map(|r| (r.samples, r.verified_samples, r.answer_samples))
                             .collect()
                     })

@@ -4,8 +4,6 @@
 //! removes the problems' own difficulty, and its interval is much narrower than the two
 //! models' intervals side by side: the comparison RL-versus-base findings rest on.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 
 use super::{Cell, SampleCounts, Selection};
@@ -95,10 +93,7 @@ fn pairs_of<'a>(
                 records(cell, eval, split, &base),
             );
             let same = ours.len() == theirs.len()
-                && ours
-                    .iter()
-                    .zip(&theirs)
-                    .all(|(a, b)| (a.op, &a.context, &a.prompt) == (b.op, &b.context, &b.prompt));
+                && ours.iter().zip(&theirs).all(|(a, b)| a.same_problem(b));
             if ours.is_empty() || !same {
                 continue;
             }
@@ -116,23 +111,6 @@ fn pairs_of<'a>(
                 });
             }
         }
-    }
-    out
-}
-
-/// Each op, the whole split, and each context when there are several.
-fn selections(pairs: &[Pair<'_>]) -> Vec<Selection> {
-    let records = || pairs.iter().flat_map(|p| p.records.iter().map(|r| r.0));
-    let ops: BTreeSet<u32> = records().map(|r| r.op).collect();
-    let contexts: BTreeSet<&str> = records().map(|r| r.context.as_str()).collect();
-    let mut out: Vec<Selection> = ops.into_iter().map(Selection::Op).collect();
-    out.push(Selection::All);
-    if contexts.len() > 1 {
-        out.extend(
-            contexts
-                .into_iter()
-                .map(|c| Selection::Context(c.to_owned())),
-        );
     }
     out
 }
@@ -161,18 +139,15 @@ pub(super) fn paired(
     for (label, members) in units {
         for (key, pairs) in pairs_of(plan, cells, members, eval, split) {
             let dirs: Vec<(String, String)> = pairs.iter().map(|p| p.dirs.clone()).collect();
-            for selection in selections(&pairs) {
+            let all = pairs.iter().flat_map(|p| p.records.iter().map(|r| r.0));
+            for selection in Selection::of(all) {
                 let records: Vec<Vec<_>> = pairs
                     .iter()
                     .map(|p| {
                         p.records
                             .iter()
                             .copied()
-                            .filter(|(r, _)| match &selection {
-                                Selection::Op(op) => r.op == *op,
-                                Selection::All => true,
-                                Selection::Context(c) => r.context == *c,
-                            })
+                            .filter(|(r, _)| selection.holds(r))
                             .collect()
                     })
                     .collect();
@@ -238,8 +213,9 @@ pub(super) fn paired(
 fn same_problems(records: &[Vec<(&SampleCounts, &SampleCounts)>]) -> bool {
     records.windows(2).all(|w| {
         w[0].len() == w[1].len()
-            && w[0].iter().zip(&w[1]).all(|((a, _), (b, _))| {
-                (a.op, &a.context, &a.prompt) == (b.op, &b.context, &b.prompt)
-            })
+            && w[0]
+                .iter()
+                .zip(&w[1])
+                .all(|((a, _), (b, _))| a.same_problem(b))
     })
 }
