@@ -203,14 +203,32 @@ fn all_units<'a>(rows: impl Iterator<Item = &'a Vec<String>>) -> Vec<&'a String>
     out
 }
 
-fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
+/// What a pass@k table shows of one row.
+struct TableRow<'a> {
+    units: &'a Vec<String>,
+    model: String,
+    selection: &'a Selection,
+    count: usize,
+    problems: usize,
+    verified: &'a [Estimate],
+    answer: &'a [Estimate],
+}
+
+/// A table of pass@k rows: `columns` names the model and count columns, `format` writes an
+/// estimate.
+fn pass_table(
+    rows: &[TableRow<'_>],
+    columns: [&str; 2],
+    ks: &[u32],
+    format: fn(&Estimate) -> String,
+) -> Element {
     let shown = shown_ks(ks);
-    let all = all_units(rows.iter().map(|r| &r.units));
+    let all = all_units(rows.iter().map(|r| r.units));
     let mut header = vec![
         "cells".to_owned(),
-        "model".to_owned(),
+        columns[0].to_owned(),
         "op".to_owned(),
-        "replicas".to_owned(),
+        columns[1].to_owned(),
         "problems".to_owned(),
     ];
     header.extend(shown.iter().map(|k| format!("verified pass@{k}")));
@@ -221,20 +239,20 @@ fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
         .iter()
         .map(|r| {
             let mut line = vec![
-                units(&r.units, &all),
+                units(r.units, &all),
                 r.model.clone(),
-                selection(&r.selection),
-                r.replicas.to_string(),
+                selection(r.selection),
+                r.count.to_string(),
                 r.problems.to_string(),
             ];
             let pick = |list: &[Estimate], k: u32| {
                 list.iter()
                     .find(|e| e.k == k)
-                    .map_or_else(|| "-".to_owned(), estimate)
+                    .map_or_else(|| "-".to_owned(), format)
             };
-            line.extend(shown.iter().map(|&k| pick(&r.verified, k)));
+            line.extend(shown.iter().map(|&k| pick(r.verified, k)));
             if let Some(&k) = shown.last() {
-                line.push(pick(&r.answer, k));
+                line.push(pick(r.answer, k));
             }
             line
         })
@@ -242,43 +260,36 @@ fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
     Element::Table(header, body)
 }
 
-fn paired_table(rows: &[PairedRow], ks: &[u32]) -> Element {
-    let shown = shown_ks(ks);
-    let all = all_units(rows.iter().map(|r| &r.units));
-    let mut header = vec![
-        "cells".to_owned(),
-        "model - base".to_owned(),
-        "op".to_owned(),
-        "pairs".to_owned(),
-        "problems".to_owned(),
-    ];
-    header.extend(shown.iter().map(|k| format!("verified pass@{k}")));
-    if let Some(k) = shown.last() {
-        header.push(format!("answer pass@{k}"));
-    }
-    let body = rows
+fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
+    let rows: Vec<TableRow<'_>> = rows
         .iter()
-        .map(|r| {
-            let mut line = vec![
-                units(&r.units, &all),
-                format!("{} - {}", r.model, r.base),
-                selection(&r.selection),
-                r.replicas.to_string(),
-                r.problems.to_string(),
-            ];
-            let pick = |list: &[Estimate], k: u32| {
-                list.iter()
-                    .find(|e| e.k == k)
-                    .map_or_else(|| "-".to_owned(), difference)
-            };
-            line.extend(shown.iter().map(|&k| pick(&r.verified, k)));
-            if let Some(&k) = shown.last() {
-                line.push(pick(&r.answer, k));
-            }
-            line
+        .map(|r| TableRow {
+            units: &r.units,
+            model: r.model.clone(),
+            selection: &r.selection,
+            count: r.replicas,
+            problems: r.problems,
+            verified: &r.verified,
+            answer: &r.answer,
         })
         .collect();
-    Element::Table(header, body)
+    pass_table(&rows, ["model", "replicas"], ks, estimate)
+}
+
+fn paired_table(rows: &[PairedRow], ks: &[u32]) -> Element {
+    let rows: Vec<TableRow<'_>> = rows
+        .iter()
+        .map(|r| TableRow {
+            units: &r.units,
+            model: format!("{} - {}", r.model, r.base),
+            selection: &r.selection,
+            count: r.replicas,
+            problems: r.problems,
+            verified: &r.verified,
+            answer: &r.answer,
+        })
+        .collect();
+    pass_table(&rows, ["model - base", "pairs"], ks, difference)
 }
 
 fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
