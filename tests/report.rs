@@ -91,8 +91,9 @@ fn paired_rows_are_each_model_minus_its_base_over_the_same_problems() {
     };
     // One row per group and selection: `post - base` over the two seeds' pairs.
     assert!(!split.paired.is_empty());
-    for row in &split.paired {
-        assert_eq!((row.model.as_str(), row.base.as_str()), ("post", "base"));
+    for paired in &split.paired {
+        let row = &paired.difference;
+        assert_eq!((row.model.as_str(), paired.base.as_str()), ("post", "base"));
         assert_eq!(
             row.units.len(),
             1,
@@ -119,6 +120,7 @@ fn paired_rows_are_each_model_minus_its_base_over_the_same_problems() {
     let groups: Vec<&str> = split
         .paired
         .iter()
+        .map(|r| &r.difference)
         .filter(|r| r.selection == Selection::All)
         .map(|r| r.units[0].as_str())
         .collect();

@@ -6,29 +6,19 @@
 
 use serde::Serialize;
 
-use super::{Cell, SampleCounts, Selection};
-use crate::eval::stats::{self, Estimate};
+use super::{Cell, ComparisonRow, SampleCounts, Selection};
+use crate::eval::stats;
 use crate::plan::{CellPlan, Plan};
 
 /// One model minus its base on one selection of a split, for a cell or a group of replicas.
 #[derive(Debug, Clone, Serialize)]
 pub struct PairedRow {
-    /// As [`super::ComparisonRow::units`].
-    pub units: Vec<String>,
-    /// The evaluated stage.
-    pub model: String,
-    /// The evaluated stage it was trained from.
+    /// The evaluated stage the model was trained from.
     pub base: String,
-    /// The problems counted.
-    pub selection: Selection,
-    /// Distinct (model, base) pairs of stage directories averaged.
-    pub replicas: usize,
-    /// Problems per pair.
-    pub problems: usize,
-    /// Process-verified pass@k of the model minus the base's.
-    pub verified: Vec<Estimate>,
-    /// Answer-only pass@k, the same way.
-    pub answer: Vec<Estimate>,
+    /// The model's row with differences for estimates (its pass@k minus the base's, problem by
+    /// problem); `replicas` counts distinct (model, base) pairs of stage directories.
+    #[serde(flatten)]
+    pub difference: ComparisonRow,
 }
 
 /// One pair of stage directories, with its records matched problem by problem.
@@ -195,14 +185,16 @@ pub(super) fn paired(
                 stats::paired_estimates(&values, same_problems(&row.records), ks)
             };
             PairedRow {
-                replicas: row.records.len(),
-                problems: row.records.iter().map(Vec::len).sum::<usize>() / row.records.len(),
-                verified: differences(|r| (r.samples, r.verified_samples)),
-                answer: differences(|r| (r.samples, r.answer_samples)),
-                units: row.units,
-                model: row.key.0,
                 base: row.key.1,
-                selection: row.selection,
+                difference: ComparisonRow {
+                    replicas: row.records.len(),
+                    problems: row.records.iter().map(Vec::len).sum::<usize>() / row.records.len(),
+                    verified: differences(|r| (r.samples, r.verified_samples)),
+                    answer: differences(|r| (r.samples, r.answer_samples)),
+                    units: row.units,
+                    model: row.key.0,
+                    selection: row.selection,
+                },
             }
         })
         .collect()

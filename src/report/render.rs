@@ -260,18 +260,24 @@ fn pass_table(
     Element::Table(header, body)
 }
 
+impl<'a> TableRow<'a> {
+    fn of(row: &'a ComparisonRow, model: String) -> Self {
+        TableRow {
+            units: &row.units,
+            model,
+            selection: &row.selection,
+            count: row.replicas,
+            problems: row.problems,
+            verified: &row.verified,
+            answer: &row.answer,
+        }
+    }
+}
+
 fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
     let rows: Vec<TableRow<'_>> = rows
         .iter()
-        .map(|r| TableRow {
-            units: &r.units,
-            model: r.model.clone(),
-            selection: &r.selection,
-            count: r.replicas,
-            problems: r.problems,
-            verified: &r.verified,
-            answer: &r.answer,
-        })
+        .map(|r| TableRow::of(r, r.model.clone()))
         .collect();
     pass_table(&rows, ["model", "replicas"], ks, estimate)
 }
@@ -279,14 +285,9 @@ fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
 fn paired_table(rows: &[PairedRow], ks: &[u32]) -> Element {
     let rows: Vec<TableRow<'_>> = rows
         .iter()
-        .map(|r| TableRow {
-            units: &r.units,
-            model: format!("{} - {}", r.model, r.base),
-            selection: &r.selection,
-            count: r.replicas,
-            problems: r.problems,
-            verified: &r.verified,
-            answer: &r.answer,
+        .map(|r| {
+            let model = format!("{} - {}", r.difference.model, r.base);
+            TableRow::of(&r.difference, model)
         })
         .collect();
     pass_table(&rows, ["model - base", "pairs"], ks, difference)
