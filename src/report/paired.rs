@@ -211,3 +211,52 @@ fn same_problems(records: &[Vec<(&SampleCounts, &SampleCounts)>]) -> bool {
                 .all(|((a, _), (b, _))| a.same_problem(b))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::compile_bytes;
+
+    /// base → mid → post, with `models` evaluated.
+    fn plan(models: &str) -> Plan {
+        let text = format!(
+            "seed 3\nuse prelude\n\
+             task arith {{\n contexts zoo\n phrasing compact\n max_value 10\n modes forward 1.0\n}}\n\
+             pretrain base {{\n model tiny\n data arith[op 2..=3]\n tokens 10k\n batch 4 x 64\n lr 1e-3\n}}\n\
+             midtrain mid from base {{\n data arith[op 2..=3]\n tokens 10k\n batch 4 x 64\n lr 1e-3\n}}\n\
+             reward right = answer\n\
+             rl post from mid {{\n prompts arith[op 2..=3]\n group 4\n prompts_per_step 2\n steps 2\n reward right\n lr 1e-4\n}}\n\
+             eval {{\n models {models}\n split id arith[op 2..=3]\n problems 2 per op\n samples 2\n}}\n"
+        );
+        let compilation = compile_bytes("lineage.rlp", text.as_bytes());
+        compilation
+            .plan
+            .unwrap_or_else(|| panic!("{:?}", compilation.diagnostics))
+    }
+
+    fn pairs(models: &str) -> Vec<(String, String)> {
+        let plan = plan(models);
+        lineage(&plan, &plan.cells[0], "eval")
+    }
+
+    #[test]
+    fn each_model_is_paired_with_its_nearest_evaluated_ancestor() {
+        let own = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            pairs("base, post"),
+            own(&[("post", "base")]),
+            "mid is skipped"
+        );
+        assert_eq!(
+            pairs("base, mid, post"),
+            own(&[("mid", "base"), ("post", "mid")])
+        );
+        assert_eq!(pairs("post"), own(&[]), "nothing evaluated to pair with");
+        assert_eq!(pairs("mid, base"), own(&[("mid", "base")]), "in any order");
+    }
+}
