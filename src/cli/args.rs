@@ -122,7 +122,8 @@ pub enum Command {
         eval: Option<String>,
     },
     /// Compare a run directory's cells: pass@k with 95% intervals per cell and per group of
-    /// replicas, areas under pass@1 against op, plots and training curves, stage timings.
+    /// replicas, each model minus the model it was trained from on the same problems (paired
+    /// intervals), areas under pass@1 against op, plots and training curves, stage timings.
     Report {
         /// The run directory (`runs/<name>`).
         run: PathBuf,
