@@ -4,6 +4,7 @@
 //! removes the problems' own difficulty, and its interval is much narrower than the two
 //! models' intervals side by side: the comparison RL-versus-base findings rest on.
 
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::{Cell, ComparisonRow, SampleCounts, Selection};
@@ -68,8 +69,8 @@ fn pairs_of<'a>(
     members: &[usize],
     eval: &str,
     split: &str,
-) -> Vec<((String, String), Vec<Pair<'a>>)> {
-    let mut out: Vec<((String, String), Vec<Pair<'a>>)> = Vec::new();
+) -> IndexMap<(String, String), Vec<Pair<'a>>> {
+    let mut out: IndexMap<(String, String), Vec<Pair<'a>>> = IndexMap::new();
     for &i in members {
         let cell = &cells[i];
         let Some(cell_plan) = plan.cells.iter().find(|c| c.name == cell.manifest.cell) else {
@@ -87,15 +88,9 @@ fn pairs_of<'a>(
             if ours.is_empty() || !same {
                 continue;
             }
-            let key = (model, base);
-            let slot = if let Some(p) = out.iter().position(|(k, _)| *k == key) {
-                p
-            } else {
-                out.push((key, Vec::new()));
-                out.len() - 1
-            };
-            if out[slot].1.iter().all(|p| p.dirs != dirs) {
-                out[slot].1.push(Pair {
+            let pairs = out.entry((model, base)).or_default();
+            if pairs.iter().all(|p| p.dirs != dirs) {
+                pairs.push(Pair {
                     dirs,
                     records: ours.into_iter().zip(theirs).collect(),
                 });
@@ -162,27 +157,23 @@ pub(super) fn paired(
     }
     rows.into_iter()
         .map(|row| {
+            let shared = same_problems(&row.records);
             let differences = |counts: fn(&SampleCounts) -> (u64, u64)| {
                 let values: Vec<Vec<Vec<f64>>> = row
                     .records
                     .iter()
                     .map(|pair| {
-                        let (ours, theirs): (Vec<_>, Vec<_>) = pair
+                        let (ours, theirs) =
+                            pair.iter().map(|(m, b)| (counts(m), counts(b))).unzip();
+                        let both = stats::per_problem(&[ours, theirs], ks);
+                        both[0]
                             .iter()
-                            .map(|(model, base)| (counts(model), counts(base)))
-                            .unzip();
-                        let (ours, theirs) = (
-                            stats::per_problem(&[ours], ks),
-                            stats::per_problem(&[theirs], ks),
-                        );
-                        ours[0]
-                            .iter()
-                            .zip(&theirs[0])
+                            .zip(&both[1])
                             .map(|(a, b)| a.iter().zip(b).map(|(a, b)| a - b).collect())
                             .collect()
                     })
                     .collect();
-                stats::paired_estimates(&values, same_problems(&row.records), ks)
+                stats::paired_estimates(&values, shared, ks)
             };
             PairedRow {
                 base: row.key.1,

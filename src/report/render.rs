@@ -203,27 +203,16 @@ fn all_units<'a>(rows: impl Iterator<Item = &'a Vec<String>>) -> Vec<&'a String>
     out
 }
 
-/// What a pass@k table shows of one row.
-struct TableRow<'a> {
-    units: &'a Vec<String>,
-    model: String,
-    selection: &'a Selection,
-    count: usize,
-    problems: usize,
-    verified: &'a [Estimate],
-    answer: &'a [Estimate],
-}
-
-/// A table of pass@k rows: `columns` names the model and count columns, `format` writes an
-/// estimate.
+/// A table of pass@k rows, each with the label of its model column: `columns` names the model
+/// and count columns, `format` writes an estimate.
 fn pass_table(
-    rows: &[TableRow<'_>],
+    rows: &[(&ComparisonRow, String)],
     columns: [&str; 2],
     ks: &[u32],
     format: fn(&Estimate) -> String,
 ) -> Element {
     let shown = shown_ks(ks);
-    let all = all_units(rows.iter().map(|r| r.units));
+    let all = all_units(rows.iter().map(|(r, _)| &r.units));
     let mut header = vec![
         "cells".to_owned(),
         columns[0].to_owned(),
@@ -237,12 +226,12 @@ fn pass_table(
     }
     let body = rows
         .iter()
-        .map(|r| {
+        .map(|(r, model)| {
             let mut line = vec![
-                units(r.units, &all),
-                r.model.clone(),
-                selection(r.selection),
-                r.count.to_string(),
+                units(&r.units, &all),
+                model.clone(),
+                selection(&r.selection),
+                r.replicas.to_string(),
                 r.problems.to_string(),
             ];
             let pick = |list: &[Estimate], k: u32| {
@@ -250,9 +239,9 @@ fn pass_table(
                     .find(|e| e.k == k)
                     .map_or_else(|| "-".to_owned(), format)
             };
-            line.extend(shown.iter().map(|&k| pick(r.verified, k)));
+            line.extend(shown.iter().map(|&k| pick(&r.verified, k)));
             if let Some(&k) = shown.last() {
-                line.push(pick(r.answer, k));
+                line.push(pick(&r.answer, k));
             }
             line
         })
@@ -260,34 +249,19 @@ fn pass_table(
     Element::Table(header, body)
 }
 
-impl<'a> TableRow<'a> {
-    fn of(row: &'a ComparisonRow, model: String) -> Self {
-        TableRow {
-            units: &row.units,
-            model,
-            selection: &row.selection,
-            count: row.replicas,
-            problems: row.problems,
-            verified: &row.verified,
-            answer: &row.answer,
-        }
-    }
-}
-
 fn comparison_table(rows: &[ComparisonRow], ks: &[u32]) -> Element {
-    let rows: Vec<TableRow<'_>> = rows
-        .iter()
-        .map(|r| TableRow::of(r, r.model.clone()))
-        .collect();
+    let rows: Vec<_> = rows.iter().map(|r| (r, r.model.clone())).collect();
     pass_table(&rows, ["model", "replicas"], ks, estimate)
 }
 
 fn paired_table(rows: &[PairedRow], ks: &[u32]) -> Element {
-    let rows: Vec<TableRow<'_>> = rows
+    let rows: Vec<_> = rows
         .iter()
         .map(|r| {
-            let model = format!("{} - {}", r.difference.model, r.base);
-            TableRow::of(&r.difference, model)
+            (
+                &r.difference,
+                format!("{} - {}", r.difference.model, r.base),
+            )
         })
         .collect();
     pass_table(&rows, ["model - base", "pairs"], ks, difference)
