@@ -2,9 +2,10 @@
 //! `rlp run tests/fixtures/report/replicas.rlp` with the weights left out): two RL ranges, two
 //! seeds each, from one base.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rlp::report::{Selection, load, render};
+use rlp::report::{ComparisonRow, Selection, load, load_runs, render};
 
 use crate::common::{root, with_snapshot_settings};
 
@@ -187,4 +188,158 @@ fn the_page_is_self_contained() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no cell directory"));
+}
+
+/// Copies a directory tree, leaving out the top-level entries `keep` refuses.
+fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep(&name) {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(&name), &|_| true);
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// The fixture as two runs: `a` with the cells of range 2, `b` with those of range 3; both hold
+/// every stage directory, as runs that copied the shared base do.
+fn fixture_in_two_runs() -> (PathBuf, PathBuf) {
+    let out = root().join(format!(
+        "target/test-runs/report-two-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let (a, b) = (out.join("a"), out.join("b"));
+    for (dir, range) in [(&a, "range=2..=2"), (&b, "range=3..=3")] {
+        copy_tree(&fixture(), dir, &|name| {
+            !name.starts_with("range=") || name.starts_with(range)
+        });
+    }
+    (a, b)
+}
+
+#[test]
+fn several_runs_are_one_report_with_each_row_labelled_by_its_run() {
+    let (a, b) = fixture_in_two_runs();
+    let one = load(&fixture()).unwrap();
+    let two = load_runs(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(two.name, "a + b");
+    assert_eq!(two.runs, ["a", "b"]);
+    let cells: Vec<&str> = two.cells.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        cells,
+        [
+            "a: range=2..=2,replica=1",
+            "a: range=2..=2,replica=2",
+            "b: range=3..=3,replica=1",
+            "b: range=3..=3,replica=2"
+        ]
+    );
+    let base: Vec<_> = two.stages.iter().filter(|s| s.name == "base").collect();
+    assert_eq!(base.len(), 1, "the base both runs hold is one stage");
+    assert_eq!(base[0].used_by, "a: every cell; b: every cell");
+    assert_eq!(two.stages.len(), one.stages.len());
+    // Each run's rows are the one-run report's, with the group labelled by its run: the
+    // shared base, evaluated in both, is one row standing for a group of each.
+    let run_of = |unit: &str| {
+        if unit.starts_with("range=2") {
+            "a"
+        } else {
+            "b"
+        }
+    };
+    let relabelled = |row: &ComparisonRow| -> Vec<String> {
+        row.units
+            .iter()
+            .map(|u| format!("{}: {u}", run_of(u)))
+            .collect()
+    };
+    let (split_one, split_two) = (&one.splits[0], &two.splits[0]);
+    assert_eq!(split_two.ks, split_one.ks);
+    assert_eq!(split_two.groups.len(), split_one.groups.len());
+    for row in &split_one.groups {
+        let twin = split_two
+            .groups
+            .iter()
+            .find(|r| {
+                r.model == row.model && r.selection == row.selection && r.units == relabelled(row)
+            })
+            .unwrap_or_else(|| panic!("no row for {row:?}"));
+        assert_eq!((&twin.verified, &twin.answer), (&row.verified, &row.answer));
+    }
+    assert_eq!(split_two.paired.len(), split_one.paired.len());
+    for row in &split_one.paired {
+        assert!(split_two.paired.iter().any(|r| {
+            r.difference.units == relabelled(&row.difference)
+                && r.difference.selection == row.difference.selection
+                && r.difference.verified == row.difference.verified
+        }));
+    }
+    let areas: Vec<(Vec<String>, f64)> = split_one
+        .areas
+        .iter()
+        .map(|area| {
+            let units = area
+                .units
+                .iter()
+                .map(|u| format!("{}: {u}", run_of(u)))
+                .collect();
+            (units, area.value)
+        })
+        .collect();
+    let areas_two: Vec<(Vec<String>, f64)> = split_two
+        .areas
+        .iter()
+        .map(|a| (a.units.clone(), a.value))
+        .collect();
+    assert_eq!(areas_two, areas);
+    let reward = two
+        .curves
+        .iter()
+        .find(|c| c.stage == "post" && c.metric == "reward/mean")
+        .unwrap();
+    assert_eq!(reward.series.len(), 4);
+    let loss = two
+        .curves
+        .iter()
+        .find(|c| c.stage == "base" && c.metric == "loss");
+    assert_eq!(
+        loss.unwrap().series.len(),
+        1,
+        "the shared base is drawn once"
+    );
+
+    // From the command line: --out is required, a run given twice is refused, and the page
+    // holds every run's cells.
+    let rlp = |args: &[&Path]| {
+        Command::new(env!("CARGO_BIN_EXE_rlp"))
+            .arg("report")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = rlp(&[&a, &b]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("needs --out"));
+    let out = a.parent().unwrap().join("report");
+    let output = rlp(&[&a, &a, Path::new("--out"), &out]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("given twice"));
+    let output = rlp(&[
+        &a,
+        &b,
+        Path::new("--out"),
+        &out,
+        Path::new("--format"),
+        Path::new("md"),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("# Report: a + b") && md.contains("| b: range=3..=3 | post |"));
 }

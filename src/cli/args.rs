@@ -124,10 +124,12 @@ pub enum Command {
     /// Compare a run directory's cells: pass@k with 95% intervals per cell and per group of
     /// replicas, each model minus the model it was trained from on the same problems (paired
     /// intervals), areas under pass@1 against op, plots and training curves, stage timings.
+    /// Several run directories make one report of all their cells, each labelled with its run.
     Report {
-        /// The run directory (`runs/<name>`).
-        run: PathBuf,
-        /// Where the report goes (default: RUN/report).
+        /// The run directories (`runs/<name>`).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where the report goes (default: RUN/report; required with several runs).
         #[arg(long)]
         out: Option<PathBuf>,
         /// What to write (repeatable; default: all three).

@@ -87,8 +87,8 @@ where
             kinds,
             sbatch,
         } => commands::submit::run(&file, &out, dry_run, &kinds, &sbatch, color),
-        Command::Report { run, out, format } => {
-            commands::report::run(&run, out.as_deref(), &format)
+        Command::Report { runs, out, format } => {
+            commands::report::run(&runs, out.as_deref(), &format)
         }
         Command::Explain { code, markdown } => commands::explain::run(code.as_deref(), markdown),
         Command::Fmt { files, check } => commands::fmt::run(&files, check, color),

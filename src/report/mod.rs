@@ -4,13 +4,15 @@
 //! model's difference from the model it was trained from over the same problems ([`paired`]),
 //! the area under pass@1 against op, the training curves, and the timings and key numbers of
 //! every stage.
-//! [`render`] writes it as Markdown, a self-contained HTML page, or JSON.
+//! [`render`] writes it as Markdown, a self-contained HTML page, or JSON; [`merge`] puts
+//! several run directories in one report.
 //!
 //! A sweep variable is a *replica* variable when cells that differ only in it have the same
 //! stages but for their seeds (`seed $replica`): such cells are aggregated, with the spread over
 //! replicas.
 
 mod charts;
+mod merge;
 mod paired;
 pub mod render;
 
@@ -26,7 +28,7 @@ use crate::run::StageDone;
 pub use paired::PairedRow;
 
 /// The version of the report JSON.
-pub const REPORT_SCHEMA: u32 = 2;
+pub const REPORT_SCHEMA: u32 = 3;
 
 /// At most this many points of a training curve are kept (bucket means).
 const CURVE_POINTS: usize = 200;
@@ -48,6 +50,12 @@ pub enum ReportError {
         /// The directory.
         path: PathBuf,
     },
+    /// Runs that cannot be compared in one report.
+    #[error("{message}")]
+    Mismatch {
+        /// What does not match.
+        message: String,
+    },
 }
 
 /// A run directory, compared across its cells.
@@ -55,8 +63,11 @@ pub enum ReportError {
 pub struct Report {
     /// Version of this structure.
     pub schema: u32,
-    /// The experiment's name.
+    /// The experiment's name (the runs' names joined by ` + ` for several runs).
     pub name: String,
+    /// The run directories' names; with several runs every cell, group and unit is labelled
+    /// `<run>: ` with its run's.
+    pub runs: Vec<String>,
     /// The sweep variables that only change seeds.
     pub replica_variables: Vec<String>,
     /// The cells, in the plan's order.
@@ -133,6 +144,10 @@ pub struct ComparisonRow {
     pub verified: Vec<Estimate>,
     /// Answer-only pass@k.
     pub answer: Vec<Estimate>,
+    /// The stage directories behind the estimates (a paired row's: model and base of each
+    /// pair), which tell the same weights in several runs.
+    #[serde(skip)]
+    dirs: Vec<String>,
 }
 
 /// The area under verified pass@k against op of one row's model, over the split's ops, for the
@@ -275,6 +290,33 @@ fn dir_file_name(dir: &str) -> String {
 /// # Errors
 /// A manifest, plan, samples or metrics file that cannot be read or parsed, or no cells.
 pub fn load(run: &Path) -> Result<Report, ReportError> {
+    let mut report = load_tables(run)?;
+    report.curves = curves(report.stages.iter().map(|s| (run, s)))?;
+    Ok(report)
+}
+
+/// Reads several run directories into one report: each run's cells, groups and rows labelled
+/// with its name, side by side ([`merge`]); one run is [`load`].
+///
+/// # Errors
+/// As [`load`] for each run; runs whose evals share a split but no k.
+pub fn load_runs(runs: &[PathBuf]) -> Result<Report, ReportError> {
+    match runs {
+        [run] => load(run),
+        _ => merge::merge(runs),
+    }
+}
+
+/// The name a run is labelled with: its directory's.
+fn run_label(run: &Path) -> String {
+    run.file_name().map_or_else(
+        || run.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// A run directory read into a report without its training curves.
+fn load_tables(run: &Path) -> Result<Report, ReportError> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(run)
         .map_err(|e| ReportError::Read {
             path: run.to_owned(),
@@ -403,15 +445,15 @@ pub fn load(run: &Path) -> Result<Report, ReportError> {
             });
         }
     }
-    let curves = curves(run, &stages)?;
     Ok(Report {
         schema: REPORT_SCHEMA,
         name: plan.name.clone(),
+        runs: vec![run_label(run)],
         replica_variables,
         cells: summaries,
         stages,
         splits,
-        curves,
+        curves: Vec::new(),
     })
 }
 
@@ -628,6 +670,7 @@ fn comparison(
                 units: row.units,
                 model: row.model,
                 selection: row.selection,
+                dirs: row.dirs,
             }
         })
         .collect()
@@ -671,10 +714,13 @@ fn areas(rows: &[ComparisonRow]) -> Vec<Area> {
     out
 }
 
-/// The training curves of every stage instance, grouped by stage name and metric.
-fn curves(run: &Path, stages: &[StageSummary]) -> Result<Vec<Curve>, ReportError> {
+/// The training curves of every stage instance (with the run directory it is in), grouped by
+/// stage name and metric.
+fn curves<'a>(
+    stages: impl Iterator<Item = (&'a Path, &'a StageSummary)>,
+) -> Result<Vec<Curve>, ReportError> {
     let mut out: Vec<Curve> = Vec::new();
-    for stage in stages {
+    for (run, stage) in stages {
         let path = run.join("stages").join(&stage.dir).join("metrics.jsonl");
         if !path.is_file() {
             continue;

@@ -185,6 +185,7 @@ pub(super) fn paired(
                     units: row.units,
                     model: row.key.0,
                     selection: row.selection,
+                    dirs: row.dirs.into_iter().flat_map(|(a, b)| [a, b]).collect(),
                 },
             }
         })

@@ -1,4 +1,4 @@
-//! `rlp report RUNDIR [--out DIR] [--format html|md|json]`
+//! `rlp report RUNDIR... [--out DIR] [--format html|md|json]`
 
 use std::path::{Path, PathBuf};
 
@@ -17,15 +17,24 @@ pub enum ReportFormat {
     Json,
 }
 
-pub(crate) fn run(run_dir: &Path, out: Option<&Path>, formats: &[ReportFormat]) -> Status {
-    let report = match crate::report::load(run_dir) {
+pub(crate) fn run(runs: &[PathBuf], out: Option<&Path>, formats: &[ReportFormat]) -> Status {
+    let out: PathBuf = match (out, runs) {
+        (Some(out), _) => out.to_owned(),
+        (None, [run]) => run.join("report"),
+        (None, _) => {
+            eprint_line(
+                "error: a report of several runs needs --out DIR (it belongs to none of them)",
+            );
+            return Status::Error;
+        }
+    };
+    let report = match crate::report::load_runs(runs) {
         Ok(report) => report,
         Err(error) => {
             eprint_line(&format!("error: {error}"));
             return Status::Error;
         }
     };
-    let out: PathBuf = out.map_or_else(|| run_dir.join("report"), Path::to_owned);
     let formats = if formats.is_empty() {
         &[ReportFormat::Html, ReportFormat::Md, ReportFormat::Json][..]
     } else {
