@@ -1,5 +1,6 @@
 //! Several run directories in one report (`rlp report A B ...`): models that different files
-//! trained side by side (F2's exposures come from three files), each with its intervals. Each
+//! trained side by side (`f2-size.rlp`'s larger model beside `f2-context.rlp`'s), each with its
+//! intervals. Each
 //! run is read on its own, so its own plan finds its replicas and each model's base; its cells,
 //! groups and rows are labelled `<run>: `. A stage that several runs hold (copied by its stage
 //! key) is one stage, and a row of the same weights with the same estimates in several runs (the
