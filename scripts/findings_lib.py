@@ -52,7 +52,11 @@ def model_groups(cells):
 def line_chart(path, title, curves, x, y, x_ticks, y_ticks, x_label):
     """Writes a standalone SVG: `curves` maps a label to [(x, y)] points, drawn through the
     `x` and `y` scales (data -> pixels within the plot area, which is 350 x 290 at (60, 40))."""
-    w, h, left, top, pw, ph = 640, 380, 60, 40, 350, 290
+    left, top, pw, ph = 60, 40, 350, 290
+    # Wide and tall enough for the legend (about 7 px a character at 12 px, 18 px a line).
+    longest = max((len(label) for label in curves), default=0)
+    w = max(640, left + pw + 40 + 7 * longest + 10)
+    h = max(380, top + 10 + 18 * len(curves) + 10)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
         f'<rect width="{w}" height="{h}" fill="white"/>',
@@ -67,10 +71,12 @@ def line_chart(path, title, curves, x, y, x_ticks, y_ticks, x_label):
     out.append(f'<text x="{left + pw / 2}" y="{h - 10}" text-anchor="middle">{x_label}</text>')
     for i, (label, points) in enumerate(curves.items()):
         color = COLORS[i % len(COLORS)]
+        # Past the palette, the colours come round again dashed.
+        dash = ' stroke-dasharray="6 3"' if (i // len(COLORS)) % 2 else ""
         line = " ".join(f"{left + x(a):.1f},{top + y(b):.1f}" for a, b in points)
-        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
         ly = top + 10 + 18 * i
-        out.append(f'<line x1="{left + pw + 15}" x2="{left + pw + 35}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>')
+        out.append(f'<line x1="{left + pw + 15}" x2="{left + pw + 35}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>')
         out.append(f'<text x="{left + pw + 40}" y="{ly + 4}">{label}</text>')
     out.append("</svg>")
     Path(path).write_text("\n".join(out) + "\n")
