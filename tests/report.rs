@@ -328,7 +328,7 @@ fn several_runs_are_one_report_with_each_row_labelled_by_its_run() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs --out"));
     let out = a.parent().unwrap().join("report");
-    let output = rlp(&[&a, &a, Path::new("--out"), &out]);
+    let output = rlp(&[&a, &a.join("."), Path::new("--out"), &out]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("given twice"));
     let output = rlp(&[

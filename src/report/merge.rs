@@ -40,16 +40,17 @@ fn labels(runs: &[PathBuf]) -> Vec<String> {
 
 /// The report of several runs.
 pub(super) fn merge(runs: &[PathBuf]) -> Result<Report, ReportError> {
-    let labels = labels(runs);
-    if let Some(twice) = labels
+    // `runs/a` and `runs/a/` are one directory: compared as the file system resolves them.
+    let resolved: Vec<PathBuf> = runs
         .iter()
-        .enumerate()
-        .find_map(|(i, l)| labels[..i].contains(l).then_some(l))
-    {
+        .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+        .collect();
+    if let Some(twice) = (0..runs.len()).find(|&i| resolved[..i].contains(&resolved[i])) {
         return Err(ReportError::Mismatch {
-            message: format!("the run directory {twice} is given twice"),
+            message: format!("the run directory {} is given twice", runs[twice].display()),
         });
     }
+    let labels = labels(runs);
     let mut out = Report {
         schema: REPORT_SCHEMA,
         name: labels.join(" + "),
