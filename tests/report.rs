@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rlp::report::{ComparisonRow, Selection, load, load_runs, render};
+use rlp::report::{ComparisonRow, Selection, load, load_runs, render, restrict_ks};
 
 use crate::common::{root, with_snapshot_settings};
 
@@ -342,4 +342,50 @@ fn several_runs_are_one_report_with_each_row_labelled_by_its_run() {
     assert!(output.status.success(), "{output:?}");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("# Report: a + b") && md.contains("| b: range=3..=3 | post |"));
+}
+
+#[test]
+fn chosen_ks_are_the_ones_shown() {
+    let full = load(&fixture()).unwrap();
+    let mut report = full.clone();
+    restrict_ks(&mut report, &[8, 2, 8]).unwrap();
+    let (split, before) = (&report.splits[0], &full.splits[0]);
+    assert_eq!(split.ks, [8, 2], "in the order asked, once each");
+    let rows = |s: &rlp::report::SplitComparison| -> Vec<ComparisonRow> {
+        let paired = s.paired.iter().map(|p| p.difference.clone());
+        s.cells
+            .iter()
+            .chain(&s.groups)
+            .cloned()
+            .chain(paired)
+            .collect()
+    };
+    for (row, whole) in rows(split).iter().zip(rows(before)) {
+        for (kept, all) in [
+            (&row.verified, &whole.verified),
+            (&row.answer, &whole.answer),
+        ] {
+            let expected: Vec<_> = [8, 2]
+                .iter()
+                .map(|k| *all.iter().find(|e| e.k == *k).unwrap())
+                .collect();
+            assert_eq!(kept, &expected);
+        }
+    }
+    // (The areas, under pass@8 now, are checked in `report::select`: here every verified
+    // value is 0.)
+    let error = restrict_ks(&mut full.clone(), &[1, 3]).unwrap_err();
+    assert!(error.to_string().contains("pass@3"), "{error}");
+    // From the command line: only the chosen columns.
+    let out = root().join(format!("target/test-runs/report-ks-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_rlp"))
+        .args(["report", "--k", "1,8", "--format", "md", "--out"])
+        .arg(&out)
+        .arg(fixture())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| verified pass@1 | verified pass@8 | answer pass@8 |"));
+    assert!(!md.contains("pass@2"));
 }

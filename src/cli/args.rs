@@ -132,6 +132,10 @@ pub enum Command {
         /// Where the report goes (default: RUN/report; required with several runs).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The pass@k to show, e.g. `--k 1,8,32` (default: every k the evals estimate; the
+        /// tables show up to five, else four spread over them).
+        #[arg(long, value_delimiter = ',')]
+        k: Vec<u32>,
         /// What to write (repeatable; default: all three).
         #[arg(long, value_enum)]
         format: Vec<crate::cli::commands::report::ReportFormat>,

@@ -87,9 +87,12 @@ where
             kinds,
             sbatch,
         } => commands::submit::run(&file, &out, dry_run, &kinds, &sbatch, color),
-        Command::Report { runs, out, format } => {
-            commands::report::run(&runs, out.as_deref(), &format)
-        }
+        Command::Report {
+            runs,
+            out,
+            k,
+            format,
+        } => commands::report::run(&runs, out.as_deref(), &k, &format),
         Command::Explain { code, markdown } => commands::explain::run(code.as_deref(), markdown),
         Command::Fmt { files, check } => commands::fmt::run(&files, check, color),
         Command::Sample {

@@ -13,9 +13,8 @@ use indexmap::IndexMap;
 
 use super::{
     ComparisonRow, REPORT_SCHEMA, Report, ReportError, SplitComparison, areas, curves, load_tables,
-    run_label,
+    run_label, select::keep_ks,
 };
-use crate::eval::stats::Estimate;
 
 /// `label: text`.
 fn within(label: &str, text: &str) -> String {
@@ -166,13 +165,8 @@ fn merge_split(
 /// A run's row with its units labelled and its estimates those of `ks`.
 fn relabel(mut row: ComparisonRow, label: &str, ks: &[u32]) -> ComparisonRow {
     row.units = row.units.iter().map(|u| within(label, u)).collect();
-    let keep = |estimates: &[Estimate]| -> Vec<Estimate> {
-        ks.iter()
-            .filter_map(|k| estimates.iter().find(|e| e.k == *k).copied())
-            .collect()
-    };
-    row.verified = keep(&row.verified);
-    row.answer = keep(&row.answer);
+    row.verified = keep_ks(&row.verified, ks);
+    row.answer = keep_ks(&row.answer, ks);
     row
 }
 
@@ -196,12 +190,13 @@ fn add<T>(rows: &mut Vec<T>, mut row: T, of: fn(&mut T) -> &mut ComparisonRow) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::eval::stats::Estimate;
     use crate::report::Selection;
 
     /// A whole-split row of model `m` in stage directory `dir`, its pass@k `k / 1000`.
-    fn row(unit: &str, dir: &str, ks: &[u32]) -> ComparisonRow {
+    pub(in crate::report) fn row(unit: &str, dir: &str, ks: &[u32]) -> ComparisonRow {
         let estimates: Vec<Estimate> = ks
             .iter()
             .map(|&k| Estimate {
@@ -225,7 +220,7 @@ mod tests {
         }
     }
 
-    fn split(rows: Vec<ComparisonRow>, ks: &[u32]) -> SplitComparison {
+    pub(in crate::report) fn split(rows: Vec<ComparisonRow>, ks: &[u32]) -> SplitComparison {
         SplitComparison {
             eval: "e".to_owned(),
             split: "s".to_owned(),

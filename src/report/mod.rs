@@ -15,6 +15,7 @@ mod charts;
 mod merge;
 mod paired;
 pub mod render;
+mod select;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use crate::plan::Plan;
 use crate::run::Manifest;
 use crate::run::StageDone;
 pub use paired::PairedRow;
+pub use select::restrict_ks;
 
 /// The version of the report JSON.
 pub const REPORT_SCHEMA: u32 = 3;

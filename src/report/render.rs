@@ -133,8 +133,11 @@ fn stage_table(report: &Report) -> Element {
     Element::Table(header.iter().map(|h| (*h).to_owned()).collect(), rows)
 }
 
-/// The ks a table shows: the first, the last, and two between.
+/// The ks a table shows: all of up to five, else the first, the last, and two between.
 fn shown_ks(ks: &[u32]) -> Vec<u32> {
+    if ks.len() <= 5 {
+        return ks.to_vec();
+    }
     let mut out: Vec<u32> = [
         0,
         ks.len() / 3,

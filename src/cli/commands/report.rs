@@ -1,4 +1,4 @@
-//! `rlp report RUNDIR... [--out DIR] [--format html|md|json]`
+//! `rlp report RUNDIR... [--out DIR] [--k 1,8,32] [--format html|md|json]`
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,12 @@ pub enum ReportFormat {
     Json,
 }
 
-pub(crate) fn run(runs: &[PathBuf], out: Option<&Path>, formats: &[ReportFormat]) -> Status {
+pub(crate) fn run(
+    runs: &[PathBuf],
+    out: Option<&Path>,
+    ks: &[u32],
+    formats: &[ReportFormat],
+) -> Status {
     let out: PathBuf = match (out, runs) {
         (Some(out), _) => out.to_owned(),
         (None, [run]) => run.join("report"),
@@ -28,7 +33,13 @@ pub(crate) fn run(runs: &[PathBuf], out: Option<&Path>, formats: &[ReportFormat]
             return Status::Error;
         }
     };
-    let report = match crate::report::load_runs(runs) {
+    let report = crate::report::load_runs(runs).and_then(|mut report| {
+        if !ks.is_empty() {
+            crate::report::restrict_ks(&mut report, ks)?;
+        }
+        Ok(report)
+    });
+    let report = match report {
         Ok(report) => report,
         Err(error) => {
             eprint_line(&format!("error: {error}"));
