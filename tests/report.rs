@@ -231,6 +231,7 @@ fn several_runs_are_one_report_with_each_row_labelled_by_its_run() {
     let two = load_runs(&[a.clone(), b.clone()]).unwrap();
     assert_eq!(two.name, "a + b");
     assert_eq!(two.runs, ["a", "b"]);
+    assert!(load_runs(&[]).is_err(), "nothing to report on");
     let cells: Vec<&str> = two.cells.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         cells,

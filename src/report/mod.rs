@@ -52,7 +52,7 @@ pub enum ReportError {
         /// The directory.
         path: PathBuf,
     },
-    /// Runs that cannot be compared in one report.
+    /// Runs that cannot be compared in one report, or pass@k that no eval estimates.
     #[error("{message}")]
     Mismatch {
         /// What does not match.
@@ -301,9 +301,13 @@ pub fn load(run: &Path) -> Result<Report, ReportError> {
 /// with its name, side by side ([`merge`]); one run is [`load`].
 ///
 /// # Errors
-/// As [`load`] for each run; runs whose evals share a split but no k.
+/// As [`load`] for each run; no runs, a run given twice, or runs whose evals share a split but
+/// no k.
 pub fn load_runs(runs: &[PathBuf]) -> Result<Report, ReportError> {
     match runs {
+        [] => Err(ReportError::Mismatch {
+            message: "no run directory to report on".to_owned(),
+        }),
         [run] => load(run),
         _ => merge::merge(runs),
     }
