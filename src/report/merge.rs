@@ -132,11 +132,7 @@ fn merge_split(
     let grouped = parts.iter().any(|(_, p)| !p.groups.is_empty());
     let (mut cells, mut groups, mut paired) = (Vec::new(), Vec::new(), Vec::new());
     for (label, part) in parts {
-        let main = if part.groups.is_empty() {
-            part.cells.clone()
-        } else {
-            part.groups
-        };
+        let main = part.main_rows().to_vec();
         for row in part.cells {
             add(&mut cells, relabel(row, label, &ks), |r| r);
         }

@@ -186,6 +186,19 @@ pub struct SplitComparison {
     pub paired: Vec<PairedRow>,
 }
 
+impl SplitComparison {
+    /// The rows a reader compares: per group of replicas when there are groups, else per cell
+    /// (the main table, the areas and the charts).
+    #[must_use]
+    pub fn main_rows(&self) -> &[ComparisonRow] {
+        if self.groups.is_empty() {
+            &self.cells
+        } else {
+            &self.groups
+        }
+    }
+}
+
 /// One metric of one stage name over steps, one series per instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Curve {

@@ -273,11 +273,7 @@ fn paired_table(rows: &[PairedRow], ks: &[u32]) -> Element {
 fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
     let name = format!("{} / {}", split.eval, split.split);
     let mut blocks = vec![Element::Heading(2, format!("Eval {name}"))];
-    let main = if split.groups.is_empty() {
-        &split.cells
-    } else {
-        &split.groups
-    };
+    let main = split.main_rows();
     blocks.push(comparison_table(main, &split.ks));
     if !split.groups.is_empty() {
         blocks.push(Element::Details(

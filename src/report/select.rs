@@ -48,11 +48,7 @@ pub fn restrict_ks(report: &mut Report, ks: &[u32]) -> Result<(), ReportError> {
             row.verified = keep_ks(&row.verified, &kept);
             row.answer = keep_ks(&row.answer, &kept);
         }
-        split.areas = areas(if split.groups.is_empty() {
-            &split.cells
-        } else {
-            &split.groups
-        });
+        split.areas = areas(split.main_rows());
         split.ks = kept;
     }
     Ok(())
