@@ -13,6 +13,7 @@ mod paper;
 mod pipelines;
 mod prelude;
 mod report;
+mod report_pairs;
 mod robustness;
 mod run;
 mod tasks;

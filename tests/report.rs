@@ -9,7 +9,7 @@ use rlp::report::{ComparisonRow, Selection, load, load_runs, render, restrict_ks
 
 use crate::common::{root, with_snapshot_settings};
 
-fn fixture() -> std::path::PathBuf {
+pub(crate) fn fixture() -> std::path::PathBuf {
     root().join("tests/fixtures/report/replicas")
 }
 
@@ -208,10 +208,10 @@ fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) {
 }
 
 /// The fixture as two runs: `a` with the cells of range 2, `b` with those of range 3; both hold
-/// every stage directory, as runs that copied the shared base do.
-fn fixture_in_two_runs() -> (PathBuf, PathBuf) {
+/// every stage directory, as runs that copied the shared base do. `test` names the copy.
+pub(crate) fn fixture_in_two_runs(test: &str) -> (PathBuf, PathBuf) {
     let out = root().join(format!(
-        "target/test-runs/report-two-{}",
+        "target/test-runs/report-{test}-{}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&out);
@@ -226,12 +226,12 @@ fn fixture_in_two_runs() -> (PathBuf, PathBuf) {
 
 #[test]
 fn several_runs_are_one_report_with_each_row_labelled_by_its_run() {
-    let (a, b) = fixture_in_two_runs();
+    let (a, b) = fixture_in_two_runs("two");
     let one = load(&fixture()).unwrap();
-    let two = load_runs(&[a.clone(), b.clone()]).unwrap();
+    let two = load_runs(&[a.clone(), b.clone()], &[]).unwrap();
     assert_eq!(two.name, "a + b");
     assert_eq!(two.runs, ["a", "b"]);
-    assert!(load_runs(&[]).is_err(), "nothing to report on");
+    assert!(load_runs(&[], &[]).is_err(), "nothing to report on");
     let cells: Vec<&str> = two.cells.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         cells,

@@ -136,6 +136,12 @@ pub enum Command {
         /// tables show up to five, else four spread over them).
         #[arg(long, value_delimiter = ',')]
         k: Vec<u32>,
+        /// Also pair these two models on the same problems (repeatable): `post:base` (an older
+        /// ancestor), `post[variant=strict]:post[variant=outcome]` (siblings of one run),
+        /// `f2-size/widen:f2-context/widen` (two runs). Each model cell is paired with the
+        /// base's cell that agrees with it on every sweep variable neither side names.
+        #[arg(long, value_name = "MODEL:BASE")]
+        pair: Vec<crate::report::PairRequest>,
         /// What to write (repeatable; default: all three).
         #[arg(long, value_enum)]
         format: Vec<crate::cli::commands::report::ReportFormat>,

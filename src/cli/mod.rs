@@ -91,8 +91,9 @@ where
             runs,
             out,
             k,
+            pair,
             format,
-        } => commands::report::run(&runs, out.as_deref(), &k, &format),
+        } => commands::report::run(&runs, out.as_deref(), &k, &pair, &format),
         Command::Explain { code, markdown } => commands::explain::run(code.as_deref(), markdown),
         Command::Fmt { files, check } => commands::fmt::run(&files, check, color),
         Command::Sample {

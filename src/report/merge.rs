@@ -4,16 +4,16 @@
 //! run is read on its own, so its own plan finds its replicas and each model's base; its cells,
 //! groups and rows are labelled `<run>: `. A stage that several runs hold (copied by its stage
 //! key) is one stage, and a row of the same weights with the same estimates in several runs (the
-//! same problems) is one row standing for each run's units. Paired differences stay within a
-//! run: a model and its base are one run's.
+//! same problems) is one row standing for each run's units. Each model's difference from its base
+//! is within its run; a difference across runs is asked for with `--pair` ([`super::asked`]).
 
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
 use super::{
-    ComparisonRow, REPORT_SCHEMA, Report, ReportError, SplitComparison, areas, curves, load_tables,
-    run_label, select::keep_ks,
+    ComparisonRow, REPORT_SCHEMA, Report, ReportError, SplitComparison, areas, curves, run_label,
+    select::keep_ks,
 };
 
 /// `label: text`.
@@ -23,7 +23,7 @@ fn within(label: &str, text: &str) -> String {
 
 /// Each run's label: its directory's name, or the path as given where two runs have the same
 /// name.
-fn labels(runs: &[PathBuf]) -> Vec<String> {
+pub(super) fn labels(runs: &[PathBuf]) -> Vec<String> {
     let names: Vec<String> = runs.iter().map(|r| run_label(r)).collect();
     runs.iter()
         .zip(&names)
@@ -37,23 +37,16 @@ fn labels(runs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-/// The report of several runs.
-pub(super) fn merge(runs: &[PathBuf]) -> Result<Report, ReportError> {
-    // `runs/a` and `runs/a/` are one directory: compared as the file system resolves them.
-    let resolved: Vec<PathBuf> = runs
-        .iter()
-        .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
-        .collect();
-    if let Some(twice) = (0..runs.len()).find(|&i| resolved[..i].contains(&resolved[i])) {
-        return Err(ReportError::Mismatch {
-            message: format!("the run directory {} is given twice", runs[twice].display()),
-        });
-    }
-    let labels = labels(runs);
+/// The report of several runs, from each run's report (without curves) and its label.
+pub(super) fn merge(
+    runs: &[PathBuf],
+    labels: &[String],
+    reports: Vec<Report>,
+) -> Result<Report, ReportError> {
     let mut out = Report {
         schema: REPORT_SCHEMA,
         name: labels.join(" + "),
-        runs: labels.clone(),
+        runs: labels.to_vec(),
         replica_variables: Vec::new(),
         cells: Vec::new(),
         stages: Vec::new(),
@@ -63,8 +56,7 @@ pub(super) fn merge(runs: &[PathBuf]) -> Result<Report, ReportError> {
     // Per stage of `out.stages`, the run its metrics are read from.
     let mut homes: Vec<&Path> = Vec::new();
     let mut parts: IndexMap<(String, String), Vec<(&str, SplitComparison)>> = IndexMap::new();
-    for (run, label) in runs.iter().zip(&labels) {
-        let report = load_tables(run)?;
+    for ((run, label), report) in runs.iter().zip(labels).zip(reports) {
         for variable in report.replica_variables {
             if !out.replica_variables.contains(&variable) {
                 out.replica_variables.push(variable);

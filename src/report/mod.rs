@@ -11,22 +11,25 @@
 //! stages but for their seeds (`seed $replica`): such cells are aggregated, with the spread over
 //! replicas.
 
+mod asked;
 mod charts;
 mod merge;
 mod paired;
+mod read;
 pub mod render;
 mod select;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::eval::stats::{self, Estimate};
-use crate::plan::Plan;
-use crate::run::Manifest;
 use crate::run::StageDone;
+pub use asked::{PairRequest, Side};
 pub use paired::PairedRow;
+use paired::Pairing;
+use read::{Cell, RunData, SampleCounts, dir_file_name, parse, read, read_run};
 pub use select::restrict_ks;
 
 /// The version of the report JSON.
@@ -221,26 +224,6 @@ const RL_METRICS: [&str; 6] = [
     "filter/pass_rate",
 ];
 
-/// One line of an eval's samples file, as far as the report needs it.
-#[derive(Debug, Deserialize)]
-struct SampleCounts {
-    model: String,
-    split: String,
-    op: u32,
-    context: String,
-    prompt: String,
-    samples: u64,
-    verified_samples: u64,
-    answer_samples: u64,
-}
-
-impl SampleCounts {
-    /// Whether two records are of the same problem.
-    fn same_problem(&self, other: &Self) -> bool {
-        (self.op, &self.context, &self.prompt) == (other.op, &other.context, &other.prompt)
-    }
-}
-
 impl Selection {
     /// Whether the selection counts a record.
     fn holds(&self, record: &SampleCounts) -> bool {
@@ -270,60 +253,52 @@ impl Selection {
     }
 }
 
-/// A cell as read from disk.
-struct Cell {
-    manifest: Manifest,
-    /// Per eval name, its sample counts.
-    samples: Vec<(String, Vec<SampleCounts>)>,
-    /// Stage name → its directory name under `stages/`.
-    dirs: HashMap<String, String>,
-}
-
-fn read(path: &Path) -> Result<String, ReportError> {
-    std::fs::read_to_string(path).map_err(|e| ReportError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ReportError> {
-    serde_json::from_str(text).map_err(|e| ReportError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-/// The directory name under `stages/` of a manifest's stage path (`../stages/base-…`).
-fn dir_file_name(dir: &str) -> String {
-    Path::new(dir)
-        .file_name()
-        .map_or_else(|| dir.to_owned(), |n| n.to_string_lossy().into_owned())
-}
-
 /// Reads the run directory `run` into a report.
 ///
 /// # Errors
 /// A manifest, plan, samples or metrics file that cannot be read or parsed, or no cells.
 pub fn load(run: &Path) -> Result<Report, ReportError> {
-    let mut report = load_tables(run)?;
-    report.curves = curves(report.stages.iter().map(|s| (run, s)))?;
-    Ok(report)
+    load_runs(&[run.to_owned()], &[])
 }
 
-/// Reads several run directories into one report: each run's cells, groups and rows labelled
-/// with its name, side by side ([`merge`]); one run is [`load`].
+/// Reads one or several run directories into one report, with the paired differences
+/// `requests` asks for beside each model's difference from its base ([`asked`]). Several runs
+/// are side by side, each run's cells, groups and rows labelled with its name ([`merge`]).
 ///
 /// # Errors
-/// As [`load`] for each run; no runs, a run given twice, or runs whose evals share a split but
-/// no k.
-pub fn load_runs(runs: &[PathBuf]) -> Result<Report, ReportError> {
-    match runs {
-        [] => Err(ReportError::Mismatch {
+/// A manifest, plan, samples or metrics file that cannot be read or parsed, or a run without
+/// cells; no runs, a run given twice, or runs whose evals share a split but no k; a request
+/// that names an unknown run, model or binding, or pairs nothing.
+pub fn load_runs(runs: &[PathBuf], requests: &[PairRequest]) -> Result<Report, ReportError> {
+    if runs.is_empty() {
+        return Err(ReportError::Mismatch {
             message: "no run directory to report on".to_owned(),
-        }),
-        [run] => load(run),
-        _ => merge::merge(runs),
+        });
     }
+    // `runs/a` and `runs/a/` are one directory: compared as the file system resolves them.
+    let resolved: Vec<PathBuf> = runs
+        .iter()
+        .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+        .collect();
+    if let Some(twice) = (0..runs.len()).find(|&i| resolved[..i].contains(&resolved[i])) {
+        return Err(ReportError::Mismatch {
+            message: format!("the run directory {} is given twice", runs[twice].display()),
+        });
+    }
+    let labels = merge::labels(runs);
+    let data: Vec<RunData> = runs.iter().map(|r| read_run(r)).collect::<Result<_, _>>()?;
+    let mut reports: Vec<Report> = data
+        .iter()
+        .zip(&labels)
+        .map(|(d, label)| tables(label, d))
+        .collect();
+    asked::add(&mut reports, &data, &labels, requests)?;
+    if let [run] = runs {
+        let mut report = reports.remove(0);
+        report.curves = curves(report.stages.iter().map(|s| (run.as_path(), s)))?;
+        return Ok(report);
+    }
+    merge::merge(runs, &labels, reports)
 }
 
 /// The name a run is labelled with: its directory's.
@@ -334,104 +309,33 @@ fn run_label(run: &Path) -> String {
     )
 }
 
-/// A run directory read into a report without its training curves.
-fn load_tables(run: &Path) -> Result<Report, ReportError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(run)
-        .map_err(|e| ReportError::Read {
-            path: run.to_owned(),
-            message: e.to_string(),
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("manifest.json").is_file())
-        .collect();
-    entries.sort();
-    let Some(first) = entries.first() else {
-        return Err(ReportError::NoCells {
-            path: run.to_owned(),
-        });
-    };
-    let plan_path = first.join("plan.json");
-    let plan: Plan = parse(&plan_path, &read(&plan_path)?)?;
-    let mut cells = Vec::new();
-    for dir in &entries {
-        let path = dir.join("manifest.json");
-        let manifest: Manifest = parse(&path, &read(&path)?)?;
-        let mut samples = Vec::new();
-        for eval in &manifest.evals {
-            let path = dir
-                .join("eval")
-                .join(format!("{}-samples.jsonl", eval.name));
-            if !path.is_file() {
-                continue;
-            }
-            let lines = read(&path)?
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| parse::<SampleCounts>(&path, l))
-                .collect::<Result<Vec<_>, _>>()?;
-            samples.push((eval.name.clone(), lines));
-        }
-        let dirs = manifest
-            .stages
-            .iter()
-            .map(|s| (s.name.clone(), dir_file_name(&s.dir)))
-            .collect();
-        cells.push(Cell {
-            manifest,
-            samples,
-            dirs,
-        });
-    }
-    // The plan's order of cells (sweep order), with cells it does not know last.
-    let position = |name: &str| {
-        plan.cells
-            .iter()
-            .position(|c| c.name == name)
-            .unwrap_or(usize::MAX)
-    };
-    cells.sort_by_key(|c| position(&c.manifest.cell));
-    let replica_variables = replica_variables(&plan);
-    let group_of = |cell: &Cell| group_label(&cell.manifest.bindings, &replica_variables);
+/// A run read into a report without its training curves.
+fn tables(label: &str, data: &RunData) -> Report {
+    let RunData {
+        plan,
+        cells,
+        replica_variables,
+        units_by_cell,
+        units_by_group,
+    } = data;
     let summaries: Vec<CellSummary> = cells
         .iter()
         .map(|c| CellSummary {
             name: c.manifest.cell.clone(),
             bindings: c.manifest.bindings.clone(),
-            group: group_of(c),
+            group: data.group_of(c),
             status: format!("{:?}", c.manifest.status).to_lowercase(),
             seconds: c.manifest.seconds,
         })
         .collect();
-    let stages = stage_summaries(&cells);
-    let units_by_cell: Vec<(String, Vec<usize>)> = cells
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.manifest.cell.clone(), vec![i]))
-        .collect();
-    let mut units_by_group: Vec<(String, Vec<usize>)> = Vec::new();
-    if !replica_variables.is_empty() {
-        for (i, cell) in cells.iter().enumerate() {
-            let group = group_of(cell);
-            match units_by_group.iter_mut().find(|(g, _)| *g == group) {
-                Some((_, members)) => members.push(i),
-                None => units_by_group.push((group, vec![i])),
-            }
-        }
-    }
+    let stages = stage_summaries(cells);
     let mut splits = Vec::new();
     for eval in plan.cells.first().map_or(&[][..], |c| &c.evals[..]) {
         for split in &eval.splits {
-            let per_cell = comparison(
-                &cells,
-                &units_by_cell,
-                &eval.name,
-                &split.name,
-                &eval.pass_at,
-            );
+            let per_cell = comparison(cells, units_by_cell, &eval.name, &split.name, &eval.pass_at);
             let groups = comparison(
-                &cells,
-                &units_by_group,
+                cells,
+                units_by_group,
                 &eval.name,
                 &split.name,
                 &eval.pass_at,
@@ -442,13 +346,9 @@ fn load_tables(run: &Path) -> Result<Report, ReportError> {
                 &groups
             });
             let paired = paired::paired(
-                &plan,
-                &cells,
-                if units_by_group.is_empty() {
-                    &units_by_cell
-                } else {
-                    &units_by_group
-                },
+                &Pairing::Lineage(plan),
+                cells,
+                data.paired_units(),
                 &eval.name,
                 &split.name,
                 &eval.pass_at,
@@ -464,62 +364,15 @@ fn load_tables(run: &Path) -> Result<Report, ReportError> {
             });
         }
     }
-    Ok(Report {
+    Report {
         schema: REPORT_SCHEMA,
         name: plan.name.clone(),
-        runs: vec![run_label(run)],
-        replica_variables,
+        runs: vec![label.to_owned()],
+        replica_variables: replica_variables.clone(),
         cells: summaries,
         stages,
         splits,
         curves: Vec::new(),
-    })
-}
-
-/// The sweep variables whose values change only stage seeds: for every group of cells equal in
-/// all other bindings, the cells' stages have the same specs, and some group has two cells.
-fn replica_variables(plan: &Plan) -> Vec<String> {
-    let Some(first) = plan.cells.first() else {
-        return Vec::new();
-    };
-    let specs = |cell: &crate::plan::CellPlan| -> Vec<String> {
-        cell.stages
-            .iter()
-            .map(|s| serde_json::to_string(&plan.stages[s.0].spec).unwrap_or_default())
-            .collect()
-    };
-    first
-        .bindings
-        .iter()
-        .map(|(variable, _)| variable.clone())
-        .filter(|variable| {
-            let mut groups: BTreeMap<Vec<(String, String)>, Vec<Vec<String>>> = BTreeMap::new();
-            for cell in &plan.cells {
-                let rest: Vec<(String, String)> = cell
-                    .bindings
-                    .iter()
-                    .filter(|(v, _)| v != variable)
-                    .cloned()
-                    .collect();
-                groups.entry(rest).or_default().push(specs(cell));
-            }
-            groups.values().any(|g| g.len() > 1)
-                && groups.values().all(|g| g.iter().all(|s| *s == g[0]))
-        })
-        .collect()
-}
-
-/// `a=1, b=2` without the replica variables; `main` when nothing is left.
-fn group_label(bindings: &[(String, String)], replicas: &[String]) -> String {
-    let kept: Vec<String> = bindings
-        .iter()
-        .filter(|(v, _)| !replicas.contains(v))
-        .map(|(v, value)| format!("{v}={value}"))
-        .collect();
-    if kept.is_empty() {
-        "main".to_owned()
-    } else {
-        kept.join(", ")
     }
 }
 

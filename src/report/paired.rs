@@ -14,12 +14,30 @@ use crate::plan::{CellPlan, Plan};
 /// One model minus its base on one selection of a split, for a cell or a group of replicas.
 #[derive(Debug, Clone, Serialize)]
 pub struct PairedRow {
-    /// The evaluated stage the model was trained from.
+    /// The evaluated stage the model was trained from, or the base asked for (`post[variant=
+    /// outcome]`, `f2-context: widen`).
     pub base: String,
+    /// Whether the pair was asked for (`rlp report --pair`) rather than given by the lineage.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub asked: bool,
     /// The model's row with differences for estimates (its pass@k minus the base's, problem by
     /// problem); `replicas` counts distinct (model, base) pairs of stage directories.
     #[serde(flatten)]
     pub difference: ComparisonRow,
+}
+
+/// Which models a cell's paired rows subtract.
+pub(super) enum Pairing<'a> {
+    /// Each evaluated model minus its nearest evaluated ancestor, in the same cell.
+    Lineage(&'a Plan),
+    /// `model` minus `base`, as asked: per cell of the model's run (by index), the cell its base
+    /// is read from (`None`: that cell has no partner); `shown` is the base as the rows name it.
+    Asked {
+        model: &'a str,
+        base: &'a str,
+        shown: &'a str,
+        partners: &'a [Option<&'a Cell>],
+    },
 }
 
 /// One pair of stage directories, with its records matched problem by problem.
@@ -60,11 +78,52 @@ fn records<'a>(cell: &'a Cell, eval: &str, split: &str, model: &str) -> Vec<&'a 
         .collect()
 }
 
-/// The pairs of one unit, per (model, base): each distinct pair of stage directories once,
-/// its records matched by position (an eval writes every model's problems in one order) and
-/// kept only when every position has the same problem.
+/// The partners of one cell: (model, base, the base as rows name it, the cell the base is read
+/// from).
+fn partners<'a>(
+    pairing: &Pairing<'a>,
+    cells: &'a [Cell],
+    i: usize,
+    eval: &str,
+) -> Vec<(String, String, String, &'a Cell)> {
+    let cell = &cells[i];
+    match pairing {
+        Pairing::Lineage(plan) => {
+            let Some(cell_plan) = plan.cells.iter().find(|c| c.name == cell.manifest.cell) else {
+                return Vec::new();
+            };
+            lineage(plan, cell_plan, eval)
+                .into_iter()
+                .map(|(model, base)| (model, base.clone(), base, cell))
+                .collect()
+        }
+        Pairing::Asked {
+            model,
+            base,
+            shown,
+            partners,
+        } => partners
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|partner| {
+                (
+                    (*model).to_owned(),
+                    (*base).to_owned(),
+                    (*shown).to_owned(),
+                    partner,
+                )
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// The pairs of one unit, per (model, base as shown): each distinct pair of stage directories
+/// once, its records matched by position (an eval writes every model's problems in one order)
+/// and kept only when every position has the same problem.
 fn pairs_of<'a>(
-    plan: &Plan,
+    pairing: &Pairing<'a>,
     cells: &'a [Cell],
     members: &[usize],
     eval: &str,
@@ -73,22 +132,19 @@ fn pairs_of<'a>(
     let mut out: IndexMap<(String, String), Vec<Pair<'a>>> = IndexMap::new();
     for &i in members {
         let cell = &cells[i];
-        let Some(cell_plan) = plan.cells.iter().find(|c| c.name == cell.manifest.cell) else {
-            continue;
-        };
-        for (model, base) in lineage(plan, cell_plan, eval) {
-            let dir = |name: &str| cell.dirs.get(name).cloned().unwrap_or_default();
-            let dirs = (dir(&model), dir(&base));
+        for (model, base, shown, partner) in partners(pairing, cells, i, eval) {
+            let dir = |cell: &Cell, name: &str| cell.dirs.get(name).cloned().unwrap_or_default();
+            let dirs = (dir(cell, &model), dir(partner, &base));
             let (ours, theirs) = (
                 records(cell, eval, split, &model),
-                records(cell, eval, split, &base),
+                records(partner, eval, split, &base),
             );
             let same = ours.len() == theirs.len()
                 && ours.iter().zip(&theirs).all(|(a, b)| a.same_problem(b));
             if ours.is_empty() || !same {
                 continue;
             }
-            let pairs = out.entry((model, base)).or_default();
+            let pairs = out.entry((model, shown)).or_default();
             if pairs.iter().all(|p| p.dirs != dirs) {
                 pairs.push(Pair {
                     dirs,
@@ -112,9 +168,9 @@ struct PendingRow<'a> {
 
 /// The paired rows of one split for `units` (cells, or groups of replica cells). A pair that
 /// several units share (the same two stage directories) is one row standing for all of them.
-pub(super) fn paired(
-    plan: &Plan,
-    cells: &[Cell],
+pub(super) fn paired<'a>(
+    pairing: &Pairing<'a>,
+    cells: &'a [Cell],
     units: &[(String, Vec<usize>)],
     eval: &str,
     split: &str,
@@ -122,7 +178,7 @@ pub(super) fn paired(
 ) -> Vec<PairedRow> {
     let mut rows: Vec<PendingRow<'_>> = Vec::new();
     for (label, members) in units {
-        for (key, pairs) in pairs_of(plan, cells, members, eval, split) {
+        for (key, pairs) in pairs_of(pairing, cells, members, eval, split) {
             let dirs: Vec<(String, String)> = pairs.iter().map(|p| p.dirs.clone()).collect();
             let all = pairs.iter().flat_map(|p| p.records.iter().map(|r| r.0));
             for selection in Selection::of(all) {
@@ -177,6 +233,7 @@ pub(super) fn paired(
             };
             PairedRow {
                 base: row.key.1,
+                asked: matches!(pairing, Pairing::Asked { .. }),
                 difference: ComparisonRow {
                     replicas: row.records.len(),
                     problems: row.records.iter().map(Vec::len).sum::<usize>() / row.records.len(),

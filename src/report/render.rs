@@ -292,6 +292,14 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
                  spread of the per-pair differences"
             }
         )));
+        if split.paired.iter().any(|r| r.asked) {
+            blocks.push(Element::Paragraph(
+                "The table also holds the pairs asked for with `--pair`: in each cell of the \
+                 model, the model minus the base in the cell that agrees with it on every sweep \
+                 variable neither side names (the same cell when neither names one)."
+                    .to_owned(),
+            ));
+        }
         blocks.push(paired_table(&split.paired, &split.ks));
     }
     if !split.areas.is_empty() {

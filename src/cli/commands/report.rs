@@ -1,4 +1,4 @@
-//! `rlp report RUNDIR... [--out DIR] [--k 1,8,32] [--format html|md|json]`
+//! `rlp report RUNDIR... [--out DIR] [--k 1,8,32] [--pair MODEL:BASE] [--format html|md|json]`
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,7 @@ pub(crate) fn run(
     runs: &[PathBuf],
     out: Option<&Path>,
     ks: &[u32],
+    pairs: &[crate::report::PairRequest],
     formats: &[ReportFormat],
 ) -> Status {
     let out: PathBuf = match (out, runs) {
@@ -33,7 +34,7 @@ pub(crate) fn run(
             return Status::Error;
         }
     };
-    let report = crate::report::load_runs(runs).and_then(|mut report| {
+    let report = crate::report::load_runs(runs, pairs).and_then(|mut report| {
         if !ks.is_empty() {
             crate::report::restrict_ks(&mut report, ks)?;
         }
