@@ -14,8 +14,8 @@ use crate::plan::{CellPlan, Plan};
 /// One model minus its base on one selection of a split, for a cell or a group of replicas.
 #[derive(Debug, Clone, Serialize)]
 pub struct PairedRow {
-    /// The evaluated stage the model was trained from, or the base asked for (`post[variant=
-    /// outcome]`, `f2-context: widen`).
+    /// The evaluated stage the model was trained from, or the base asked for, as asked
+    /// (`post[variant=outcome]`; `f2-context: widen` from another run).
     pub base: String,
     /// Whether the pair was asked for (`rlp report --pair`) rather than given by the lineage.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
