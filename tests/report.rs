@@ -191,7 +191,7 @@ fn the_page_is_self_contained() {
 }
 
 /// Copies a directory tree, leaving out the top-level entries `keep` refuses.
-fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) {
+pub(crate) fn copy_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -6,7 +6,7 @@ use std::process::Command;
 use rlp::report::{PairRequest, PairedRow, Selection, load, load_runs};
 
 use crate::common::root;
-use crate::report::{fixture, fixture_in_two_runs};
+use crate::report::{copy_tree, fixture, fixture_in_two_runs};
 
 fn requests(texts: &[&str]) -> Vec<PairRequest> {
     texts.iter().map(|t| t.parse().unwrap()).collect()
@@ -122,11 +122,40 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
     let no_partner = error(&["b/post:a/post"]);
     assert!(
         no_partner.contains("no cell holds both"),
-        "the ranges differ and neither side names them: {no_partner}"
+        "the ranges differ and the base does not name them: {no_partner}"
     );
-    let ambiguous = error(&["b/post[range=3..=3, replica=1]:a/post[range=2..=2]"]);
+    // The model's bindings only pick its cells: seed 1's post minus seed 1's post.
+    let seed = load_runs(
+        &[a.clone(), b.clone()],
+        &requests(&["b/post[replica=1]:a/post[range=2..=2]"]),
+    )
+    .unwrap();
+    let one_seed = rows(&seed.splits[0].paired, "post", "a: post[range=2..=2]");
+    assert!(!one_seed.is_empty() && one_seed.iter().all(|r| r.difference.replicas == 1));
+    // A base run that sweeps a variable the model's does not: which base is ambiguous.
+    let c = a.parent().unwrap().join("c");
+    copy_tree(&a, &c, &|_| true);
+    for entry in std::fs::read_dir(&c).unwrap() {
+        let manifest = entry.unwrap().path().join("manifest.json");
+        if manifest.is_file() {
+            let mut json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+            json["bindings"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|b| b[0] != "replica");
+            std::fs::write(&manifest, json.to_string()).unwrap();
+        }
+    }
+    let ambiguous = load_runs(
+        &[c.clone(), b.clone()],
+        &requests(&["c/post:b/post[range=3..=3]"]),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
-        ambiguous.contains("matches 2 cells") && ambiguous.contains("replica"),
+        ambiguous.contains("matches 2 cells")
+            && ambiguous.contains("b/post[range=3..=3, replica=1]"),
         "{ambiguous}"
     );
     for (text, says) in [

@@ -139,7 +139,7 @@ pub enum Command {
         /// Also pair these two models on the same problems (repeatable): `post:base` (an older
         /// ancestor), `post[variant=strict]:post[variant=outcome]` (siblings of one run),
         /// `f2-size/widen:f2-context/widen` (two runs). Each model cell is paired with the
-        /// base's cell that agrees with it on every sweep variable neither side names.
+        /// base's cell that agrees with it on every sweep variable the base does not name.
         #[arg(long, value_name = "MODEL:BASE")]
         pair: Vec<crate::report::PairRequest>,
         /// What to write (repeatable; default: all three).

@@ -4,9 +4,10 @@
 //! siblings of one run (`post[variant=strict]:post[variant=outcome]`), or models of two runs
 //! (`f2-size/widen:f2-context/widen`).
 //!
-//! Each cell of the model is paired with the base's cell that agrees with it on every sweep
-//! variable both have and neither side names: its own cell within a run, the same seed of a
-//! sibling, the same exposure and seed in another run. The two must have evaluated the same
+//! Each cell of the model is paired with the base's cell that has the base's bindings and agrees
+//! with it on every other sweep variable both have: its own cell within a run, the same seed of
+//! a sibling, the same exposure and seed in another run. The model's bindings only pick its
+//! cells (`post[base_seed=7]:widen` is each of those cells' `post` minus its own `widen`). The two must have evaluated the same
 //! problems (an eval and split of the same names, problem by problem), else that cell pairs
 //! nothing.
 
@@ -268,21 +269,14 @@ fn runs_of(
 }
 
 /// Per cell of the model's run, the base's cell: the one with the base's bindings that agrees
-/// with the model's cell on every variable both have and neither side names.
+/// with the model's cell on every other variable both have.
 fn partners<'a>(
     request: &PairRequest,
     model: &RunData,
     base: &'a RunData,
     labels: (&str, &str),
 ) -> Result<Vec<Option<&'a Cell>>, ReportError> {
-    let named = |v: &str| {
-        request
-            .model
-            .bindings
-            .iter()
-            .chain(&request.base.bindings)
-            .any(|(n, _)| n == v)
-    };
+    let chosen = |v: &str| request.base.bindings.iter().any(|(n, _)| n == v);
     let mut out = Vec::new();
     for cell in &model.cells {
         if !has(cell, &request.model.bindings) {
@@ -291,7 +285,7 @@ fn partners<'a>(
         }
         let agrees = |other: &Cell| {
             cell.manifest.bindings.iter().all(|(v, x)| {
-                named(v)
+                chosen(v)
                     || other
                         .manifest
                         .bindings
@@ -304,28 +298,30 @@ fn partners<'a>(
             .iter()
             .filter(|c| has(c, &request.base.bindings) && agrees(c))
             .collect();
-        if found.len() > 1 {
-            let differ: Vec<&(String, String)> = found[0]
+        if let [first, _, ..] = &found[..] {
+            let differ: Vec<&(String, String)> = first
                 .manifest
                 .bindings
                 .iter()
                 .filter(|b| found.iter().any(|c| !c.manifest.bindings.contains(b)))
                 .collect();
             let names: Vec<&str> = differ.iter().map(|(v, _)| v.as_str()).collect();
-            let example = differ
-                .first()
-                .map_or_else(String::new, |(v, x)| format!("[{v}={x}]"));
+            let mut example = Side {
+                run: Some(labels.1.to_owned()),
+                ..request.base.clone()
+            };
+            example
+                .bindings
+                .extend(differ.first().map(|b| (*b).clone()));
             return Err(mismatch(
                 request,
                 &format!(
-                    "cell `{}` of run `{}` matches {} cells of run `{}`, which differ in {}: name the base's, e.g. `{}/{}{example}`",
+                    "cell `{}` of run `{}` matches {} cells of run `{}`, which differ in {}: name the base's, e.g. `{example}`",
                     cell.manifest.cell,
                     labels.0,
                     found.len(),
                     labels.1,
                     names.join(", "),
-                    labels.1,
-                    request.base.stage,
                 ),
             ));
         }

@@ -296,7 +296,7 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
             blocks.push(Element::Paragraph(
                 "The table also holds the pairs asked for with `--pair`: in each cell of the \
                  model, the model minus the base in the cell that agrees with it on every sweep \
-                 variable neither side names (the same cell when neither names one)."
+                 variable the base does not name (the same cell when it names none)."
                     .to_owned(),
             ));
         }
