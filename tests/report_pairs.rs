@@ -58,7 +58,7 @@ fn any_two_models_of_a_run_are_paired_on_the_same_problems() {
     }
     // Siblings: range 3's posts minus range 2's, seed by seed; over the same problems the
     // mean difference is the difference of the two groups' means.
-    let siblings = rows(&split.paired, "post", "post[range=2..=2]");
+    let siblings = rows(&split.paired, "post[range=3..=3]", "post[range=2..=2]");
     assert!(!siblings.is_empty());
     let group = |unit: &str, selection: &Selection| {
         plain
@@ -95,8 +95,16 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
         &requests(&["b/post[range=3..=3]:a/post[range=2..=2]", "post:base"]),
     )
     .unwrap();
-    let across = rows(&two.splits[0].paired, "post", "a: post[range=2..=2]");
-    let within = rows(&one.splits[0].paired, "post", "post[range=2..=2]");
+    let across = rows(
+        &two.splits[0].paired,
+        "post[range=3..=3]",
+        "a: post[range=2..=2]",
+    );
+    let within = rows(
+        &one.splits[0].paired,
+        "post[range=3..=3]",
+        "post[range=2..=2]",
+    );
     assert_eq!(across.len(), within.len());
     for (x, w) in across.iter().zip(&within) {
         assert_eq!(x.difference.units, ["b: range=3..=3"]);
@@ -130,7 +138,11 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
         &requests(&["b/post[replica=1]:a/post[range=2..=2]"]),
     )
     .unwrap();
-    let one_seed = rows(&seed.splits[0].paired, "post", "a: post[range=2..=2]");
+    let one_seed = rows(
+        &seed.splits[0].paired,
+        "post[replica=1]",
+        "a: post[range=2..=2]",
+    );
     assert!(!one_seed.is_empty() && one_seed.iter().all(|r| r.difference.replicas == 1));
     // A base run that sweeps a variable the model's does not: which base is ambiguous.
     let c = a.parent().unwrap().join("c");

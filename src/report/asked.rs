@@ -356,10 +356,15 @@ pub(super) fn add(
                 request.base.stage,
                 bindings_text(&request.base.bindings)
             );
+            let model_shown = format!(
+                "{}{}",
+                request.model.stage,
+                bindings_text(&request.model.bindings)
+            );
             let pairing = Pairing::Asked {
                 model: &request.model.stage,
                 base: &request.base.stage,
-                shown: &shown,
+                shown: (&model_shown, &shown),
                 partners: &partners,
             };
             for split in &mut reports[m].splits {

@@ -15,7 +15,8 @@ use crate::plan::{CellPlan, Plan};
 #[derive(Debug, Clone, Serialize)]
 pub struct PairedRow {
     /// The evaluated stage the model was trained from, or the base asked for, as asked
-    /// (`post[variant=outcome]`; `f2-context: widen` from another run).
+    /// (`post[variant=outcome]`; `f2-context: widen` from another run). An asked row's `model`
+    /// is the model as asked too (`post[base_seed=7]`).
     pub base: String,
     /// Whether the pair was asked for (`rlp report --pair`) rather than given by the lineage.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -31,13 +32,23 @@ pub(super) enum Pairing<'a> {
     /// Each evaluated model minus its nearest evaluated ancestor, in the same cell.
     Lineage(&'a Plan),
     /// `model` minus `base`, as asked: per cell of the model's run (by index), the cell its base
-    /// is read from (`None`: that cell has no partner); `shown` is the base as the rows name it.
+    /// is read from (`None`: that cell has no partner); `shown` is (model, base) as the rows
+    /// name them (`post[base_seed=7]`, `f2-context: widen`).
     Asked {
         model: &'a str,
         base: &'a str,
-        shown: &'a str,
+        shown: (&'a str, &'a str),
         partners: &'a [Option<&'a Cell>],
     },
+}
+
+/// A cell's model and its base: the stages read, their names as rows show them, and the cell
+/// the base is read from.
+struct Partner<'a> {
+    model: String,
+    base: String,
+    shown: (String, String),
+    cell: &'a Cell,
 }
 
 /// One pair of stage directories, with its records matched problem by problem.
@@ -78,14 +89,13 @@ fn records<'a>(cell: &'a Cell, eval: &str, split: &str, model: &str) -> Vec<&'a 
         .collect()
 }
 
-/// The partners of one cell: (model, base, the base as rows name it, the cell the base is read
-/// from).
+/// The partners of one cell.
 fn partners<'a>(
     pairing: &Pairing<'a>,
     cells: &'a [Cell],
     i: usize,
     eval: &str,
-) -> Vec<(String, String, String, &'a Cell)> {
+) -> Vec<Partner<'a>> {
     let cell = &cells[i];
     match pairing {
         Pairing::Lineage(plan) => {
@@ -94,7 +104,12 @@ fn partners<'a>(
             };
             lineage(plan, cell_plan, eval)
                 .into_iter()
-                .map(|(model, base)| (model, base.clone(), base, cell))
+                .map(|(model, base)| Partner {
+                    shown: (model.clone(), base.clone()),
+                    model,
+                    base,
+                    cell,
+                })
                 .collect()
         }
         Pairing::Asked {
@@ -106,20 +121,18 @@ fn partners<'a>(
             .get(i)
             .copied()
             .flatten()
-            .map(|partner| {
-                (
-                    (*model).to_owned(),
-                    (*base).to_owned(),
-                    (*shown).to_owned(),
-                    partner,
-                )
+            .map(|partner| Partner {
+                model: (*model).to_owned(),
+                base: (*base).to_owned(),
+                shown: (shown.0.to_owned(), shown.1.to_owned()),
+                cell: partner,
             })
             .into_iter()
             .collect(),
     }
 }
 
-/// The pairs of one unit, per (model, base as shown): each distinct pair of stage directories
+/// The pairs of one unit, per (model, base) as shown: each distinct pair of stage directories
 /// once, its records matched by position (an eval writes every model's problems in one order)
 /// and kept only when every position has the same problem.
 fn pairs_of<'a>(
@@ -132,7 +145,13 @@ fn pairs_of<'a>(
     let mut out: IndexMap<(String, String), Vec<Pair<'a>>> = IndexMap::new();
     for &i in members {
         let cell = &cells[i];
-        for (model, base, shown, partner) in partners(pairing, cells, i, eval) {
+        for Partner {
+            model,
+            base,
+            shown,
+            cell: partner,
+        } in partners(pairing, cells, i, eval)
+        {
             let dir = |cell: &Cell, name: &str| cell.dirs.get(name).cloned().unwrap_or_default();
             let dirs = (dir(cell, &model), dir(partner, &base));
             let (ours, theirs) = (
@@ -144,7 +163,7 @@ fn pairs_of<'a>(
             if ours.is_empty() || !same {
                 continue;
             }
-            let pairs = out.entry((model, shown)).or_default();
+            let pairs = out.entry(shown).or_default();
             if pairs.iter().all(|p| p.dirs != dirs) {
                 pairs.push(Pair {
                     dirs,
