@@ -179,6 +179,7 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
             "no cell of run `b` has [range=9..=9]",
         ),
         ("b/post:b/post", "a model minus itself"),
+        ("b/post[replica=1]:b/post", "a model minus itself"),
     ] {
         let message = error(&[text]);
         assert!(

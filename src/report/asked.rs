@@ -261,9 +261,6 @@ fn runs_of(
     for &(m, b) in &pairs {
         check(request, model, &data[m], &labels[m])?;
         check(request, base, &data[b], &labels[b])?;
-        if m == b && model.stage == base.stage && model.bindings == base.bindings {
-            return Err(mismatch(request, "a model minus itself"));
-        }
     }
     Ok(pairs)
 }
@@ -345,7 +342,21 @@ pub(super) fn add(
     for request in requests {
         let mut found = 0;
         for (m, b) in runs_of(request, data, labels)? {
-            let partners = partners(request, &data[m], &data[b], (&labels[m], &labels[b]))?;
+            let mut partners = partners(request, &data[m], &data[b], (&labels[m], &labels[b]))?;
+            if m == b && request.model.stage == request.base.stage {
+                // A cell's model is not its own base.
+                for (cell, partner) in data[m].cells.iter().zip(&mut partners) {
+                    if partner.is_some_and(|p| std::ptr::eq(p, cell)) {
+                        *partner = None;
+                    }
+                }
+                if partners.iter().all(Option::is_none) {
+                    return Err(mismatch(
+                        request,
+                        "a model minus itself in every cell: name the base's cells, e.g. `post[variant=outcome]`",
+                    ));
+                }
+            }
             let shown = format!(
                 "{}{}{}",
                 if m == b {
