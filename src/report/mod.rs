@@ -2,10 +2,10 @@
 //! and eval samples and each stage's metrics (never the weights), and builds one [`Report`]:
 //! pass@k per cell and per group of replicas with 95% intervals ([`crate::eval::stats`]), each
 //! model's difference from the model it was trained from over the same problems ([`paired`]),
-//! the area under pass@1 against op, the training curves, and the timings and key numbers of
-//! every stage.
-//! [`render`] writes it as Markdown, a self-contained HTML page, or JSON; [`merge`] puts
-//! several run directories in one report.
+//! and any other two models' a reader asks for ([`asked`]), the area under pass@1 against op,
+//! the training curves, and the timings and key numbers of every stage. [`read`] reads a run
+//! directory; [`render`] writes the report as Markdown, a self-contained HTML page, or JSON;
+//! [`merge`] puts several run directories in one report.
 //!
 //! A sweep variable is a *replica* variable when cells that differ only in it have the same
 //! stages but for their seeds (`seed $replica`): such cells are aggregated, with the spread over

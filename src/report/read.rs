@@ -10,6 +10,7 @@ use super::ReportError;
 use crate::plan::Plan;
 use crate::run::Manifest;
 
+/// One line of an eval's samples file, as far as the report needs it.
 #[derive(Debug, Deserialize)]
 pub(super) struct SampleCounts {
     pub(super) model: String,
@@ -208,7 +209,7 @@ fn replica_variables(plan: &Plan) -> Vec<String> {
 }
 
 /// `a=1, b=2` without the replica variables; `main` when nothing is left.
-pub(super) fn group_label(bindings: &[(String, String)], replicas: &[String]) -> String {
+fn group_label(bindings: &[(String, String)], replicas: &[String]) -> String {
     let kept: Vec<String> = bindings
         .iter()
         .filter(|(v, _)| !replicas.contains(v))
