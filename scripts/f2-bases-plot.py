@@ -6,7 +6,8 @@ base and the rank correlation, and draws the points with their 95% intervals as 
 
     rlp report runs/f2-context --k 1,8 --format json --out /tmp/f2c
     rlp report runs/f2-base-seeds --k 1,8 --format json --out /tmp/f2s \\
-        --pair 'post[base_seed=7]:widen' --pair 'post[base_seed=11]:widen'
+        --pair 'post[base_seed=7]:widen' --pair 'post[base_seed=11]:widen' \\
+        --pair 'post[base_seed=13]:widen'
     python3 scripts/f2-bases-plot.py /tmp/f2c/report.json /tmp/f2s/report.json \\
         --svg docs/img/f2-bases.svg
 
