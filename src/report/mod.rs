@@ -340,11 +340,6 @@ fn tables(label: &str, data: &RunData) -> Report {
                 &split.name,
                 &eval.pass_at,
             );
-            let areas = areas(if groups.is_empty() {
-                &per_cell
-            } else {
-                &groups
-            });
             let paired = paired::paired(
                 &Pairing::Lineage(plan),
                 cells,
@@ -353,15 +348,17 @@ fn tables(label: &str, data: &RunData) -> Report {
                 &split.name,
                 &eval.pass_at,
             );
-            splits.push(SplitComparison {
+            let mut compared = SplitComparison {
                 eval: eval.name.clone(),
                 split: split.name.clone(),
                 ks: eval.pass_at.clone(),
                 cells: per_cell,
                 groups,
-                areas,
+                areas: Vec::new(),
                 paired,
-            });
+            };
+            compared.areas = areas(compared.main_rows());
+            splits.push(compared);
         }
     }
     Report {
