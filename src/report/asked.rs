@@ -55,6 +55,12 @@ impl fmt::Display for PairRequest {
     }
 }
 
+/// A side as rows name it: `stage[a=1]`, after `run: ` when it is another run's.
+fn shown(side: &Side, run: Option<&str>) -> String {
+    let run = run.map_or_else(String::new, |r| format!("{r}: "));
+    format!("{run}{}{}", side.stage, bindings_text(&side.bindings))
+}
+
 /// `[a=1, b=2]`, or nothing without bindings.
 fn bindings_text(bindings: &[(String, String)]) -> String {
     if bindings.is_empty() {
@@ -266,7 +272,8 @@ fn runs_of(
 }
 
 /// Per cell of the model's run, the base's cell: the one with the base's bindings that agrees
-/// with the model's cell on every other variable both have.
+/// with the model's cell on every other variable both have, never the model's own cell when
+/// both sides are one stage of one run.
 fn partners<'a>(
     request: &PairRequest,
     model: &RunData,
@@ -274,6 +281,7 @@ fn partners<'a>(
     labels: (&str, &str),
 ) -> Result<Vec<Option<&'a Cell>>, ReportError> {
     let chosen = |v: &str| request.base.bindings.iter().any(|(n, _)| n == v);
+    let one_stage = std::ptr::eq(model, base) && request.model.stage == request.base.stage;
     let mut out = Vec::new();
     for cell in &model.cells {
         if !has(cell, &request.model.bindings) {
@@ -294,6 +302,7 @@ fn partners<'a>(
             .cells
             .iter()
             .filter(|c| has(c, &request.base.bindings) && agrees(c))
+            .filter(|c| !(one_stage && std::ptr::eq(*c, cell)))
             .collect();
         if let [first, _, ..] = &found[..] {
             let differ: Vec<&(String, String)> = first
@@ -324,6 +333,12 @@ fn partners<'a>(
         }
         out.push(found.first().copied());
     }
+    if one_stage && out.iter().all(Option::is_none) {
+        return Err(mismatch(
+            request,
+            "a model minus itself in every cell: name the base's cells, e.g. `post[variant=outcome]`",
+        ));
+    }
     Ok(out)
 }
 
@@ -342,40 +357,16 @@ pub(super) fn add(
     for request in requests {
         let mut found = 0;
         for (m, b) in runs_of(request, data, labels)? {
-            let mut partners = partners(request, &data[m], &data[b], (&labels[m], &labels[b]))?;
-            if m == b && request.model.stage == request.base.stage {
-                // A cell's model is not its own base.
-                for (cell, partner) in data[m].cells.iter().zip(&mut partners) {
-                    if partner.is_some_and(|p| std::ptr::eq(p, cell)) {
-                        *partner = None;
-                    }
-                }
-                if partners.iter().all(Option::is_none) {
-                    return Err(mismatch(
-                        request,
-                        "a model minus itself in every cell: name the base's cells, e.g. `post[variant=outcome]`",
-                    ));
-                }
-            }
-            let shown = format!(
-                "{}{}{}",
-                if m == b {
-                    String::new()
-                } else {
-                    format!("{}: ", labels[b])
-                },
-                request.base.stage,
-                bindings_text(&request.base.bindings)
-            );
-            let model_shown = format!(
-                "{}{}",
-                request.model.stage,
-                bindings_text(&request.model.bindings)
+            let partners = partners(request, &data[m], &data[b], (&labels[m], &labels[b]))?;
+            // The model's run is the rows' (their units say it); another run's base names it.
+            let shown = (
+                shown(&request.model, None),
+                shown(&request.base, (m != b).then(|| labels[b].as_str())),
             );
             let pairing = Pairing::Asked {
                 model: &request.model.stage,
                 base: &request.base.stage,
-                shown: (&model_shown, &shown),
+                shown: (&shown.0, &shown.1),
                 partners: &partners,
             };
             for split in &mut reports[m].splits {
