@@ -228,10 +228,10 @@ pub(crate) fn fixture_in_two_runs(test: &str) -> (PathBuf, PathBuf) {
 fn several_runs_are_one_report_with_each_row_labelled_by_its_run() {
     let (a, b) = fixture_in_two_runs("two");
     let one = load(&fixture()).unwrap();
-    let two = load_runs(&[a.clone(), b.clone()], &[]).unwrap();
+    let two = load_runs(&[a.clone(), b.clone()], &[], &[]).unwrap();
     assert_eq!(two.name, "a + b");
     assert_eq!(two.runs, ["a", "b"]);
-    assert!(load_runs(&[], &[]).is_err(), "nothing to report on");
+    assert!(load_runs(&[], &[], &[]).is_err(), "nothing to report on");
     let cells: Vec<&str> = two.cells.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         cells,
@@ -389,4 +389,112 @@ fn chosen_ks_are_the_ones_shown() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| verified pass@1 | verified pass@8 | answer pass@8 |"));
     assert!(!md.contains("pass@2"));
+}
+
+#[test]
+fn pooled_ops_count_their_problems_together() {
+    // The fixture with its teacher problems of op 2 relabelled op 4: a split of ops 2, 3 and 4
+    // with unequal problems per op, so that `2..=3` is a proper part of it.
+    let out = root().join(format!(
+        "target/test-runs/report-pools-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = out.join("relabelled");
+    copy_tree(&fixture(), &run, &|_| true);
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let samples = entry.unwrap().path().join("eval/eval-samples.jsonl");
+        if !samples.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&samples).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+                if record["op"] == 2 && record["context"] == "teacher" {
+                    record["op"] = 4.into();
+                }
+                record.to_string()
+            })
+            .collect();
+        std::fs::write(&samples, lines.join("\n") + "\n").unwrap();
+    }
+    let pool: rlp::report::OpPool = "2..=3".parse().unwrap();
+    let report = load_runs(std::slice::from_ref(&run), &[], std::slice::from_ref(&pool)).unwrap();
+    let split = &report.splits[0];
+    let pooled = Selection::Ops(pool);
+    let differences: Vec<ComparisonRow> =
+        split.paired.iter().map(|p| p.difference.clone()).collect();
+    let (mut checked, mut wholes, mut weighted) = (0, 0, false);
+    for rows in [&split.cells, &split.groups, &differences] {
+        for row in rows.iter().filter(|r| r.selection == pooled) {
+            let of = |op: u32| {
+                rows.iter()
+                    .find(|r| {
+                        r.selection == Selection::Op(op)
+                            && (&r.units, &r.model) == (&row.units, &row.model)
+                    })
+                    .unwrap_or_else(|| panic!("no op {op} row beside {row:?}"))
+            };
+            let (two, three) = (of(2), of(3));
+            assert_eq!(row.problems, two.problems + three.problems);
+            weighted |= two.problems != three.problems;
+            // Each estimate is a mean over problems: the pool's is the ops' weighted by
+            // problems.
+            for (i, e) in row.answer.iter().enumerate() {
+                let (a, b) = (&two.answer[i], &three.answer[i]);
+                let mean = (a.value * two.problems as f64 + b.value * three.problems as f64)
+                    / row.problems as f64;
+                assert!((e.value - mean).abs() < 1e-12, "{e:?} against {mean}");
+                assert!(e.lo <= e.value && e.value <= e.hi, "{e:?}");
+            }
+            checked += 1;
+        }
+        wholes += rows
+            .iter()
+            .filter(|r| r.selection == Selection::All)
+            .count();
+        assert!(
+            rows.iter().any(|r| r.selection == Selection::Op(4)),
+            "op 4 has its own rows and is not pooled"
+        );
+    }
+    assert!(
+        weighted,
+        "ops 2 and 3 have as many problems: the weights are not tested"
+    );
+    assert_eq!(
+        checked, wholes,
+        "a pool beside every row of the whole split"
+    );
+    assert!(checked >= 3, "cells, groups and pairs: {checked}");
+
+    // A pool no split has all of: refused, with the splits' ops.
+    let error = load_runs(std::slice::from_ref(&run), &[], &["3..=5".parse().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("--ops 3-5: no split has all of these ops")
+            && error.contains("`eval/id` 2,3,4"),
+        "{error}"
+    );
+    // From the command line: the pool's rows in the tables; a one-op pool exits 2.
+    let rlp = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rlp"))
+            .arg("report")
+            .args(args)
+            .arg(&run)
+            .arg("--out")
+            .arg(out.join("report"))
+            .output()
+            .unwrap()
+    };
+    let output = rlp(&["--ops", "3,2", "--format", "md"]);
+    assert!(output.status.success(), "{output:?}");
+    let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
+    assert!(md.contains("| post | 2-3 |"), "{md}");
+    let output = rlp(&["--ops", "3"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is one op"));
 }

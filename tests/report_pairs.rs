@@ -29,6 +29,7 @@ fn any_two_models_of_a_run_are_paired_on_the_same_problems() {
             "post:base",
             "post[range=3..=3]:post[range=2..=2]",
         ]),
+        &[],
     )
     .unwrap();
     let (plain, split) = (&lineage.splits[0], &asked.splits[0]);
@@ -88,11 +89,13 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
     let one = load_runs(
         &[fixture()],
         &requests(&["post[range=3..=3]:post[range=2..=2]"]),
+        &[],
     )
     .unwrap();
     let two = load_runs(
         &[a.clone(), b.clone()],
         &requests(&["b/post[range=3..=3]:a/post[range=2..=2]", "post:base"]),
+        &[],
     )
     .unwrap();
     let across = rows(
@@ -116,14 +119,14 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
         );
     }
     // `post:base` in each run is its lineage row, once.
-    let lineage = load_runs(&[a.clone(), b.clone()], &[]).unwrap();
+    let lineage = load_runs(&[a.clone(), b.clone()], &[], &[]).unwrap();
     assert_eq!(
         rows(&two.splits[0].paired, "post", "base").len(),
         rows(&lineage.splits[0].paired, "post", "base").len()
     );
 
     let error = |texts: &[&str]| {
-        load_runs(&[a.clone(), b.clone()], &requests(texts))
+        load_runs(&[a.clone(), b.clone()], &requests(texts), &[])
             .unwrap_err()
             .to_string()
     };
@@ -136,6 +139,7 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
     let seed = load_runs(
         &[a.clone(), b.clone()],
         &requests(&["b/post[replica=1]:a/post[range=2..=2]"]),
+        &[],
     )
     .unwrap();
     let one_seed = rows(
@@ -162,6 +166,7 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
     let ambiguous = load_runs(
         &[c.clone(), b.clone()],
         &requests(&["c/post:b/post[range=3..=3]"]),
+        &[],
     )
     .unwrap_err()
     .to_string();

@@ -92,8 +92,9 @@ where
             out,
             k,
             pair,
+            ops,
             format,
-        } => commands::report::run(&runs, out.as_deref(), &k, &pair, &format),
+        } => commands::report::run(&runs, out.as_deref(), &k, &pair, &ops, &format),
         Command::Explain { code, markdown } => commands::explain::run(code.as_deref(), markdown),
         Command::Fmt { files, check } => commands::fmt::run(&files, check, color),
         Command::Sample {

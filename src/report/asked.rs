@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use super::paired::{self, PairedRow, Pairing};
 use super::read::{Cell, RunData};
-use super::{Report, ReportError};
+use super::{OpPool, Report, ReportError};
 
 /// One side of a requested pair: an evaluated model, its run, and the sweep bindings its cells
 /// must have.
@@ -353,6 +353,7 @@ pub(super) fn add(
     data: &[RunData],
     labels: &[String],
     requests: &[PairRequest],
+    pools: &[OpPool],
 ) -> Result<(), ReportError> {
     for request in requests {
         let mut found = 0;
@@ -377,6 +378,7 @@ pub(super) fn add(
                     &split.eval,
                     &split.split,
                     &split.ks,
+                    pools,
                 );
                 found += rows.len();
                 for row in rows {

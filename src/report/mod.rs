@@ -2,8 +2,9 @@
 //! and eval samples and each stage's metrics (never the weights), and builds one [`Report`]:
 //! pass@k per cell and per group of replicas with 95% intervals ([`crate::eval::stats`]), each
 //! model's difference from the model it was trained from over the same problems ([`paired`]),
-//! and any other two models' a reader asks for ([`asked`]), the area under pass@1 against op,
-//! the training curves, and the timings and key numbers of every stage. [`read`] reads a run
+//! and any other two models' a reader asks for ([`asked`]), rows over ops pooled on request
+//! ([`select`]), the area under pass@1 against op, the training curves, and the timings and key
+//! numbers of every stage. [`read`] reads a run
 //! directory; [`render`] writes the report as Markdown, a self-contained HTML page, or JSON;
 //! [`merge`] puts several run directories in one report.
 //!
@@ -30,7 +31,7 @@ pub use asked::{PairRequest, Side};
 pub use paired::PairedRow;
 use paired::Pairing;
 use read::{Cell, RunData, SampleCounts, dir_file_name, parse, read, read_run};
-pub use select::restrict_ks;
+pub use select::{OpPool, restrict_ks};
 
 /// The version of the report JSON.
 pub const REPORT_SCHEMA: u32 = 3;
@@ -125,6 +126,8 @@ pub struct StageSummary {
 pub enum Selection {
     /// One op.
     Op(u32),
+    /// Several ops pooled (`rlp report --ops`), ascending.
+    Ops(OpPool),
     /// The whole split.
     All,
     /// One context, every op.
@@ -229,18 +232,28 @@ impl Selection {
     fn holds(&self, record: &SampleCounts) -> bool {
         match self {
             Selection::Op(op) => record.op == *op,
+            Selection::Ops(pool) => pool.ops().contains(&record.op),
             Selection::All => true,
             Selection::Context(c) => record.context == *c,
         }
     }
 
-    /// The selections of some records: each op, the whole split, and each context when there
-    /// are several.
-    fn of<'a>(records: impl Iterator<Item = &'a SampleCounts> + Clone) -> Vec<Selection> {
+    /// The selections of some records: each op, each of `pools` whose ops they all have, the
+    /// whole split, and each context when there are several.
+    fn of<'a>(
+        records: impl Iterator<Item = &'a SampleCounts> + Clone,
+        pools: &[OpPool],
+    ) -> Vec<Selection> {
         let ops: std::collections::BTreeSet<u32> = records.clone().map(|s| s.op).collect();
         let contexts: std::collections::BTreeSet<&str> =
             records.map(|s| s.context.as_str()).collect();
-        let mut out: Vec<Selection> = ops.into_iter().map(Selection::Op).collect();
+        let mut out: Vec<Selection> = ops.iter().copied().map(Selection::Op).collect();
+        out.extend(
+            pools
+                .iter()
+                .filter(|p| p.ops().iter().all(|op| ops.contains(op)))
+                .map(|p| Selection::Ops(p.clone())),
+        );
         out.push(Selection::All);
         if contexts.len() > 1 {
             out.extend(
@@ -258,18 +271,24 @@ impl Selection {
 /// # Errors
 /// A manifest, plan, samples or metrics file that cannot be read or parsed, or no cells.
 pub fn load(run: &Path) -> Result<Report, ReportError> {
-    load_runs(&[run.to_owned()], &[])
+    load_runs(&[run.to_owned()], &[], &[])
 }
 
 /// Reads one or several run directories into one report, with the paired differences
-/// `requests` asks for beside each model's difference from its base ([`asked`]). Several runs
+/// `requests` asks for beside each model's difference from its base ([`asked`]), and a row over
+/// each of `pools` beside those of each op ([`OpPool`]). Several runs
 /// are side by side, each run's cells, groups and rows labelled with its name ([`merge`]).
 ///
 /// # Errors
 /// A manifest, plan, samples or metrics file that cannot be read or parsed, or a run without
 /// cells; no runs, a run given twice, or runs whose evals share a split but no k; a request
-/// that names an unknown run, model or binding, or pairs nothing.
-pub fn load_runs(runs: &[PathBuf], requests: &[PairRequest]) -> Result<Report, ReportError> {
+/// that names an unknown run, model or binding, or pairs nothing; a pool no split has every op
+/// of.
+pub fn load_runs(
+    runs: &[PathBuf],
+    requests: &[PairRequest],
+    pools: &[OpPool],
+) -> Result<Report, ReportError> {
     if runs.is_empty() {
         return Err(ReportError::Mismatch {
             message: "no run directory to report on".to_owned(),
@@ -290,9 +309,10 @@ pub fn load_runs(runs: &[PathBuf], requests: &[PairRequest]) -> Result<Report, R
     let mut reports: Vec<Report> = data
         .iter()
         .zip(&labels)
-        .map(|(d, label)| tables(label, d))
+        .map(|(d, label)| tables(label, d, pools))
         .collect();
-    asked::add(&mut reports, &data, &labels, requests)?;
+    select::check_pools(&reports, pools)?;
+    asked::add(&mut reports, &data, &labels, requests, pools)?;
     if let [run] = runs {
         let mut report = reports.remove(0);
         report.curves = curves(report.stages.iter().map(|s| (run.as_path(), s)))?;
@@ -310,7 +330,7 @@ fn run_label(run: &Path) -> String {
 }
 
 /// A run read into a report without its training curves.
-fn tables(label: &str, data: &RunData) -> Report {
+fn tables(label: &str, data: &RunData, pools: &[OpPool]) -> Report {
     let RunData {
         plan,
         cells,
@@ -332,14 +352,10 @@ fn tables(label: &str, data: &RunData) -> Report {
     let mut splits = Vec::new();
     for eval in plan.cells.first().map_or(&[][..], |c| &c.evals[..]) {
         for split in &eval.splits {
-            let per_cell = comparison(cells, units_by_cell, &eval.name, &split.name, &eval.pass_at);
-            let groups = comparison(
-                cells,
-                units_by_group,
-                &eval.name,
-                &split.name,
-                &eval.pass_at,
-            );
+            let comparison =
+                |units| comparison(cells, units, &eval.name, &split.name, &eval.pass_at, pools);
+            let per_cell = comparison(units_by_cell);
+            let groups = comparison(units_by_group);
             let paired = paired::paired(
                 &Pairing::Lineage(plan),
                 cells,
@@ -347,6 +363,7 @@ fn tables(label: &str, data: &RunData) -> Report {
                 &eval.name,
                 &split.name,
                 &eval.pass_at,
+                pools,
             );
             let mut compared = SplitComparison {
                 eval: eval.name.clone(),
@@ -482,14 +499,16 @@ fn comparison(
     eval: &str,
     split: &str,
     ks: &[u32],
+    pools: &[OpPool],
 ) -> Vec<ComparisonRow> {
     let mut rows: Vec<PendingRow> = Vec::new();
     for (label, members) in units {
         for model in models_of(cells, members, eval, split) {
             let dirs: Vec<String> = model.replicas.iter().map(|(d, _)| d.clone()).collect();
-            for selection in
-                Selection::of(model.replicas.iter().flat_map(|(_, r)| r.iter().copied()))
-            {
+            for selection in Selection::of(
+                model.replicas.iter().flat_map(|(_, r)| r.iter().copied()),
+                pools,
+            ) {
                 let counts: Vec<Vec<Counts>> = model
                     .replicas
                     .iter()

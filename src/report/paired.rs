@@ -7,7 +7,7 @@
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use super::{Cell, ComparisonRow, SampleCounts, Selection};
+use super::{Cell, ComparisonRow, OpPool, SampleCounts, Selection};
 use crate::eval::stats;
 use crate::plan::{CellPlan, Plan};
 
@@ -194,13 +194,14 @@ pub(super) fn paired<'a>(
     eval: &str,
     split: &str,
     ks: &[u32],
+    pools: &[OpPool],
 ) -> Vec<PairedRow> {
     let mut rows: Vec<PendingRow<'_>> = Vec::new();
     for (label, members) in units {
         for (key, pairs) in pairs_of(pairing, cells, members, eval, split) {
             let dirs: Vec<(String, String)> = pairs.iter().map(|p| p.dirs.clone()).collect();
             let all = pairs.iter().flat_map(|p| p.records.iter().map(|r| r.0));
-            for selection in Selection::of(all) {
+            for selection in Selection::of(all, pools) {
                 let records: Vec<Vec<_>> = pairs
                     .iter()
                     .map(|p| {

@@ -181,6 +181,7 @@ fn difference(e: &Estimate) -> String {
 fn selection(s: &Selection) -> String {
     match s {
         Selection::Op(op) => op.to_string(),
+        Selection::Ops(pool) => pool.to_string(),
         Selection::All => "all".to_owned(),
         Selection::Context(c) => format!("all, {c}"),
     }

@@ -1,8 +1,109 @@
-//! Narrowing a report to the pass@k a reader asks for (`rlp report --k 1,8,32`): the tables'
-//! columns, the JSON's estimates and the areas, which are under the first k kept.
+//! What a reader asks a report to show beyond its defaults: only some pass@k (`rlp report --k
+//! 1,8,32`: the tables' columns, the JSON's estimates and the areas, which are under the first k
+//! kept), and ops pooled into one selection (`--ops 8..=10`).
 
-use super::{Report, ReportError, areas};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use std::collections::BTreeSet;
+
+use super::{Report, ReportError, Selection, SplitComparison, areas};
 use crate::eval::stats::Estimate;
+
+/// Ops counted together (`rlp report --ops 8..=10` or `--ops 8,10`): in every split that has all
+/// of them, each row gets a sibling over their problems pooled, beside the rows of each op and of
+/// the whole split. Sorted, without repeats, at least two.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct OpPool(Vec<u32>);
+
+impl OpPool {
+    /// The ops, ascending.
+    #[must_use]
+    pub fn ops(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+impl FromStr for OpPool {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let number = |t: &str| {
+            t.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{t}` is not an op: pool ops as `8..=10` or `8,10`"))
+        };
+        let mut ops: Vec<u32> = if let Some((lo, hi)) = text.split_once("..=") {
+            let (lo, hi) = (number(lo)?, number(hi)?);
+            if lo > hi {
+                return Err(format!("`{text}` is empty: {lo} is above {hi}"));
+            }
+            (lo..=hi).collect()
+        } else {
+            text.split(',').map(number).collect::<Result<_, _>>()?
+        };
+        ops.sort_unstable();
+        ops.dedup();
+        if ops.len() < 2 {
+            return Err(format!(
+                "`{text}` is one op, whose rows the report has already; pool two or more, \
+                 e.g. `8..=10` or `8,10`"
+            ));
+        }
+        Ok(OpPool(ops))
+    }
+}
+
+impl fmt::Display for OpPool {
+    /// `8-10` for a run of consecutive ops, else `8,10`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (first, last) = (self.0[0], self.0[self.0.len() - 1]);
+        if last - first + 1 == self.0.len() as u32 {
+            write!(f, "{first}-{last}")
+        } else {
+            let ops: Vec<String> = self.0.iter().map(u32::to_string).collect();
+            write!(f, "{}", ops.join(","))
+        }
+    }
+}
+
+/// Refuses a pool that no split of `reports` has every op of (it would add no row).
+///
+/// # Errors
+/// The first such pool, with each split's ops.
+pub(super) fn check_pools(reports: &[Report], pools: &[OpPool]) -> Result<(), ReportError> {
+    let splits = || reports.iter().flat_map(|r| &r.splits);
+    let ops_of = |split: &SplitComparison| -> BTreeSet<u32> {
+        split
+            .cells
+            .iter()
+            .filter_map(|r| match r.selection {
+                Selection::Op(op) => Some(op),
+                _ => None,
+            })
+            .collect()
+    };
+    for pool in pools {
+        if splits().any(|s| pool.ops().iter().all(|op| ops_of(s).contains(op))) {
+            continue;
+        }
+        let known: Vec<String> = splits()
+            .map(|s| {
+                let ops: Vec<String> = ops_of(s).iter().map(u32::to_string).collect();
+                format!("`{}/{}` {}", s.eval, s.split, ops.join(","))
+            })
+            .collect();
+        return Err(ReportError::Mismatch {
+            message: format!(
+                "--ops {pool}: no split has all of these ops (the splits' ops: {})",
+                known.join("; ")
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// Keeps the estimates of `ks` (in that order) of every row, and only those splits' ks: what
 /// `rlp report --k` shows. Areas are those of the first k kept.
@@ -64,7 +165,29 @@ pub(super) fn keep_ks(estimates: &[Estimate], ks: &[u32]) -> Vec<Estimate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Selection;
+
+    #[test]
+    fn pools_are_ranges_or_lists_of_two_ops_or_more() {
+        let pool = |t: &str| {
+            t.parse::<OpPool>()
+                .map(|p| (p.ops().to_vec(), p.to_string()))
+        };
+        assert_eq!(pool("8..=10"), Ok((vec![8, 9, 10], "8-10".to_owned())));
+        assert_eq!(pool("10, 8,8"), Ok((vec![8, 10], "8,10".to_owned())));
+        assert_eq!(pool("3,2"), Ok((vec![2, 3], "2-3".to_owned())));
+        for (bad, says) in [
+            ("9", "one op"),
+            ("9..=9", "one op"),
+            ("9,9", "one op"),
+            ("10..=8", "10 is above 8"),
+            ("8..10", "`8..10` is not an op"),
+            ("8,x", "`x` is not an op"),
+            ("", "is not an op"),
+        ] {
+            let error = pool(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
     use crate::report::merge::tests::{row, split};
 
     #[test]

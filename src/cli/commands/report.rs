@@ -1,4 +1,5 @@
-//! `rlp report RUNDIR... [--out DIR] [--k 1,8,32] [--pair MODEL:BASE] [--format html|md|json]`
+//! `rlp report RUNDIR... [--out DIR] [--k 1,8,32] [--pair MODEL:BASE] [--ops 8..=10]
+//! [--format html|md|json]`
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ pub(crate) fn run(
     out: Option<&Path>,
     ks: &[u32],
     pairs: &[crate::report::PairRequest],
+    pools: &[crate::report::OpPool],
     formats: &[ReportFormat],
 ) -> Status {
     let out: PathBuf = match (out, runs) {
@@ -34,7 +36,7 @@ pub(crate) fn run(
             return Status::Error;
         }
     };
-    let report = crate::report::load_runs(runs, pairs).and_then(|mut report| {
+    let report = crate::report::load_runs(runs, pairs, pools).and_then(|mut report| {
         if !ks.is_empty() {
             crate::report::restrict_ks(&mut report, ks)?;
         }
