@@ -479,7 +479,8 @@ fn pooled_ops_count_their_problems_together() {
             && error.contains("`eval/id` 2,3,4"),
         "{error}"
     );
-    // From the command line: the pool's rows in the tables; a one-op pool exits 2.
+    // From the command line: the pool's rows in the tables and its chart; a one-op pool exits
+    // 2.
     let rlp = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_rlp"))
             .arg("report")
@@ -494,6 +495,17 @@ fn pooled_ops_count_their_problems_together() {
     assert!(output.status.success(), "{output:?}");
     let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
     assert!(md.contains("| post | 2-3 |"), "{md}");
+    // And the pool's pass@k against k, beside the whole split's.
+    assert!(
+        md.contains(
+            "![eval / id, op 2-3: verified pass@k against k](plots/eval-id-op2-3-pass-at-k.svg)"
+        ),
+        "{md}"
+    );
+    assert!(
+        out.join("report/plots/eval-id-op2-3-pass-at-k.svg")
+            .is_file()
+    );
     let output = rlp(&["--ops", "3"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is one op"));

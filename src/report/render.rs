@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::charts::{Chart, XScale, svg};
-use super::{ComparisonRow, PairedRow, Report, Selection, SplitComparison};
+use super::{ComparisonRow, OpPool, PairedRow, Report, Selection, SplitComparison};
 use crate::eval::stats::{Estimate, ROUNDS};
 
 /// One block of the document.
@@ -327,18 +327,19 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
     }
     let all = all_units(main.iter().map(|r| &r.units));
     let label = |r: &ComparisonRow| format!("{} · {}", units(&r.units, &all), r.model);
-    let over_k: Vec<(String, Vec<(f64, f64)>)> = main
-        .iter()
-        .filter(|r| r.selection == Selection::All)
-        .map(|r| {
-            let points = r
-                .verified
-                .iter()
-                .map(|e| (f64::from(e.k), e.value))
-                .collect();
-            (label(r), points)
-        })
-        .collect();
+    let over_k = |selection: &Selection| -> Vec<(String, Vec<(f64, f64)>)> {
+        main.iter()
+            .filter(|r| r.selection == *selection)
+            .map(|r| {
+                let points = r
+                    .verified
+                    .iter()
+                    .map(|e| (f64::from(e.k), e.value))
+                    .collect();
+                (label(r), points)
+            })
+            .collect()
+    };
     let mut over_op: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for r in main {
         let Selection::Op(op) = r.selection else {
@@ -354,20 +355,40 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
         }
     }
     let stem = format!("{}-{}", split.eval, split.split);
-    let title = format!("{name}: verified pass@k against k");
-    blocks.push(Element::Figure(
-        format!("{stem}-pass-at-k"),
-        title.clone(),
-        svg(&Chart {
-            title: &title,
-            x_label: "k",
-            y_label: "verified pass@k",
-            x_scale: XScale::Log2,
-            integer_x: false,
-            unit_y: true,
-            series: &over_k,
-        })?,
-    ));
+    // The whole split's curves, then those of each pool asked for (`--ops`).
+    let mut pools: Vec<&OpPool> = Vec::new();
+    for r in main {
+        if let Selection::Ops(pool) = &r.selection
+            && !pools.contains(&pool)
+        {
+            pools.push(pool);
+        }
+    }
+    let whole = std::iter::once((Selection::All, String::new(), String::new()));
+    let pooled = pools.into_iter().map(|p| {
+        let file = p.to_string().replace(',', "_");
+        (
+            Selection::Ops(p.clone()),
+            format!(", op {p}"),
+            format!("-op{file}"),
+        )
+    });
+    for (selection, named, file) in whole.chain(pooled) {
+        let title = format!("{name}{named}: verified pass@k against k");
+        blocks.push(Element::Figure(
+            format!("{stem}{file}-pass-at-k"),
+            title.clone(),
+            svg(&Chart {
+                title: &title,
+                x_label: "k",
+                y_label: "verified pass@k",
+                x_scale: XScale::Log2,
+                integer_x: false,
+                unit_y: true,
+                series: &over_k(&selection),
+            })?,
+        ));
+    }
     if over_op.iter().any(|(_, p)| p.len() > 1) {
         let k = split.ks.first().copied().unwrap_or(1);
         let title = format!("{name}: verified pass@{k} against op");
