@@ -4,9 +4,9 @@
 //! model's difference from the model it was trained from over the same problems ([`paired`]),
 //! and any other two models' a reader asks for ([`asked`]), rows over ops pooled on request
 //! ([`select`]), the area under pass@1 against op, the training curves, and the timings and key
-//! numbers of every stage. [`read`] reads a run
-//! directory; [`render`] writes the report as Markdown, a self-contained HTML page, or JSON;
-//! [`merge`] puts several run directories in one report.
+//! numbers of every stage. [`read`] reads a run directory; [`render`] writes the report as
+//! Markdown, a self-contained HTML page, or JSON; [`merge`] puts several run directories in one
+//! report.
 //!
 //! A sweep variable is a *replica* variable when cells that differ only in it have the same
 //! stages but for their seeds (`seed $replica`): such cells are aggregated, with the spread over
@@ -276,8 +276,8 @@ pub fn load(run: &Path) -> Result<Report, ReportError> {
 
 /// Reads one or several run directories into one report, with the paired differences
 /// `requests` asks for beside each model's difference from its base ([`asked`]), and a row over
-/// each of `pools` beside those of each op ([`OpPool`]). Several runs
-/// are side by side, each run's cells, groups and rows labelled with its name ([`merge`]).
+/// each of `pools` beside those of each op ([`OpPool`]). Several runs are side by side, each
+/// run's cells, groups and rows labelled with its name ([`merge`]).
 ///
 /// # Errors
 /// A manifest, plan, samples or metrics file that cannot be read or parsed, or a run without
