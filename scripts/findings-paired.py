@@ -4,8 +4,10 @@
 Every model of a findings run is evaluated on the same problems, so the difference per problem
 (the model's pass@k averaged over the cells of one group, e.g. its three replicas, minus the
 other model's in the same cells) is bootstrapped over problems (4,000 resamples, fixed seed).
-`rlp report` pairs each model with the model it was trained from, per op, context and split;
-this script pairs any two models of a group over any set of ops, and across runs.
+`rlp report` gives the same differences (`--pair MODEL:BASE` for any two models, also across
+runs; `--ops 8,9,10` for a set of ops); the paired numbers in docs/findings.md were first
+computed with this script, kept as an independent check of the report's (its own reading of the
+samples, its own bootstrap: the same means, intervals within about .01).
 
     python3 scripts/findings-paired.py RUN CELL_PREFIX [EVAL/]SPLIT OPS [MODEL [BASE]] [--base-run RUN2]
     python3 scripts/findings-paired.py runs/f1-edge 'range=7..=9' edge 9          # post - widen
