@@ -4,7 +4,9 @@
 use super::fields::{self, Env, Fields, Reader};
 use super::symbols::{DefKind, Symbols};
 use crate::diagnostics::{AnalysisError, Diagnostic};
-use crate::plan::{BudgetSpec, BudgetUnit, ModeWeights, ModelSpec, RlStepRate, SentenceOrder};
+use crate::plan::{
+    BudgetSpec, BudgetUnit, MAX_OP, ModeWeights, ModelSpec, RlStepRate, SentenceOrder,
+};
 use crate::syntax::ast::{Atom, Block, BudgetItem, Line};
 
 /// Model fields, in canonical order.
@@ -256,7 +258,7 @@ pub(crate) fn task_settings(
     };
     let max_op = match fields.get("max_op") {
         Some(line) => Reader::new(line, Env::Fixed, "max_op 20", sink).and_then(|mut r| {
-            let v = r.int("`max_op`", 1, 200)?;
+            let v = r.int("`max_op`", 1, i64::from(MAX_OP))?;
             r.finish();
             Some(v as u32)
         }),

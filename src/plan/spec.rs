@@ -119,9 +119,12 @@ pub struct TaskSpec {
     /// The order of the problem sentences.
     #[serde(default)]
     pub sentences: SentenceOrder,
-    /// Largest op(G) the task generates.
+    /// Largest op(G) the task generates (at most [`MAX_OP`]).
     pub max_op: u32,
 }
+
+/// The largest `max_op` a task may declare, so the largest op anything is asked about.
+pub const MAX_OP: u32 = 200;
 
 /// The order of a problem's sentences.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]

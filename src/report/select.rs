@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use super::{Report, ReportError, Selection, SplitComparison, areas};
 use crate::eval::stats::Estimate;
+use crate::plan::MAX_OP;
 
 /// Ops counted together (`rlp report --ops 8..=10` or `--ops 8,10`): in every split that has all
 /// of them, each row gets a sibling over their problems pooled, beside the rows of each op and of
@@ -30,10 +31,14 @@ impl FromStr for OpPool {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let number = |t: &str| {
-            t.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("`{t}` is not an op: pool ops as `8..=10` or `8,10`"))
+        let number = |t: &str| match t.trim().parse::<u32>() {
+            Ok(op) if op <= MAX_OP => Ok(op),
+            Ok(_) => Err(format!(
+                "`{t}` is above op {MAX_OP}, the largest a task generates"
+            )),
+            Err(_) => Err(format!(
+                "`{t}` is not an op: pool ops as `8..=10` or `8,10`"
+            )),
         };
         let mut ops: Vec<u32> = if let Some((lo, hi)) = text.split_once("..=") {
             let (lo, hi) = (number(lo)?, number(hi)?);
@@ -182,6 +187,7 @@ mod tests {
             ("10..=8", "10 is above 8"),
             ("8..10", "`8..10` is not an op"),
             ("8,x", "`x` is not an op"),
+            ("1..=4294967295", "above op 200"),
             ("", "is not an op"),
         ] {
             let error = pool(bad).unwrap_err();
