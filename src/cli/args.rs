@@ -142,9 +142,9 @@ pub enum Command {
         /// base's cell that agrees with it on every sweep variable the base does not name.
         #[arg(long, value_name = "MODEL:BASE")]
         pair: Vec<crate::report::PairRequest>,
-        /// Also count these ops together (repeatable): `8..=10` or `8,10` adds, in every split
-        /// that has all of them, a row over their problems pooled to each cell's, group's and
-        /// pair's rows of each op.
+        /// Also count these ops together (repeatable): `8..=10` or `8,10` gives every cell,
+        /// group and pair, in each split that has all of those ops, a row over their problems
+        /// beside its row of each op, and the pool a chart of pass@k against k.
         #[arg(long, value_name = "OPS")]
         ops: Vec<crate::report::OpPool>,
         /// What to write (repeatable; default: all three).
