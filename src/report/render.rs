@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::charts::{Chart, XScale, svg};
-use super::{ComparisonRow, OpPool, PairedRow, Report, Selection, SplitComparison};
+use super::{ComparisonRow, PairedRow, Report, Selection, SplitComparison};
 use crate::eval::stats::{Estimate, ROUNDS};
 
 /// One block of the document.
@@ -356,24 +356,20 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
     }
     let stem = format!("{}-{}", split.eval, split.split);
     // The whole split's curves, then those of each pool asked for (`--ops`).
-    let mut pools: Vec<&OpPool> = Vec::new();
+    let mut charted = vec![Selection::All];
     for r in main {
-        if let Selection::Ops(pool) = &r.selection
-            && !pools.contains(&pool)
-        {
-            pools.push(pool);
+        if matches!(r.selection, Selection::Ops(_)) && !charted.contains(&r.selection) {
+            charted.push(r.selection.clone());
         }
     }
-    let whole = std::iter::once((Selection::All, String::new(), String::new()));
-    let pooled = pools.into_iter().map(|p| {
-        let file = p.to_string().replace(',', "_");
-        (
-            Selection::Ops(p.clone()),
-            format!(", op {p}"),
-            format!("-op{file}"),
-        )
-    });
-    for (selection, named, file) in whole.chain(pooled) {
+    for selection in &charted {
+        let (named, file) = match selection {
+            Selection::Ops(pool) => (
+                format!(", op {pool}"),
+                format!("-op{}", pool.to_string().replace(',', "_")),
+            ),
+            _ => (String::new(), String::new()),
+        };
         let title = format!("{name}{named}: verified pass@k against k");
         blocks.push(Element::Figure(
             format!("{stem}{file}-pass-at-k"),
@@ -385,7 +381,7 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
                 x_scale: XScale::Log2,
                 integer_x: false,
                 unit_y: true,
-                series: &over_k(&selection),
+                series: &over_k(selection),
             })?,
         ));
     }
