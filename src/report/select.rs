@@ -2,12 +2,11 @@
 //! 1,8,32`: the tables' columns, the JSON's estimates and the areas, which are under the first k
 //! kept), and ops pooled into one selection (`--ops 8..=10`).
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
-
-use std::collections::BTreeSet;
 
 use super::{Report, ReportError, Selection, SplitComparison, areas};
 use crate::eval::stats::Estimate;
@@ -91,7 +90,11 @@ pub(super) fn check_pools(reports: &[Report], pools: &[OpPool]) -> Result<(), Re
             .collect()
     };
     for pool in pools {
-        if splits().any(|s| pool.ops().iter().all(|op| ops_of(s).contains(op))) {
+        let holds = |s: &SplitComparison| {
+            let ops = ops_of(s);
+            pool.ops().iter().all(|op| ops.contains(op))
+        };
+        if splits().any(holds) {
             continue;
         }
         let known: Vec<String> = splits()
