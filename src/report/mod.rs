@@ -352,10 +352,10 @@ fn tables(label: &str, data: &RunData, pools: &[OpPool]) -> Report {
     let mut splits = Vec::new();
     for eval in plan.cells.first().map_or(&[][..], |c| &c.evals[..]) {
         for split in &eval.splits {
-            let comparison =
+            let rows_of =
                 |units| comparison(cells, units, &eval.name, &split.name, &eval.pass_at, pools);
-            let per_cell = comparison(units_by_cell);
-            let groups = comparison(units_by_group);
+            let per_cell = rows_of(units_by_cell);
+            let groups = rows_of(units_by_group);
             let paired = paired::paired(
                 &Pairing::Lineage(plan),
                 cells,
