@@ -72,7 +72,13 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
     let tokenizer = |plan: &rlp::plan::Plan| {
         serde_json::to_string(&rlp::tokenizer::Tokenizer::for_plan(plan)).unwrap()
     };
-    for file in ["f1-edge", "f1-rollouts", "f1-headroom", "f3-compute", "f4-rewards"] {
+    for file in [
+        "f1-edge",
+        "f1-rollouts",
+        "f1-headroom",
+        "f3-compute",
+        "f4-rewards",
+    ] {
         let plan = load(file);
         assert_eq!(tokenizer(&plan), tokenizer(&ladder), "{file}: tokenizer");
         for stage in &ladder.stages {

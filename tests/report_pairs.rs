@@ -1,6 +1,7 @@
 //! `rlp report --pair MODEL:BASE` on the report fixture (two RL ranges, two seeds each, from
 //! one base): any two models on the same problems, within a run and across runs.
 
+use std::path::Path;
 use std::process::Command;
 
 use rlp::report::{PairRequest, PairedRow, Selection, load, load_runs};
@@ -17,6 +18,19 @@ fn rows<'a>(paired: &'a [PairedRow], model: &str, base: &str) -> Vec<&'a PairedR
         .iter()
         .filter(|r| r.difference.model == model && r.base == base)
         .collect()
+}
+
+/// Rewrites the sweep bindings in the manifest of every cell of the run at `dir`.
+fn edit_bindings(dir: &Path, edit: &dyn Fn(&mut Vec<serde_json::Value>)) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let manifest = entry.unwrap().path().join("manifest.json");
+        if manifest.is_file() {
+            let mut json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+            edit(json["bindings"].as_array_mut().unwrap());
+            std::fs::write(&manifest, json.to_string()).unwrap();
+        }
+    }
 }
 
 #[test]
@@ -151,18 +165,7 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
     // A base run that sweeps a variable the model's does not: which base is ambiguous.
     let c = a.parent().unwrap().join("c");
     copy_tree(&a, &c, &|_| true);
-    for entry in std::fs::read_dir(&c).unwrap() {
-        let manifest = entry.unwrap().path().join("manifest.json");
-        if manifest.is_file() {
-            let mut json: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-            json["bindings"]
-                .as_array_mut()
-                .unwrap()
-                .retain(|b| b[0] != "replica");
-            std::fs::write(&manifest, json.to_string()).unwrap();
-        }
-    }
+    edit_bindings(&c, &|bindings| bindings.retain(|b| b[0] != "replica"));
     let ambiguous = load_runs(
         &[c.clone(), b.clone()],
         &requests(&["c/post:b/post[range=3..=3]"]),
@@ -192,6 +195,74 @@ fn models_of_two_runs_are_paired_cell_by_cell() {
             "{text}: {message}"
         );
     }
+}
+
+#[test]
+fn a_variable_zipped_with_a_named_one_follows_it() {
+    // The fixture with a second variable zipped with `range`, as `updates` with `per_step` in
+    // f1-rollouts: naming the range names the steps too, so the pair needs only the range.
+    let zipped = root().join(format!(
+        "target/test-runs/report-zipped-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&zipped);
+    copy_tree(&fixture(), &zipped, &|_| true);
+    edit_bindings(&zipped, &|bindings| {
+        let long = bindings.iter().any(|b| b[1] == "3..=3");
+        bindings.push(serde_json::json!([
+            "steps",
+            if long { "200" } else { "100" }
+        ]));
+    });
+    let pair = "post[range=3..=3]:post[range=2..=2]";
+    let plain = load_runs(&[fixture()], &requests(&[pair]), &[]).unwrap();
+    let expected = rows(
+        &plain.splits[0].paired,
+        "post[range=3..=3]",
+        "post[range=2..=2]",
+    );
+    assert!(!expected.is_empty());
+    // Either variable decides the other: naming the steps of the base picks range 2's cells.
+    for (pair, base) in [
+        (pair, "post[range=2..=2]"),
+        ("post[range=3..=3]:post[steps=100]", "post[steps=100]"),
+    ] {
+        let with = load_runs(std::slice::from_ref(&zipped), &requests(&[pair]), &[])
+            .unwrap_or_else(|e| panic!("{pair}: {e}"));
+        let found = rows(&with.splits[0].paired, "post[range=3..=3]", base);
+        assert_eq!(found.len(), expected.len(), "{pair}");
+        for (x, e) in found.iter().zip(&expected) {
+            assert_eq!(x.difference.replicas, 2, "{pair}: seed by seed");
+            assert_eq!(
+                (&x.difference.verified, &x.difference.answer),
+                (&e.difference.verified, &e.difference.answer),
+                "{pair}"
+            );
+        }
+    }
+    // A variable the named ones do not decide must still agree: the seed.
+    let seeds = load_runs(
+        std::slice::from_ref(&zipped),
+        &requests(&["post[replica=1]:post[replica=2]"]),
+        &[],
+    )
+    .unwrap();
+    let across = rows(
+        &seeds.splits[0].paired,
+        "post[replica=1]",
+        "post[replica=2]",
+    );
+    let units: Vec<&[String]> = across.iter().map(|r| &r.difference.units[..]).collect();
+    for range in ["range=2..=2, steps=100", "range=3..=3, steps=200"] {
+        assert!(
+            units.contains(&&[range.to_owned()][..]),
+            "{range}: {units:?}"
+        );
+    }
+    assert!(
+        across.iter().all(|r| r.difference.replicas == 1),
+        "one seed minus the other"
+    );
 }
 
 #[test]

@@ -139,7 +139,8 @@ pub enum Command {
         /// Also pair these two models on the same problems (repeatable): `post:base` (an older
         /// ancestor), `post[variant=strict]:post[variant=outcome]` (siblings of one run),
         /// `f2-size/widen:f2-context/widen` (two runs). Each model cell is paired with the
-        /// base's cell that agrees with it on every sweep variable the base does not name.
+        /// base's cell that agrees with it on every sweep variable the base does not name (a
+        /// sweep zipped with a named one follows it).
         #[arg(long, value_name = "MODEL:BASE")]
         pair: Vec<crate::report::PairRequest>,
         /// Also count these ops together (repeatable): `8..=10` or `8,10` gives every cell,

@@ -6,10 +6,11 @@
 //!
 //! Each cell of the model is paired with the base's cell that has the base's bindings and agrees
 //! with it on every other sweep variable both have: its own cell within a run, the same seed of
-//! a sibling, the same exposure and seed in another run. The model's bindings only pick its
-//! cells (`post[base_seed=7]:widen` is each of those cells' `post` minus its own `widen`). The two must have evaluated the same
-//! problems (an eval and split of the same names, problem by problem), else that cell pairs
-//! nothing.
+//! a sibling, the same exposure and seed in another run; a variable the base's bindings decide
+//! (one zipped with a named one) need not agree. The model's bindings only pick its cells
+//! (`post[base_seed=7]:widen` is each of those cells' `post` minus its own `widen`). The two
+//! must have evaluated the same problems (an eval and split of the same names, problem by
+//! problem), else that cell pairs nothing.
 
 use std::fmt;
 use std::str::FromStr;
@@ -166,6 +167,12 @@ fn has(cell: &Cell, bindings: &[(String, String)]) -> bool {
     bindings.iter().all(|b| cell.manifest.bindings.contains(b))
 }
 
+/// The cell's value of sweep variable `v`, if it has one.
+fn value<'c>(cell: &'c Cell, v: &str) -> Option<&'c str> {
+    let found = cell.manifest.bindings.iter().find(|(n, _)| n == v);
+    found.map(|(_, x)| x.as_str())
+}
+
 /// Checks a side against its run: an evaluated model, sweep variables the run has, and some
 /// cell with the bindings.
 fn check(
@@ -271,16 +278,54 @@ fn runs_of(
     Ok(pairs)
 }
 
+/// The variables of the base's run that its bindings decide: each varies in the run and takes
+/// one value wherever the named variables take the same values (a sweep zipped with a named
+/// one, as `updates` with `per_step`), so it follows them instead of having to agree.
+fn decided(base: &RunData, bindings: &[(String, String)]) -> Vec<String> {
+    if bindings.is_empty() {
+        return Vec::new();
+    }
+    let follows = |v: &str| {
+        let mut seen: Vec<(Vec<Option<&str>>, Option<&str>)> = Vec::new();
+        for cell in &base.cells {
+            let key: Vec<Option<&str>> = bindings.iter().map(|(n, _)| value(cell, n)).collect();
+            let x = value(cell, v);
+            match seen.iter().find(|(k, _)| *k == key) {
+                Some((_, y)) if *y != x => return false,
+                Some(_) => {}
+                None => seen.push((key, x)),
+            }
+        }
+        seen.iter().any(|(_, x)| *x != seen[0].1)
+    };
+    let mut variables: Vec<&String> = base
+        .cells
+        .iter()
+        .flat_map(|c| c.manifest.bindings.iter().map(|(v, _)| v))
+        .filter(|v| bindings.iter().all(|(n, _)| n != *v))
+        .collect();
+    variables.sort();
+    variables.dedup();
+    variables
+        .into_iter()
+        .filter(|v| follows(v))
+        .cloned()
+        .collect()
+}
+
 /// Per cell of the model's run, the base's cell: the one with the base's bindings that agrees
-/// with the model's cell on every other variable both have, never the model's own cell when
-/// both sides are one stage of one run.
+/// with the model's cell on every other variable both have (but those the bindings decide),
+/// never the model's own cell when both sides are one stage of one run.
 fn partners<'a>(
     request: &PairRequest,
     model: &RunData,
     base: &'a RunData,
     labels: (&str, &str),
 ) -> Result<Vec<Option<&'a Cell>>, ReportError> {
-    let chosen = |v: &str| request.base.bindings.iter().any(|(n, _)| n == v);
+    let decided = decided(base, &request.base.bindings);
+    let chosen = |v: &str| {
+        request.base.bindings.iter().any(|(n, _)| n == v) || decided.iter().any(|d| d == v)
+    };
     let one_stage = std::ptr::eq(model, base) && request.model.stage == request.base.stage;
     let mut out = Vec::new();
     for cell in &model.cells {
@@ -289,14 +334,10 @@ fn partners<'a>(
             continue;
         }
         let agrees = |other: &Cell| {
-            cell.manifest.bindings.iter().all(|(v, x)| {
-                chosen(v)
-                    || other
-                        .manifest
-                        .bindings
-                        .iter()
-                        .all(|(w, y)| w != v || x == y)
-            })
+            cell.manifest
+                .bindings
+                .iter()
+                .all(|(v, x)| chosen(v) || value(other, v).is_none_or(|y| y == x))
         };
         let found: Vec<&Cell> = base
             .cells

@@ -297,7 +297,8 @@ fn split_blocks(split: &SplitComparison) -> Result<Vec<Element>, String> {
             blocks.push(Element::Paragraph(
                 "The table also holds the pairs asked for with `--pair`: in each cell of the \
                  model, the model minus the base in the cell that agrees with it on every sweep \
-                 variable the base does not name (the same cell when it names none)."
+                 variable the base does not name (the same cell when it names none; a sweep \
+                 zipped with a named one follows it)."
                     .to_owned(),
             ));
         }
