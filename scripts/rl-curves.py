@@ -39,7 +39,10 @@ def main():
         rl = [s for s in stages if s.get("kind") == "rl"]
         if not rl:
             continue
-        rows = [json.loads(l) for l in (cell / rl[-1]["dir"] / "metrics.jsonl").open()]
+        metrics = cell / rl[-1]["dir"] / "metrics.jsonl"
+        if not metrics.is_file():  # a cell still running, or stopped before its RL stage
+            continue
+        rows = [json.loads(l) for l in metrics.open()]
         group, _ = group_and_replica(cell.name)
         groups[group].append(rows)
     for metric in args.metrics:
