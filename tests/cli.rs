@@ -670,3 +670,20 @@ fn plan_cost_counts_each_stage_instance_and_shared_eval_once() {
     assert!(shown.contains("| total |"));
     Run::new(&["plan", "pipelines/f1-edge.rlp", "--throughput", "1e12"]).expect(2);
 }
+
+#[test]
+fn plan_cost_counts_the_validations_of_an_rl_stage() {
+    // 195 steps validated before the first and every 20: 11 times 200 problems of op 2-20.
+    let out = Run::new(&["plan", "pipelines/paper/extrapolation.rlp", "--cost"]).expect(0);
+    let shown = text(&out.stdout);
+    let rows: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with("| validate `post` |"))
+        .collect();
+    assert_eq!(rows.len(), 4, "one per RL instance:\n{shown}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[5], (11 * 19 * 200).to_string(), "{row}");
+        assert!(cells[6].parse::<f64>().unwrap() > 0.0, "{row}");
+    }
+}

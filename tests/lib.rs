@@ -19,3 +19,4 @@ mod run;
 mod tasks;
 mod tokenizer;
 mod training;
+mod validation;

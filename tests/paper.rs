@@ -96,6 +96,17 @@ fn assert_reference_grpo(r: &RlSpec) {
     assert_eq!((r.kl, r.clip_low, r.clip_high), (0.001, 0.2, 0.2));
     assert_eq!((r.temperature, r.top_p, r.max_new_tokens), (1.0, 1.0, 1024));
     assert_eq!(r.max_prompt_tokens, Some(1024));
+    // Greedy validation on op 2-20, 200 problems each, every 20 steps and before the first.
+    let validate = r
+        .validate
+        .as_ref()
+        .expect("the reference validates during RL");
+    assert_eq!(
+        (validate.source.op_min, validate.source.op_max),
+        (2, 20),
+        "validation ops"
+    );
+    assert_eq!((validate.problems_per_op, validate.every), (200, 20));
 }
 
 #[test]

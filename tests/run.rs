@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::common::root;
 
-fn fixture_plan(name: &str) -> Plan {
+pub(crate) fn fixture_plan(name: &str) -> Plan {
     let src = std::fs::read_to_string(root().join("tests/fixtures/run").join(name)).unwrap();
     rlp::compile(&rlp::syntax::SourceFile::new(name, src))
         .plan
@@ -25,7 +25,7 @@ fn mini_plan() -> Plan {
 }
 
 /// A fresh directory under the target dir (kept after the test for inspection).
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = root()
         .join("target/test-runs")
         .join(format!("{name}-{}", std::process::id()));
@@ -34,7 +34,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn options(out: &Path) -> RunOptions {
+pub(crate) fn options(out: &Path) -> RunOptions {
     RunOptions {
         out: out.to_owned(),
         device: candle_core::Device::Cpu,
@@ -43,7 +43,7 @@ fn options(out: &Path) -> RunOptions {
     }
 }
 
-fn input() -> Input {
+pub(crate) fn input() -> Input {
     Input {
         file: "mini.rlp".into(),
         sha256: "test".into(),
@@ -350,10 +350,10 @@ fn sweep_cells_share_their_common_stage() {
 }
 
 /// Sets the interrupt flag once an `rl` stage reaches `at` steps.
-struct InterruptRlAt {
-    at: u64,
-    flag: Arc<AtomicBool>,
-    in_rl: AtomicBool,
+pub(crate) struct InterruptRlAt {
+    pub(crate) at: u64,
+    pub(crate) flag: Arc<AtomicBool>,
+    pub(crate) in_rl: AtomicBool,
 }
 
 impl Observer for InterruptRlAt {

@@ -7,6 +7,7 @@ use super::fields::{self, Env, Fields, Reader, format_number};
 use crate::diagnostics::{AnalysisError, AnalysisWarning};
 use crate::plan::{
     BudgetUnit, Decay, FilterSpec, LossTarget, LrSchedule, ModelId, RlSpec, StageSpec, TrainSpec,
+    ValidateSpec,
 };
 use crate::syntax::Span;
 use crate::syntax::ast::{Atom, Block, Line};
@@ -66,6 +67,7 @@ const RL_FIELDS: &[&str] = &[
     "minibatches",
     "max_prompt_tokens",
     "filter",
+    "validate",
     "checkpoint_every",
     "seed",
 ];
@@ -312,6 +314,10 @@ impl Analyzer<'_> {
             Some(line) => self.filter(line, env).map(Some),
             None => Some(None),
         };
+        let validate = match fields.get("validate") {
+            Some(line) => self.validate(line, env).map(Some),
+            None => Some(None),
+        };
         let (group, prompts_per_step, kl, (clip_low, clip_high)) =
             (group? as u32, prompts_per_step? as u32, kl?, clip?);
         let (lr, weight_decay, grad_clip, temperature, top_p) =
@@ -323,7 +329,7 @@ impl Analyzer<'_> {
             checkpoint_every? as u32,
             filter?,
         );
-        let max_prompt_tokens = max_prompt_tokens?;
+        let (max_prompt_tokens, validate) = (max_prompt_tokens?, validate?);
         if prompts_per_step % minibatches != 0 {
             let span = fields.get("minibatches").map_or(block.span, |l| l.span);
             self.sink.push(
@@ -409,6 +415,11 @@ impl Analyzer<'_> {
         if max_prompt_tokens.is_none() {
             self.check_lengths(model, &prompts, &spans, true)?;
         }
+        if let Some((validation, span)) = &validate {
+            let what = format!("`validate` at op {}", validation.source.op_max);
+            self.check_length(model, &validation.source, what, *span, true)?;
+        }
+        let validate = validate.map(|(v, _)| v);
         let spec = RlSpec {
             model,
             prompts,
@@ -429,6 +440,7 @@ impl Analyzer<'_> {
             minibatches,
             max_prompt_tokens,
             filter,
+            validate,
             checkpoint_every,
             start,
         };
@@ -498,6 +510,39 @@ impl Analyzer<'_> {
             max_pass_rate: hi,
             samples,
         })
+    }
+
+    /// `validate TASK[op LO..=HI] [problems N] [every S]`, with the problem source's span.
+    fn validate(&mut self, line: &Line, env: Env<'_>) -> Option<(ValidateSpec, Span)> {
+        let syntax = "validate arith[op 7..=9] problems 30 every 20";
+        let mut r = Reader::new(line, env, syntax, &mut self.sink)?;
+        let atom = r.atom("a source such as `arith[op 7..=9]`")?;
+        let Atom::Source(source) = atom else {
+            r.wrong("a source such as `arith[op 7..=9]`", &atom);
+            return None;
+        };
+        let problems_per_op = if r.eat("problems") {
+            r.int("the validation's problems per op", 1, 100_000)? as u32
+        } else {
+            30
+        };
+        let every = if r.eat("every") {
+            r.int("the steps between validations", 1, 1 << 30)? as u32
+        } else {
+            20
+        };
+        r.finish();
+        let span = source.span;
+        let source = self.source(&source, env)?;
+        Some((
+            ValidateSpec {
+                source,
+                problems_per_op,
+                every,
+                seed: super::derive_seed(self.plan.seed, "validate"),
+            },
+            span,
+        ))
     }
 
     pub(super) fn real_field(

@@ -1,5 +1,5 @@
 //! Evaluation: the pass@k estimators, their intervals ([`stats`]), the eval runner ([`runner`])
-//! and its tables and plots ([`report`]).
+//! and its tables and plots ([`report`]), and validation during RL ([`validate`]).
 //!
 //! Two estimators, as the reference reports them (§F.3), always labelled:
 //! - answer-only pass@k uses the unbiased estimator `1 - C(n-c, k) / C(n, k)` over n samples of
@@ -10,6 +10,7 @@
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod validate;
 
 /// Unbiased pass@k for one problem: `1 - C(n-c, k) / C(n, k)`, computed as a product so it
 /// neither overflows nor loses precision. Plans never ask for k > n (E0407); such a k, or

@@ -135,14 +135,15 @@ pub struct Evaluation {
 }
 
 /// One evaluated problem, with its prompt: what [`evaluate`] samples from.
-struct EvalProblem {
-    op: u32,
+#[derive(Debug)]
+pub(super) struct EvalProblem {
+    pub(super) op: u32,
     context: ContextId,
-    prompt: Vec<u32>,
-    gold: crate::tasks::trace::ParsedSolution,
-    answer: String,
-    format_task: usize,
-    seed: u64,
+    pub(super) prompt: Vec<u32>,
+    pub(super) gold: crate::tasks::trace::ParsedSolution,
+    pub(super) answer: String,
+    pub(super) format_task: usize,
+    pub(super) seed: u64,
 }
 
 /// A split's problems, and each op's answer distribution (answer → share).
@@ -242,7 +243,6 @@ impl<'p> Evaluator<'p> {
         split: &SplitSpec,
     ) -> Result<SplitProblems, GenerateError> {
         let split_seed = eval.seed ^ name_seed(&split.name);
-        let mut problems = Vec::new();
         let mut distributions = BTreeMap::new();
         for op in split.source.op_min..=split.source.op_max {
             let source = at_op(&split.source, op);
@@ -250,10 +250,25 @@ impl<'p> Evaluator<'p> {
                 op,
                 answer_distribution(&self.generator, &source, !split_seed ^ u64::from(op))?,
             );
-            for i in 0..u64::from(eval.problems_per_op) {
-                let seed = example_seed(split_seed, (u64::from(op) << 32) | i);
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let problem = from_source(&self.generator, &source, &mut rng)?;
+        }
+        let problems = self.problems(&split.source, eval.problems_per_op, split_seed)?;
+        Ok((problems, distributions))
+    }
+
+    /// `per_op` problems of each op of `source`, a function of `seed`, the op and the index.
+    pub(super) fn problems(
+        &self,
+        source: &SourceSpec,
+        per_op: u32,
+        seed: u64,
+    ) -> Result<Vec<EvalProblem>, GenerateError> {
+        let mut problems = Vec::new();
+        for op in source.op_min..=source.op_max {
+            let at = at_op(source, op);
+            for i in 0..u64::from(per_op) {
+                let problem_seed = example_seed(seed, (u64::from(op) << 32) | i);
+                let mut rng = ChaCha8Rng::seed_from_u64(problem_seed);
+                let problem = from_source(&self.generator, &at, &mut rng)?;
                 let prompt = self.tokenizer.prompt_ids(&problem.rendered.prompt());
                 problems.push(EvalProblem {
                     op,
@@ -262,11 +277,11 @@ impl<'p> Evaluator<'p> {
                     gold: problem.gold_graph(),
                     answer: problem.rendered.answer.clone(),
                     format_task: problem.task.0,
-                    seed: example_seed(seed, 1),
+                    seed: example_seed(problem_seed, 1),
                 });
             }
         }
-        Ok((problems, distributions))
+        Ok(problems)
     }
 
     /// Evaluates `models` (stage name, model) on every split of `eval`; `tick` is called after

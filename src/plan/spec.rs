@@ -334,6 +334,20 @@ pub struct FilterSpec {
     pub samples: u32,
 }
 
+/// Validation during RL: the policy's greedy completions of a fixed set of problems, scored
+/// every `every` steps, as the reference validates every 20 steps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValidateSpec {
+    /// Where the problems come from.
+    pub source: SourceSpec,
+    /// Problems per op.
+    pub problems_per_op: u32,
+    /// Steps between validations (also before the first step and after the last).
+    pub every: u32,
+    /// The problems' seed (the plan's, derived for validation: the same for every stage).
+    pub seed: u64,
+}
+
 /// An `rl` stage (GRPO).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RlSpec {
@@ -380,6 +394,9 @@ pub struct RlSpec {
     pub max_prompt_tokens: Option<u32>,
     /// Optional competence filter.
     pub filter: Option<FilterSpec>,
+    /// Optional validation during training (absent from the stage's key when not declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<ValidateSpec>,
     /// Checkpoint every this many steps.
     pub checkpoint_every: u32,
     /// The checkpoint directory the stage starts from instead of a parent stage.

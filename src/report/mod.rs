@@ -218,13 +218,14 @@ pub struct Curve {
 
 /// The metrics drawn for training stages and for `rl` stages.
 const TRAIN_METRICS: [&str; 2] = ["loss", "heldout_loss"];
-const RL_METRICS: [&str; 6] = [
+const RL_METRICS: [&str; 7] = [
     "reward/mean",
     "rollout/verified_acc",
     "rollout/answer_right_process_wrong",
     "actor/kl_loss",
     "actor/entropy",
     "filter/pass_rate",
+    "val/verified",
 ];
 
 impl Selection {

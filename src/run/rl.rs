@@ -16,6 +16,7 @@ use candle_core::{Device, Tensor};
 
 use super::stage::{FilterRecord, Recent, StageDir, StageDone, mean};
 use super::{RunError, Runner};
+use crate::eval::validate::{Validation, Validator};
 use crate::model::Config;
 use crate::model::sample::{Request, Sampling, sample_batch};
 use crate::plan::cost::{RlPasses, RlStepTokens, rl_step_flops};
@@ -163,6 +164,11 @@ pub(super) fn run(
         ),
         sampled: Cell::new(0),
     };
+    let validator = spec
+        .validate
+        .as_ref()
+        .map(|v| Validator::new(plan, tokenizer, v, spec.max_new_tokens))
+        .transpose()?;
     let params = plan.models[spec.model.0].non_embedding_params;
     let total_steps = u64::from(spec.steps);
     let group = spec.group as usize;
@@ -189,6 +195,12 @@ pub(super) fn run(
         files.resumed(step, total_steps)?;
     } else {
         files.fresh()?;
+        // The starting policy's validation, as the reference validates before training.
+        if let Some(validator) = &validator {
+            let mut row = serde_json::json!({ "stage": stage.name, "step": 0 });
+            validation_keys(&mut row, &validator.measure(&model)?);
+            files.metrics.push(&row)?;
+        }
     }
     // (step, next candidate, FLOPs so far): the counters a resumed stage continues from.
     let save = |(step, next_candidate, flops): (u64, u64, Option<f64>),
@@ -430,6 +442,11 @@ pub(super) fn run(
             row["filter/kept"] = in_band.into();
             row["filter/pass_rate"] = candidate_rate.into();
         }
+        if let (Some(validator), Some(v)) = (&validator, &spec.validate)
+            && (step % u64::from(v.every) == 0 || step == total_steps)
+        {
+            validation_keys(&mut row, &validator.measure(&model)?);
+        }
         files.metrics.push(&row)?;
         recent_rewards.push(reward_mean);
         if step % u64::from(spec.checkpoint_every) == 0 && step < total_steps {
@@ -475,4 +492,18 @@ pub(super) fn run(
         ),
     )?;
     Ok(done)
+}
+
+/// Adds a validation's keys to a metrics row: `val/verified`, `val/answer`, `val/process`,
+/// `val/length`, per op `val/verified/opN` and `val/answer/opN`, and `val/first_completion`.
+fn validation_keys(row: &mut serde_json::Value, validation: &Validation) {
+    row["val/verified"] = validation.verified.into();
+    row["val/answer"] = validation.answer.into();
+    row["val/process"] = validation.process.into();
+    row["val/length"] = validation.length.into();
+    for (op, (verified, answer)) in &validation.by_op {
+        row[format!("val/verified/op{op}")] = (*verified).into();
+        row[format!("val/answer/op{op}")] = (*answer).into();
+    }
+    row["val/first_completion"] = validation.first_completion.clone().into();
 }

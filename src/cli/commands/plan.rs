@@ -5,7 +5,9 @@ use std::path::Path;
 
 use super::super::{Status, compile_file, eprint_line, eprint_raw, print_raw, read};
 use crate::plan::cost::{FORWARD, RlPasses, RlStepTokens, rl_step_flops, train_flops};
-use crate::plan::{DataSpec, ModelId, Plan, StageSpec};
+use crate::plan::{
+    Component, DataSpec, ModelId, Plan, RlSpec, SourceSpec, StageSpec, ValidateSpec,
+};
 use crate::tasks::Generator;
 use crate::tasks::stream::example;
 use crate::tokenizer::Tokenizer;
@@ -52,6 +54,34 @@ fn mean_lengths(
     }
     let n = LENGTH_SAMPLE as f64;
     Ok((prompt as f64 / n, completion as f64 / n))
+}
+
+/// A source as the data of a stream.
+fn only(source: &SourceSpec) -> DataSpec {
+    DataSpec {
+        mixture: None,
+        components: vec![Component {
+            weight: 1.0,
+            source: source.clone(),
+        }],
+    }
+}
+
+/// The greedy validations of an `rl` stage (before the first step, every `every` steps, after
+/// the last), one completion per problem: (tokens, completions).
+fn validation_cost(
+    plan: &Plan,
+    generator: &Generator<'_>,
+    tokenizer: &Tokenizer,
+    r: &RlSpec,
+    v: &ValidateSpec,
+) -> Result<(f64, u64), String> {
+    let (p, c) = mean_lengths(plan, generator, tokenizer, &only(&v.source), v.seed)?;
+    let ops = u64::from(v.source.op_max - v.source.op_min + 1);
+    let validations = 1 + u64::from(r.steps.div_ceil(v.every));
+    let completions = validations * ops * u64::from(v.problems_per_op);
+    let tokens = completions as f64 * (p + c.min(f64::from(r.max_new_tokens)));
+    Ok((tokens, completions))
 }
 
 /// One row of the cost table.
@@ -126,6 +156,19 @@ fn cost_rows(plan: &Plan) -> Result<Vec<CostRow>, String> {
             }
         };
         rows.push(row);
+        if let StageSpec::Rl(r) = &stage.spec
+            && let Some(v) = &r.validate
+        {
+            let (tokens, completions) = validation_cost(plan, &generator, &tokenizer, r, v)?;
+            rows.push(CostRow {
+                what: format!("validate `{}`", stage.name),
+                cells: stage.cells.len(),
+                tokens,
+                steps: 0,
+                rollouts: completions,
+                flops: FORWARD * n as f64 * tokens,
+            });
+        }
     }
     // Evals: every model samples every problem `samples` times (forward passes only). A
     // model's rows are kept under the eval's settings and splits, so cells that evaluate the
@@ -148,13 +191,7 @@ fn cost_rows(plan: &Plan) -> Result<Vec<CostRow>, String> {
             if !per_model.contains_key(&settings) {
                 let (mut tokens, mut problems) = (0.0, 0);
                 for split in &eval.splits {
-                    let data = DataSpec {
-                        mixture: None,
-                        components: vec![crate::plan::Component {
-                            weight: 1.0,
-                            source: split.source.clone(),
-                        }],
-                    };
+                    let data = only(&split.source);
                     let (p, c) = mean_lengths(plan, &generator, &tokenizer, &data, eval.seed)?;
                     let ops = u64::from(split.source.op_max - split.source.op_min + 1);
                     let split_problems = ops * u64::from(eval.problems_per_op);
