@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::common::root;
 
-pub(crate) fn fixture_plan(name: &str) -> Plan {
+fn fixture_plan(name: &str) -> Plan {
     let src = std::fs::read_to_string(root().join("tests/fixtures/run").join(name)).unwrap();
     rlp::compile(&rlp::syntax::SourceFile::new(name, src))
         .plan
@@ -350,10 +350,26 @@ fn sweep_cells_share_their_common_stage() {
 }
 
 /// Sets the interrupt flag once an `rl` stage reaches `at` steps.
-pub(crate) struct InterruptRlAt {
-    pub(crate) at: u64,
-    pub(crate) flag: Arc<AtomicBool>,
-    pub(crate) in_rl: AtomicBool,
+struct InterruptRlAt {
+    at: u64,
+    flag: Arc<AtomicBool>,
+    in_rl: AtomicBool,
+}
+
+/// Runs `plan` into `out` until its `rl` stage is interrupted after step `at` (a checkpoint
+/// step, so that the run stops there).
+pub(crate) fn interrupt_rl_at(plan: &Plan, out: &Path, at: u64) {
+    let first_try = options(out);
+    let observer = InterruptRlAt {
+        at,
+        flag: Arc::clone(&first_try.interrupt),
+        in_rl: AtomicBool::new(false),
+    };
+    let error = execute(plan, &input(), &first_try, &observer).unwrap_err();
+    assert!(
+        matches!(error, RunError::Interrupted { step, .. } if step == at),
+        "{error}"
+    );
 }
 
 impl Observer for InterruptRlAt {
@@ -434,17 +450,7 @@ fn grpo_raises_the_reward_and_resumes_where_it_stopped() {
 
     // Interrupted after its fourth step (the checkpoint), then resumed: the same rewards.
     let out = scratch("rl-resumed");
-    let first_try = options(&out);
-    let observer = InterruptRlAt {
-        at: 4,
-        flag: Arc::clone(&first_try.interrupt),
-        in_rl: AtomicBool::new(false),
-    };
-    let error = execute(&plan, &input(), &first_try, &observer).unwrap_err();
-    assert!(
-        matches!(error, RunError::Interrupted { step: 4, .. }),
-        "{error}"
-    );
+    interrupt_rl_at(&plan, &out, 4);
     let cells = execute(&plan, &input(), &options(&out), &Silent).unwrap();
     let resumed = cells[0]
         .dir

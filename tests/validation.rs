@@ -3,15 +3,13 @@
 #![allow(clippy::float_cmp)] // resumed values must match bit for bit
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use rlp::plan::Plan;
-use rlp::run::{RunError, RunOptions, Silent, execute};
+use rlp::run::{RunOptions, Silent, execute};
 use serde_json::Value;
 
 use crate::common::root;
-use crate::run::{InterruptRlAt, input, options, scratch};
+use crate::run::{input, interrupt_rl_at, options, scratch};
 
 fn compile(name: &str, src: String) -> Plan {
     rlp::compile(&rlp::syntax::SourceFile::new(name, src))
@@ -106,17 +104,7 @@ fn rl_validates_every_few_steps_without_changing_training() {
     // Interrupted at the step-4 checkpoint and resumed: the same validations, the starting
     // one logged once.
     let out = scratch("rl-validate-resumed");
-    let first_try = options(&out);
-    let observer = InterruptRlAt {
-        at: 4,
-        flag: Arc::clone(&first_try.interrupt),
-        in_rl: AtomicBool::new(false),
-    };
-    let error = execute(&plan, &input(), &first_try, &observer).unwrap_err();
-    assert!(
-        matches!(error, RunError::Interrupted { step: 4, .. }),
-        "{error}"
-    );
+    interrupt_rl_at(&plan, &out, 4);
     let resumed = rl_rows(&plan, &options(&out));
     assert_eq!(validations(&resumed), checks);
 }
