@@ -20,7 +20,7 @@ use crate::tasks::{GenerateError, Generator, trace_formats};
 use crate::tokenizer::Tokenizer;
 
 /// Sequences per sampler call (problems × samples), at least one problem.
-const BATCH_ROWS: usize = 256;
+pub(super) const BATCH_ROWS: usize = 256;
 
 /// Problems drawn per (split, op) to estimate the answer distribution the guessing baselines
 /// guess from. Drawn under a different seed than the evaluated problems.

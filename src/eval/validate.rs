@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::runner::{EvalProblem, Evaluator, judge};
+use super::runner::{BATCH_ROWS, EvalProblem, Evaluator, judge};
 use crate::model::Transformer;
 use crate::model::sample::{Request, Sampling, sample_batch};
 use crate::plan::{Plan, ValidateSpec};
@@ -61,18 +61,21 @@ impl<'p> Validator<'p> {
         })
     }
 
-    /// Scores `model`'s greedy completion of every problem.
+    /// Scores `model`'s greedy completion of every problem, sampled in batches of the eval's
+    /// size (a paper-scale validation has thousands of problems).
     pub fn measure(&self, model: &Transformer) -> candle_core::Result<Validation> {
-        let requests: Vec<Request<'_>> = self
-            .problems
-            .iter()
-            .map(|p| Request {
-                prompt: &p.prompt,
-                n: 1,
-                seed: p.seed,
-            })
-            .collect();
-        let completions = sample_batch(model, &requests, &self.sampling)?;
+        let mut completions = Vec::with_capacity(self.problems.len());
+        for chunk in self.problems.chunks(BATCH_ROWS) {
+            let requests: Vec<Request<'_>> = chunk
+                .iter()
+                .map(|p| Request {
+                    prompt: &p.prompt,
+                    n: 1,
+                    seed: p.seed,
+                })
+                .collect();
+            completions.extend(sample_batch(model, &requests, &self.sampling)?);
+        }
         // Op → (problems, verified, answered).
         let mut counts: BTreeMap<u32, (u32, u32, u32)> = BTreeMap::new();
         let (mut process, mut length) = (0.0, 0usize);

@@ -348,6 +348,20 @@ pub struct ValidateSpec {
     pub seed: u64,
 }
 
+impl ValidateSpec {
+    /// Whether a stage of `steps` steps validates after `step` (0: before the first).
+    #[must_use]
+    pub fn due(&self, step: u64, steps: u64) -> bool {
+        step % u64::from(self.every) == 0 || step == steps
+    }
+
+    /// How many times a stage of `steps` steps validates.
+    #[must_use]
+    pub fn count(&self, steps: u64) -> u64 {
+        1 + steps.div_ceil(u64::from(self.every))
+    }
+}
+
 /// An `rl` stage (GRPO).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RlSpec {
@@ -738,4 +752,31 @@ pub struct EvalSpec {
     pub max_new_tokens: u32,
     /// The eval's seed.
     pub seed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validation_count_is_the_number_of_steps_due() {
+        for every in [1, 3, 20] {
+            let spec = ValidateSpec {
+                source: SourceSpec {
+                    task: TaskId(0),
+                    op_min: 2,
+                    op_max: 3,
+                    contexts: Vec::new(),
+                    mode: None,
+                },
+                problems_per_op: 1,
+                every,
+                seed: 0,
+            };
+            for steps in [0, 1, 19, 20, 21, 195] {
+                let due = (0..=steps).filter(|&s| spec.due(s, steps)).count() as u64;
+                assert_eq!(spec.count(steps), due, "every {every}, {steps} steps");
+            }
+        }
+    }
 }

@@ -443,7 +443,7 @@ pub(super) fn run(
             row["filter/pass_rate"] = candidate_rate.into();
         }
         if let (Some(validator), Some(v)) = (&validator, &spec.validate)
-            && (step % u64::from(v.every) == 0 || step == total_steps)
+            && v.due(step, total_steps)
         {
             validation_keys(&mut row, &validator.measure(&model)?);
         }

@@ -78,8 +78,7 @@ fn validation_cost(
 ) -> Result<(f64, u64), String> {
     let (p, c) = mean_lengths(plan, generator, tokenizer, &only(&v.source), v.seed)?;
     let ops = u64::from(v.source.op_max - v.source.op_min + 1);
-    let validations = 1 + u64::from(r.steps.div_ceil(v.every));
-    let completions = validations * ops * u64::from(v.problems_per_op);
+    let completions = v.count(u64::from(r.steps)) * ops * u64::from(v.problems_per_op);
     let tokens = completions as f64 * (p + c.min(f64::from(r.max_new_tokens)));
     Ok((tokens, completions))
 }
