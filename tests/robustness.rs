@@ -226,3 +226,17 @@ fn a_huge_name_is_not_echoed_whole() {
     let json = serde_json::to_string(&compilation.diagnostics.to_json()).unwrap();
     assert!(json.len() < 5_000, "{} bytes", json.len());
 }
+
+#[test]
+fn an_opening_bracket_after_a_complete_reward_is_the_same_error_both_ways() {
+    // Found by `random_grammar_soup`: a finished reward expression, a newline, then `{` or `[`,
+    // where the whole-file parse also offered the expression's continuations.
+    for src in [
+        "reward op = x \n {",
+        "reward op = x \n [",
+        "reward r = answer\n{ }\n",
+        "reward r = answer * 0.5\n[1]\n",
+    ] {
+        plan_or_error(src.as_bytes());
+    }
+}

@@ -33,10 +33,11 @@ pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
     check_nesting(text)?;
     let mut items = Vec::new();
     let mut base = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
+    let mut previous = None;
     loop {
         let rest = &text[base..];
         let mut pairs =
-            RlpParser::parse(Rule::step, rest).map_err(|e| syntax_error(text, base, &e))?;
+            RlpParser::parse(Rule::step, rest).map_err(|e| step_error(text, base, previous, &e))?;
         let step = presume(pairs.next(), "step");
         let lower = Lower { base };
         check_expression_sizes(&step, &lower)?;
@@ -48,6 +49,7 @@ pub fn parse(text: &str) -> Result<Ast, SyntaxError> {
         if at_end {
             break;
         }
+        previous = Some(base);
         base += step.as_span().end();
     }
     let ast = Ast { items };
@@ -198,6 +200,22 @@ fn check_numbers(ast: &Ast) -> Result<(), SyntaxError> {
     }
 }
 
+/// The error of the step at `base`, read again from the step before it (`previous`) when
+/// there is one, so that what that item's expression could still have taken is expected too.
+fn step_error(
+    text: &str,
+    base: usize,
+    previous: Option<usize>,
+    error: &pest::error::Error<Rule>,
+) -> SyntaxError {
+    if let Some(previous) = previous {
+        if let Err(e) = RlpParser::parse(Rule::step_after_item, &text[previous..]) {
+            return syntax_error(text, previous, &e);
+        }
+    }
+    syntax_error(text, base, error)
+}
+
 /// Converts a pest error, in a parse that started `base` bytes into `text`, into "expected
 /// `{`, found `x`".
 fn syntax_error(text: &str, base: usize, error: &pest::error::Error<Rule>) -> SyntaxError {
@@ -314,7 +332,9 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::EOI => "end of file",
         // A file or step that fails where it starts is reported as itself (pest names the
         // outermost rule that failed at the error's position).
-        Rule::file | Rule::step => "an item (such as `pretrain`, `task` or `seed`) or end of file",
+        Rule::file | Rule::step | Rule::step_after_item => {
+            "an item (such as `pretrain`, `task` or `seed`) or end of file"
+        }
         Rule::item | Rule::use_item | Rule::seed_item | Rule::block_item | Rule::block_kind => {
             "an item (such as `pretrain`, `task` or `seed`)"
         }
@@ -425,7 +445,7 @@ fn hint_for(expected: &str, found: &str) -> Option<String> {
     if found == "end of file" {
         return Some("the file ends in the middle of an item".to_owned());
     }
-    if expected == "end of file" || expected.starts_with("an item") {
+    if expected == "end of file" || expected.contains("an item") {
         return Some(
             "each item starts on its own line: a block (`kind name { ... }`), `seed`, `use`, \
              `reward`, `sweep` or `budget`"
