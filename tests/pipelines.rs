@@ -63,7 +63,7 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
     // `rlp run` copies a stage from another run directory only when its key (content hash
     // and tokenizer) matches: the findings pipelines must declare the ladder's base exactly.
     // A pipeline that sweeps a ladder stage (f1-headroom's `widen`) must have the ladder's
-    // among its instances.
+    // among its instances; f1-headroom-seeds draws `widen` anew and shares the stages before.
     let load = |file: &str| {
         let src = std::fs::read_to_string(root().join(format!("pipelines/{file}.rlp"))).unwrap();
         rlp::compile(&rlp::syntax::SourceFile::new(file, src))
@@ -74,16 +74,23 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
     let tokenizer = |plan: &rlp::plan::Plan| {
         serde_json::to_string(&rlp::tokenizer::Tokenizer::for_plan(plan)).unwrap()
     };
-    for file in [
-        "f1-edge",
-        "f1-rollouts",
-        "f1-headroom",
-        "f3-compute",
-        "f4-rewards",
+    let every = ["base", "more", "widen"].as_slice();
+    for (file, shared) in [
+        ("f1-edge", every),
+        ("f1-rollouts", every),
+        ("f1-headroom", every),
+        ("f1-headroom-seeds", &["base", "more"]),
+        ("f3-compute", every),
+        ("f4-rewards", every),
     ] {
         let plan = load(file);
         assert_eq!(tokenizer(&plan), tokenizer(&ladder), "{file}: tokenizer");
-        for stage in &ladder.stages {
+        assert_eq!(ladder.stages.len(), every.len());
+        for stage in ladder
+            .stages
+            .iter()
+            .filter(|s| shared.contains(&s.name.as_str()))
+        {
             let hashes: Vec<&String> = plan
                 .stages
                 .iter()
