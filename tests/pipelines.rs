@@ -63,7 +63,8 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
     // `rlp run` copies a stage from another run directory only when its key (content hash
     // and tokenizer) matches: the findings pipelines must declare the ladder's base exactly.
     // A pipeline that sweeps a ladder stage (f1-headroom's `widen`) must have the ladder's
-    // among its instances; f1-headroom-seeds draws `widen` anew and shares the stages before.
+    // among its instances; f1-headroom-seeds draws `widen` anew and f1-headroom-long makes it
+    // twice as long; both share the stages before it.
     let load = |file: &str| {
         let src = std::fs::read_to_string(root().join(format!("pipelines/{file}.rlp"))).unwrap();
         rlp::compile(&rlp::syntax::SourceFile::new(file, src))
@@ -80,6 +81,7 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
         ("f1-rollouts", every),
         ("f1-headroom", every),
         ("f1-headroom-seeds", &["base", "more"]),
+        ("f1-headroom-long", &["base", "more"]),
         ("f3-compute", every),
         ("f4-rewards", every),
     ] {
