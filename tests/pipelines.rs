@@ -76,6 +76,7 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
         serde_json::to_string(&rlp::tokenizer::Tokenizer::for_plan(plan)).unwrap()
     };
     let every = ["base", "more", "widen"].as_slice();
+    assert_eq!(ladder.stages.len(), every.len());
     for (file, shared) in [
         ("f1-edge", every),
         ("f1-rollouts", every),
@@ -87,7 +88,6 @@ fn findings_pipelines_declare_the_ladders_stages_unchanged() {
     ] {
         let plan = load(file);
         assert_eq!(tokenizer(&plan), tokenizer(&ladder), "{file}: tokenizer");
-        assert_eq!(ladder.stages.len(), every.len());
         for stage in ladder
             .stages
             .iter()
